@@ -1,0 +1,169 @@
+//! The task log (seed `runtime/taskcontext.go`, engine-contract.md §5): a
+//! file-backed stream with one writer side and any number of live readers. Each
+//! reader starts at byte 0, sees every byte in order, waits for more, and reaches
+//! end-of-file only after [`TaskLog::close`]. Writes after close are dropped.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// Where the log is and how far it got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Progress {
+    len: u64,
+    closed: bool,
+}
+
+struct Inner {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+    progress: watch::Sender<Progress>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A task log; clones share it.
+#[derive(Clone)]
+pub struct TaskLog {
+    inner: Arc<Inner>,
+}
+
+impl TaskLog {
+    /// A log in a new temporary file, deleted when the last clone is dropped.
+    pub fn temporary() -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("enginehost-log-").tempdir()?;
+        let path = dir.path().join("task.log");
+        Self::create(&path, Some(dir))
+    }
+
+    fn create(path: &Path, dir: Option<tempfile::TempDir>) -> std::io::Result<Self> {
+        let file = File::options().create(true).truncate(true).read(true).write(true).open(path)?;
+        let (progress, _) = watch::channel(Progress { len: 0, closed: false });
+        Ok(TaskLog {
+            inner: Arc::new(Inner { path: path.to_owned(), file: Mutex::new(Some(file)), progress, _dir: dir }),
+        })
+    }
+
+    /// The file behind the log.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Appends raw bytes (the seed's `LogDrain`). Ignored after close.
+    pub fn write(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut file = self.inner.file.lock().expect("task log lock poisoned");
+        let Some(f) = file.as_mut() else { return };
+        if f.write_all(bytes).is_ok() {
+            self.inner.progress.send_modify(|p| p.len += bytes.len() as u64);
+        }
+    }
+
+    /// Writes `[taskcluster] <message>` as a line.
+    pub fn log(&self, message: &str) {
+        self.write(format!("[taskcluster] {message}\n").as_bytes());
+    }
+
+    /// Writes `[taskcluster:error] <message>` as a line.
+    pub fn log_error(&self, message: &str) {
+        self.write(format!("[taskcluster:error] {message}\n").as_bytes());
+    }
+
+    /// Closes the log: readers reach end-of-file, later writes are dropped.
+    /// Idempotent.
+    pub fn close(&self) {
+        let mut file = self.inner.file.lock().expect("task log lock poisoned");
+        if let Some(f) = file.take() {
+            let _ = f.sync_data();
+        }
+        self.inner.progress.send_modify(|p| p.closed = true);
+    }
+
+    /// Whether [`TaskLog::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.progress.borrow().closed
+    }
+
+    /// A reader from byte 0.
+    pub fn reader(&self) -> std::io::Result<LogReader> {
+        Ok(LogReader { file: File::open(&self.inner.path)?, pos: 0, progress: self.inner.progress.subscribe() })
+    }
+
+    /// The whole log once it is closed (waits for close).
+    pub async fn read_to_end(&self) -> std::io::Result<Vec<u8>> {
+        self.reader()?.read_to_end().await
+    }
+}
+
+/// A live reader of a [`TaskLog`].
+pub struct LogReader {
+    file: File,
+    pos: u64,
+    progress: watch::Receiver<Progress>,
+}
+
+impl LogReader {
+    /// Reads up to `buf.len()` bytes, waiting for the writer; 0 means end-of-file
+    /// (the log is closed and everything was read).
+    pub async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let progress = *self.progress.borrow_and_update();
+            if progress.len > self.pos {
+                let want = (progress.len - self.pos).min(buf.len() as u64) as usize;
+                self.file.seek(SeekFrom::Start(self.pos))?;
+                let n = self.file.read(&mut buf[..want])?;
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            if progress.closed || buf.is_empty() {
+                return Ok(0);
+            }
+            if self.progress.changed().await.is_err() {
+                return Ok(0); // the log is gone
+            }
+        }
+    }
+
+    /// Reads to end-of-file.
+    pub async fn read_to_end(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskLog;
+
+    #[tokio::test]
+    async fn readers_start_at_zero_and_end_after_close() {
+        let log = TaskLog::temporary().unwrap();
+        log.log("one");
+        let mut early = log.reader().unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(early.read(&mut buf).await.unwrap(), 1);
+        assert_eq!(&buf, b"[");
+        let pending = tokio::spawn({
+            let log = log.clone();
+            async move { log.read_to_end().await.unwrap() }
+        });
+        log.log_error("two");
+        log.close();
+        log.write(b"dropped");
+        let all = String::from_utf8(pending.await.unwrap()).unwrap();
+        assert_eq!(all, "[taskcluster] one\n[taskcluster:error] two\n");
+        let rest = early.read_to_end().await.unwrap();
+        assert_eq!(rest.len(), all.len() - 1);
+    }
+}

@@ -1,0 +1,16 @@
+//! # enginehost
+//!
+//! A WebAssembly plugin host for CI task-execution engines. Map of the crate:
+//!
+//! - [`contract`]: the worker traits (`Engine`, `SandboxBuilder`, `Sandbox`, ...),
+//!   `EngineError`, the task context and task log. No wasmtime.
+//! - [`runtime`]: wasmtime; loads a plugin and adapts it to the worker traits.
+//! - [`plugin`]: the plugin catalog: built-in engines and a plugin directory,
+//!   metadata, rejections.
+//! - [`worker`]: running one task through the seed's stages; payload validation.
+//! - `cli` (binary only): the `enginehost` command.
+
+pub mod contract;
+pub mod plugin;
+pub mod runtime;
+pub mod worker;

@@ -1,0 +1,1 @@
+//! Plugin catalog (to come).

@@ -1,0 +1,139 @@
+//! One engine instance = one Store = one tokio task (the actor), which keeps a
+//! single `run_concurrent` event loop alive for the instance's whole life (guest
+//! tasks only progress while it is polled). Callers send jobs (closures that make
+//! one or more calls with the Store's `Accessor`) and await a oneshot reply; many
+//! jobs run at once, so `abort`/`kill`/`new-shell` are served while a
+//! `wait-for-result` is pending.
+//!
+//! A trap (or any wasmtime error) in any job ends the loop: every job in flight is
+//! dropped, and every caller, then and later, gets the instance's death message
+//! naming the plugin, the trap and the guest's last stderr lines. The adapter then
+//! starts a fresh instance for the next use.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot, watch};
+use wasmtime::Store;
+use wasmtime::component::Accessor;
+
+use super::bindings::EngineExports;
+use super::state::{HostState, stderr_tail};
+use super::LoadedPlugin;
+use crate::contract::{EngineError, WorkerControl};
+
+/// What a job receives: the Store's accessor and the engine's exports.
+pub(crate) type Acc = Accessor<HostState>;
+type Job = Box<dyn for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send>;
+
+/// A live (or dead) engine instance.
+pub(crate) struct Instance {
+    plugin: Arc<str>,
+    jobs: mpsc::UnboundedSender<Job>,
+    death: watch::Receiver<Option<String>>,
+}
+
+impl Instance {
+    /// Instantiates `plugin` in a new Store and starts its actor.
+    pub(crate) async fn spawn(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> anyhow::Result<Arc<Instance>> {
+        let mut store = Store::new(plugin.pre.engine(), HostState::new(worker));
+        let bindings = plugin.pre.instantiate_async(&mut store).await?;
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let (death_tx, death) = watch::channel(None);
+        let name = plugin.name.clone();
+        tokio::spawn(async move {
+            let stderr = store.data().stderr.clone();
+            let message = match run(store, bindings, rx).await {
+                Ok(()) => "the engine instance was shut down".to_string(),
+                Err(e) => {
+                    let mut message = format!("{e:#}");
+                    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+                        message = format!("{trap}");
+                    }
+                    if let Some(tail) = stderr_tail(&stderr) {
+                        message.push_str(&format!("; guest stderr: {tail}"));
+                    }
+                    message
+                }
+            };
+            death_tx.send_replace(Some(message));
+        });
+        Ok(Arc::new(Instance { plugin: name, jobs, death }))
+    }
+
+    /// Whether the instance can still take calls.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.jobs.is_closed() && self.death.borrow().is_none()
+    }
+
+    /// Runs `f` in the instance and returns its value; if the instance dies first
+    /// (in `f` or anywhere else), the error names the plugin and the cause.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |acc, exports| {
+            Box::pin(async move {
+                let value = f(acc, exports).await?;
+                let _ = tx.send(value);
+                Ok(())
+            })
+        });
+        if self.jobs.send(job).is_ok() {
+            if let Ok(value) = rx.await {
+                return Ok(value);
+            }
+        }
+        Err(self.failure().await)
+    }
+
+    /// Sends `f` without waiting for it (releasing handles); nothing if dead.
+    pub(crate) fn spawn_call<F>(&self, f: F)
+    where
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send + 'static,
+    {
+        let _ = self.jobs.send(Box::new(f));
+    }
+
+    /// The error every call gets once the instance is dead.
+    pub(crate) async fn failure(&self) -> EngineError {
+        let mut death = self.death.clone();
+        let reason = match death.wait_for(|d| d.is_some()).await {
+            Ok(d) => d.clone().unwrap_or_default(),
+            Err(_) => "the engine instance is gone".to_string(),
+        };
+        EngineError::PluginFailed { plugin: self.plugin.to_string(), reason }
+    }
+}
+
+/// The actor's loop: take jobs, run them concurrently, stop at the first error or
+/// when every sender is gone (after the jobs in flight finish).
+async fn run(
+    mut store: Store<HostState>,
+    bindings: super::bindings::EnginePlugin,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) -> wasmtime::Result<()> {
+    store
+        .run_concurrent(async move |acc| -> wasmtime::Result<()> {
+            let exports = bindings.enginehost_engine_engine();
+            let mut inflight: FuturesUnordered<BoxFuture<'_, wasmtime::Result<()>>> = FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    job = rx.recv() => match job {
+                        Some(job) => inflight.push(job(acc, exports)),
+                        None => break,
+                    },
+                    Some(done) = inflight.next(), if !inflight.is_empty() => done?,
+                }
+            }
+            while let Some(done) = inflight.next().await {
+                done?;
+            }
+            Ok(())
+        })
+        .await?
+}

@@ -1,0 +1,20 @@
+//! The one `bindgen!` of the contract (`wit/engine.wit`). Imported resources map to
+//! the host types in `runtime/imports.rs`.
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "engine-plugin",
+        imports: { default: trappable },
+        exports: { default: async | store },
+        with: {
+            "enginehost:engine/host.task-context": crate::runtime::imports::TaskContextRes,
+            "enginehost:engine/host.proxy-handler": crate::runtime::imports::ProxyHandlerRes,
+            "enginehost:engine/host.file-handler": crate::runtime::imports::FileHandlerRes,
+        },
+    });
+}
+
+pub(crate) use generated::{EnginePlugin, EnginePluginPre};
+pub(crate) use generated::enginehost::engine::{host, types};
+pub(crate) use generated::exports::enginehost::engine::engine::Guest as EngineExports;

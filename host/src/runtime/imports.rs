@@ -1,0 +1,130 @@
+//! What the host offers an engine (`interface host` of the WIT): the task context,
+//! the proxy and file handlers, and stop-now. Every method reaches only the
+//! resource it is called on; a bad handle traps (a host bug or a hostile guest).
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
+
+use super::bindings::{host, types};
+use super::state::HostState;
+use super::streams::{ChannelSink, LogSink};
+use crate::contract::{self, FileHandler, ProxyHandler, TaskContext, byte_pipe};
+
+/// The host side of a `task-context`.
+pub struct TaskContextRes(pub(crate) TaskContext);
+/// The host side of a `proxy-handler`.
+pub struct ProxyHandlerRes(pub(crate) Arc<dyn ProxyHandler>);
+/// The host side of a `file-handler`.
+pub struct FileHandlerRes(pub(crate) FileHandler);
+
+fn context(state: &mut HostState, r: &Resource<TaskContextRes>) -> wasmtime::Result<TaskContext> {
+    Ok(state.table.get(r)?.0.clone())
+}
+
+impl host::Host for HostState {
+    fn stop_now(&mut self) -> wasmtime::Result<()> {
+        self.worker.stop_now();
+        Ok(())
+    }
+}
+
+impl host::HostTaskContext for HostState {
+    fn task_id(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<String> {
+        Ok(context(self, &r)?.info().task_id.clone())
+    }
+    fn run_id(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<u32> {
+        Ok(context(self, &r)?.info().run_id)
+    }
+    fn scopes(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<Vec<String>> {
+        Ok(context(self, &r)?.info().scopes.clone())
+    }
+    fn has_scopes(&mut self, r: Resource<TaskContextRes>, sets: Vec<Vec<String>>) -> wasmtime::Result<bool> {
+        Ok(context(self, &r)?.has_scopes(&sets))
+    }
+    fn log(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
+        context(self, &r)?.log().log(&message);
+        Ok(())
+    }
+    fn log_error(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
+        context(self, &r)?.log().log_error(&message);
+        Ok(())
+    }
+    fn drop(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl<T> host::HostTaskContextWithStore<T> for HasSelf<HostState> {
+    async fn write_log(
+        acc: &Accessor<T, Self>,
+        r: Resource<TaskContextRes>,
+        data: StreamReader<u8>,
+    ) -> wasmtime::Result<u64> {
+        let (done, written) = oneshot::channel();
+        acc.with(|mut a| {
+            let log = context(a.get(), &r)?.log().clone();
+            data.pipe(&mut a, LogSink::new(log, done))
+        })?;
+        Ok(written.await.unwrap_or(0))
+    }
+
+    async fn cancelled(acc: &Accessor<T, Self>, r: Resource<TaskContextRes>) -> wasmtime::Result<()> {
+        let ctx = acc.with(|mut a| context(a.get(), &r))?;
+        ctx.cancelled().await;
+        Ok(())
+    }
+}
+
+impl host::HostProxyHandler for HostState {
+    fn drop(&mut self, r: Resource<ProxyHandlerRes>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl<T> host::HostProxyHandlerWithStore<T> for HasSelf<HostState> {
+    async fn handle_request(
+        acc: &Accessor<T, Self>,
+        r: Resource<ProxyHandlerRes>,
+        request: types::HttpRequest,
+    ) -> wasmtime::Result<types::HttpResponse> {
+        let handler = acc.with(|mut a| a.get().table.get(&r).map(|h| h.0.clone()))?;
+        let request = contract::HttpRequest {
+            method: request.method,
+            path: request.path,
+            headers: request.headers,
+            body: request.body,
+        };
+        let response = handler.handle(request).await;
+        Ok(types::HttpResponse { status: response.status, headers: response.headers, body: response.body })
+    }
+}
+
+impl host::HostFileHandler for HostState {
+    fn drop(&mut self, r: Resource<FileHandlerRes>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl<T> host::HostFileHandlerWithStore<T> for HasSelf<HostState> {
+    async fn handle_file(
+        acc: &Accessor<T, Self>,
+        r: Resource<FileHandlerRes>,
+        path: String,
+        data: StreamReader<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let (sink, stream) = byte_pipe();
+        let handler = acc.with(|mut a| -> wasmtime::Result<FileHandler> {
+            let handler = a.get().table.get(&r)?.0.clone();
+            data.pipe(&mut a, ChannelSink::new(sink.0))?;
+            Ok(handler)
+        })?;
+        Ok(handler(path, stream).await)
+    }
+}
+
+impl types::Host for HostState {}

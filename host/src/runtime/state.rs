@@ -1,0 +1,47 @@
+//! [`HostState`]: what one engine instance's Store holds, and the WASI context it
+//! gets. Deny by default: no preopened directories, no environment, no network, no
+//! stdin; guest stderr is captured so a panic message can name the cause of a trap.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::contract::WorkerControl;
+
+/// Bytes of guest stderr kept for error reports.
+const STDERR_CAPACITY: usize = 64 * 1024;
+
+/// The data of one engine instance's Store.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) worker: Arc<WorkerControl>,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    /// A state granting nothing.
+    pub(crate) fn new(worker: Arc<WorkerControl>) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stderr(stderr.clone());
+        HostState { wasi: wasi.build(), table: ResourceTable::new(), worker, stderr }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The last lines of what the guest wrote to stderr (a panic message, usually).
+pub(crate) fn stderr_tail(pipe: &MemoryOutputPipe) -> Option<String> {
+    let bytes = pipe.contents();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+    (!tail.is_empty()).then_some(tail)
+}

@@ -1,0 +1,113 @@
+//! The mock engine (seed: `engines/mock`, engine-contract.md §4.1): runs no
+//! processes, but implements every part of the contract with fixed behaviour, so the
+//! host, the worker and the conformance suite can be exercised end to end.
+//!
+//! Payload: `{"delay": ms, "function": name, "argument": string}` (all required).
+//! After `delay` ms the function runs; see [`sandbox`] for each function. Shells
+//! ([`shell`]), the `MockDisplay` RFB server ([`display`]) and in-memory volumes
+//! ([`volume`]) follow the seed.
+
+pub mod display;
+pub mod sandbox;
+pub mod shell;
+pub mod volume;
+
+use std::rc::Rc;
+
+use enginehost_sdk::{Engine, Result, TaskContext, malformed, sleep};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use sandbox::{MockSandbox, MockSandboxBuilder, MockTask};
+pub use shell::MockShell;
+pub use volume::{MockVolume, MockVolumeBuilder};
+
+/// Every function the payload may name.
+pub const FUNCTIONS: &[&str] = &[
+    "true",
+    "false",
+    "write-volume",
+    "read-volume",
+    "get-url",
+    "ping-proxy",
+    "write-log",
+    "write-error-log",
+    "write-log-sleep",
+    "write-files",
+    "print-env-var",
+    "fatal-internal-error",
+    "nonfatal-internal-error",
+    "malformed-payload-initial",
+    "malformed-payload-after-start",
+    "stopNow-sleep",
+];
+
+/// The mock payload.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Payload {
+    /// Milliseconds to wait before running `function`.
+    pub delay: u64,
+    /// One of [`FUNCTIONS`].
+    pub function: String,
+    /// The function's argument.
+    pub argument: String,
+}
+
+/// The mock engine; stateless (volumes belong to their owners).
+pub struct MockEngine;
+
+impl Engine for MockEngine {
+    type SandboxBuilder = MockSandboxBuilder;
+    type Sandbox = MockSandbox;
+    type Shell = MockShell;
+    type ResultSet = MockTask;
+    type Volume = MockVolume;
+    type VolumeBuilder = MockVolumeBuilder;
+
+    async fn new(_config: Value) -> Result<Self> {
+        Ok(MockEngine)
+    }
+
+    fn payload_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "delay": {
+                    "type": "integer", "minimum": 0, "maximum": 300000,
+                    "description": "Milliseconds to wait before running the function"
+                },
+                "function": {
+                    "type": "string", "enum": FUNCTIONS,
+                    "description": "What the mock task does"
+                },
+                "argument": {
+                    "type": "string", "maxLength": 255,
+                    "description": "The function's argument"
+                }
+            },
+            "required": ["delay", "function", "argument"],
+            "additionalProperties": false
+        })
+    }
+
+    async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<MockSandboxBuilder> {
+        let payload: Payload = serde_json::from_value(payload)
+            .map_err(|e| malformed(format!("task.payload does not fit the mock payload schema: {e}")))?;
+        if payload.function == "malformed-payload-initial" {
+            sleep(std::time::Duration::from_millis(payload.delay)).await;
+            return Err(malformed(payload.argument));
+        }
+        Ok(MockSandboxBuilder::new(context, payload))
+    }
+
+    async fn new_volume_builder(self: Rc<Self>, _options: Value) -> Result<MockVolumeBuilder> {
+        Ok(MockVolumeBuilder::default())
+    }
+
+    async fn new_volume(self: Rc<Self>, _options: Value) -> Result<MockVolume> {
+        Ok(MockVolume::default())
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+enginehost_sdk::export_engine!(MockEngine);

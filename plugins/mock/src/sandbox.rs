@@ -1,0 +1,322 @@
+//! One object is builder, sandbox and result set (seed `mocksandbox.go`).
+//!
+//! `start` spawns the task: sleep `delay` → run the function → wait for every
+//! session (shells, displays) → resolve once. Kill resolves with `success=false`,
+//! Abort with `sandbox-aborted`; both end every session. The first resolution wins.
+//!
+//! Functions: `true`/`false`; `write-volume <mount>/<file>:<data>`;
+//! `read-volume <mount>/<file>` (logs it, succeeds iff non-empty); `get-url`
+//! (feature-not-supported: the host grants no network yet); `ping-proxy <url>`;
+//! `write-log`/`write-error-log` (log, then succeed/fail); `write-log-sleep` (log,
+//! sleep 500 ms, succeed); `write-files <p> <p>…` (each holds `Hello World`);
+//! `print-env-var <name>`; `fatal-internal-error`, `nonfatal-internal-error`,
+//! `malformed-payload-after-start` (wait-for-result returns that error);
+//! `stopNow-sleep` (asks the worker to stop, sleeps 500 ms, succeeds).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use enginehost_sdk::wit::enginehost::engine::host::stop_now;
+use enginehost_sdk::{
+    Display, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions,
+    Signal, StreamReader, TaskContext, byte_stream, malformed, sleep, spawn_local,
+};
+
+use crate::display::{self, DisplayConn};
+use crate::shell::{self, MockShell, ShellState};
+use crate::volume::{MockVolume, VolumeFiles};
+use crate::{MockEngine, Payload};
+
+/// How a task resolved: `Ok(success)` or the error wait-for-result returns.
+pub type Resolution = std::result::Result<bool, Error>;
+
+/// The state of one mock task, from builder to result set.
+pub struct MockTask {
+    pub(crate) context: TaskContext,
+    payload: Payload,
+    env: RefCell<BTreeMap<String, String>>,
+    proxies: RefCell<BTreeMap<String, Rc<ProxyHandler>>>,
+    mounts: RefCell<BTreeMap<String, (VolumeFiles, bool)>>,
+    files: RefCell<BTreeMap<String, String>>,
+    started: Cell<bool>,
+    pub(crate) resolution: Signal<Resolution>,
+    pub(crate) sessions: Sessions,
+    pub(crate) shells: RefCell<Vec<Rc<ShellState>>>,
+    pub(crate) displays: RefCell<Vec<Rc<DisplayConn>>>,
+}
+
+/// The builder handle.
+pub struct MockSandboxBuilder(Rc<MockTask>);
+/// The sandbox handle.
+pub struct MockSandbox(pub(crate) Rc<MockTask>);
+
+impl MockSandboxBuilder {
+    pub(crate) fn new(context: TaskContext, payload: Payload) -> Self {
+        MockSandboxBuilder(Rc::new(MockTask {
+            context,
+            payload,
+            env: RefCell::default(),
+            proxies: RefCell::default(),
+            mounts: RefCell::default(),
+            files: RefCell::default(),
+            started: Cell::new(false),
+            resolution: Signal::new(),
+            sessions: Sessions::new(),
+            shells: RefCell::default(),
+            displays: RefCell::default(),
+        }))
+    }
+}
+
+fn insert_named<V>(map: &RefCell<BTreeMap<String, V>>, what: &str, name: String, value: V) -> Result<()> {
+    if name.contains(' ') {
+        return Err(malformed(format!("MockEngine {what} names cannot contain space, got '{name}'")));
+    }
+    let mut map = map.borrow_mut();
+    if map.contains_key(&name) {
+        return Err(Error::NamingConflict);
+    }
+    map.insert(name, value);
+    Ok(())
+}
+
+impl SandboxBuilder<MockEngine> for MockSandboxBuilder {
+    async fn attach_volume(&self, mountpoint: String, volume: &MockVolume, read_only: bool) -> Result<()> {
+        if mountpoint.contains(' ') {
+            return Err(malformed("MockEngine mountpoints cannot contain space"));
+        }
+        insert_named(&self.0.mounts, "mountpoint", mountpoint, (volume.files.clone(), read_only))
+    }
+
+    async fn attach_proxy(&self, name: String, handler: ProxyHandler) -> Result<()> {
+        insert_named(&self.0.proxies, "proxy", name, Rc::new(handler))
+    }
+
+    async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
+        insert_named(&self.0.env, "environment variable", name, value)
+    }
+
+    async fn start(&self) -> Result<MockSandbox> {
+        if self.0.started.replace(true) {
+            return Err(Error::ContractViolation("start was called twice on one sandbox builder".into()));
+        }
+        let task = self.0.clone();
+        spawn_local(async move {
+            sleep(Duration::from_millis(task.payload.delay)).await;
+            if task.resolution.is_set() {
+                return; // killed or aborted during the delay
+            }
+            let result = task.run_function().await;
+            task.sessions.idle().await;
+            task.resolve(result);
+        });
+        Ok(MockSandbox(self.0.clone()))
+    }
+}
+
+impl MockTask {
+    /// Resolves the task (first call wins); a winner ends every session.
+    pub(crate) fn resolve(&self, resolution: Resolution) -> bool {
+        if !self.resolution.set(resolution) {
+            return false;
+        }
+        for shell in self.shells.borrow_mut().drain(..) {
+            shell.finish(Err(Error::ShellAborted));
+        }
+        for conn in self.displays.borrow_mut().drain(..) {
+            conn.close();
+        }
+        true
+    }
+
+    /// The error for starting a session on a resolved sandbox, if it is resolved.
+    pub(crate) fn terminated_error(&self) -> Option<Error> {
+        match self.resolution.get()? {
+            Err(Error::SandboxAborted) => Some(Error::SandboxAborted),
+            _ => Some(Error::SandboxTerminated),
+        }
+    }
+
+    fn log(&self, message: &str) {
+        self.context.log(message);
+    }
+
+    async fn run_function(&self) -> Resolution {
+        let arg = self.payload.argument.as_str();
+        match self.payload.function.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            "write-volume" => Ok(self.write_volume(arg)),
+            "read-volume" => Ok(self.read_volume(arg)),
+            "get-url" => Err(Error::FeatureNotSupported),
+            "ping-proxy" => Ok(self.ping_proxy(arg).await),
+            "write-log" => {
+                self.log(arg);
+                Ok(true)
+            }
+            "write-error-log" => {
+                self.log(arg);
+                Ok(false)
+            }
+            "write-log-sleep" => {
+                self.log(arg);
+                sleep(Duration::from_millis(500)).await;
+                Ok(true)
+            }
+            "write-files" => {
+                let mut files = self.files.borrow_mut();
+                for path in arg.split(' ').filter(|p| !p.is_empty()) {
+                    files.insert(path.to_string(), "Hello World".to_string());
+                }
+                Ok(true)
+            }
+            "print-env-var" => {
+                let value = self.env.borrow().get(arg).cloned();
+                self.log(value.as_deref().unwrap_or(""));
+                Ok(value.is_some())
+            }
+            "fatal-internal-error" => Err(Error::FatalInternalError("the mock was asked to fail fatally".into())),
+            "nonfatal-internal-error" => Err(Error::NonFatalInternalError("the mock was asked to fail".into())),
+            "malformed-payload-after-start" => Err(malformed(arg)),
+            "stopNow-sleep" => {
+                stop_now();
+                sleep(Duration::from_millis(500)).await;
+                Ok(true)
+            }
+            other => Err(malformed(format!("unknown mock function '{other}'"))),
+        }
+    }
+
+    fn mount_and_file<'a>(&self, arg: &'a str) -> Option<(VolumeFiles, bool, &'a str)> {
+        let (mount, rest) = arg.split_once('/')?;
+        let (files, read_only) = self.mounts.borrow().get(mount).cloned()?;
+        Some((files, read_only, rest))
+    }
+
+    fn write_volume(&self, arg: &str) -> bool {
+        let Some((files, read_only, rest)) = self.mount_and_file(arg) else {
+            return false;
+        };
+        let Some((file, data)) = rest.split_once(':') else {
+            return false;
+        };
+        if read_only {
+            return false;
+        }
+        files.borrow_mut().insert(file.to_string(), data.to_string());
+        true
+    }
+
+    fn read_volume(&self, arg: &str) -> bool {
+        let Some((files, _, file)) = self.mount_and_file(arg) else {
+            return false;
+        };
+        let content = files.borrow().get(file).cloned().unwrap_or_default();
+        self.log(&content);
+        !content.is_empty()
+    }
+
+    async fn ping_proxy(&self, url: &str) -> bool {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let Some(handler) = self.proxies.borrow().get(host).cloned() else {
+            self.log(&format!("No proxy for hostname: {host}"));
+            return false;
+        };
+        self.log("Pinging");
+        let request = HttpRequest { method: "GET".into(), path: path.into(), headers: Vec::new(), body: Vec::new() };
+        let response = handler.handle_request(request).await;
+        self.log(&String::from_utf8_lossy(&response.body));
+        response.status == 200
+    }
+}
+
+impl Sandbox<MockEngine> for MockSandbox {
+    async fn wait_for_result(&self) -> Result<Rc<MockTask>> {
+        self.0.resolution.wait().await?;
+        Ok(self.0.clone())
+    }
+
+    async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<MockShell> {
+        if !command.is_empty() || tty {
+            return Err(Error::FeatureNotSupported);
+        }
+        if let Some(e) = self.0.terminated_error() {
+            return Err(e);
+        }
+        Ok(shell::start(&self.0, stdin))
+    }
+
+    async fn list_displays(&self) -> Result<Vec<Display>> {
+        Ok(vec![display::mock_display()])
+    }
+
+    async fn open_display(&self, name: String, client: StreamReader<u8>) -> Result<StreamReader<u8>> {
+        if name != display::NAME {
+            return Err(Error::NoSuchDisplay);
+        }
+        if let Some(e) = self.0.terminated_error() {
+            return Err(e);
+        }
+        Ok(display::open(&self.0, client))
+    }
+
+    async fn abort(&self) -> Result<()> {
+        if self.0.resolve(Err(Error::SandboxAborted)) { Ok(()) } else { Err(Error::SandboxTerminated) }
+    }
+
+    async fn kill(&self) -> Result<()> {
+        if self.0.resolve(Ok(false)) {
+            return Ok(());
+        }
+        match self.0.resolution.get() {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ResultSet for MockTask {
+    fn success(&self) -> bool {
+        matches!(self.resolution.get(), Some(Ok(true)))
+    }
+
+    async fn extract_file(&self, path: String) -> Result<StreamReader<u8>> {
+        let content = self.files.borrow().get(&path).cloned().unwrap_or_default();
+        if content.is_empty() {
+            return Err(Error::ResourceNotFound);
+        }
+        Ok(bytes_stream(content.into_bytes()))
+    }
+
+    async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
+        let prefix = if path.ends_with('/') { path } else { format!("{path}/") };
+        let matches: Vec<(String, String)> = self
+            .files
+            .borrow()
+            .iter()
+            .filter_map(|(p, c)| p.strip_prefix(&prefix).map(|rel| (rel.to_string(), c.clone())))
+            .collect();
+        if matches.is_empty() {
+            return Err(Error::ResourceNotFound);
+        }
+        // Like the seed: every handler runs, concurrently; any error interrupts.
+        let calls = matches.into_iter().map(|(rel, content)| handler.handle_file(rel, bytes_stream(content.into_bytes())));
+        let results = futures::future::join_all(calls).await;
+        if results.iter().any(|r| r.is_err()) { Err(Error::HandlerInterrupt) } else { Ok(()) }
+    }
+}
+
+/// A stream that yields `bytes`, written by a spawned task.
+pub(crate) fn bytes_stream(bytes: Vec<u8>) -> StreamReader<u8> {
+    let (mut tx, rx) = byte_stream();
+    spawn_local(async move {
+        let _ = tx.write_all(bytes).await;
+    });
+    rx
+}
