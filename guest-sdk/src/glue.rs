@@ -7,7 +7,9 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use crate::traits::{self, Engine, ResultSet as _, Sandbox as _, SandboxBuilder as _, Shell as _, VolumeBuilder as _};
+use crate::traits::{
+    self, Engine, ResultSet as _, Sandbox as _, SandboxBuilder as _, Shell as _, VolumeBuilder as _,
+};
 use crate::wit::enginehost::engine::types::{Display, EngineCapabilities, Error, Section};
 use crate::wit::exports::enginehost::engine::engine as x;
 use crate::{FileHandler, ProxyHandler, Result, StreamReader, TaskContext, empty_stream};
@@ -20,12 +22,15 @@ fn engine<E: Engine>() -> Result<Rc<E>> {
     let any = ENGINE.with(|e| e.borrow().clone());
     match any.map(|a| a.downcast::<E>()) {
         Some(Ok(engine)) => Ok(engine),
-        _ => Err(Error::ContractViolation("the engine was used before `init` succeeded".into())),
+        _ => Err(Error::ContractViolation(
+            "the engine was used before `init` succeeded".into(),
+        )),
     }
 }
 
 fn parse(what: &str, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| Error::MalformedPayload(vec![format!("{what} is not valid JSON: {e}")]))
+    serde_json::from_str(text)
+        .map_err(|e| Error::MalformedPayload(vec![format!("{what} is not valid JSON: {e}")]))
 }
 
 /// The type `export_engine!` exports: implements the generated `Guest` for `E`.
@@ -64,18 +69,29 @@ impl<E: Engine> x::Guest for Exports<E> {
         engine::<E>().map(|e| e.documentation()).unwrap_or_default()
     }
     fn payload_schema() -> String {
-        engine::<E>().map(|e| e.payload_schema()).unwrap_or_else(|_| traits::empty_object_schema()).to_string()
+        engine::<E>()
+            .map(|e| e.payload_schema())
+            .unwrap_or_else(|_| traits::empty_object_schema())
+            .to_string()
     }
     fn capabilities() -> EngineCapabilities {
-        engine::<E>().map(|e| e.capabilities()).unwrap_or(EngineCapabilities { max_concurrency: 0 })
+        engine::<E>()
+            .map(|e| e.capabilities())
+            .unwrap_or(EngineCapabilities { max_concurrency: 0 })
     }
-    async fn new_sandbox_builder(context: TaskContext, payload: String) -> Result<x::SandboxBuilder> {
+    async fn new_sandbox_builder(
+        context: TaskContext,
+        payload: String,
+    ) -> Result<x::SandboxBuilder> {
         let payload = parse("task.payload", &payload)?;
         let builder = engine::<E>()?.new_sandbox_builder(context, payload).await?;
         Ok(x::SandboxBuilder::new(BuilderRes::<E>(builder)))
     }
     fn volume_schema() -> String {
-        engine::<E>().map(|e| e.volume_schema()).unwrap_or_else(|_| traits::empty_object_schema()).to_string()
+        engine::<E>()
+            .map(|e| e.volume_schema())
+            .unwrap_or_else(|_| traits::empty_object_schema())
+            .to_string()
     }
     async fn new_volume_builder(options: String) -> Result<x::VolumeBuilder> {
         let options = parse("the volume options", &options)?;
@@ -93,7 +109,12 @@ impl<E: Engine> x::Guest for Exports<E> {
 }
 
 impl<E: Engine> x::GuestSandboxBuilder for BuilderRes<E> {
-    async fn attach_volume(&self, mountpoint: String, volume: x::VolumeBorrow<'_>, read_only: bool) -> Result<()> {
+    async fn attach_volume(
+        &self,
+        mountpoint: String,
+        volume: x::VolumeBorrow<'_>,
+        read_only: bool,
+    ) -> Result<()> {
         let volume = &volume.get::<VolumeRes<E>>().0;
         traits::SandboxBuilder::attach_volume(&self.0, mountpoint, volume, read_only).await
     }
@@ -116,15 +137,28 @@ impl<E: Engine> x::GuestSandboxBuilder for BuilderRes<E> {
 
 impl<E: Engine> x::GuestSandbox for SandboxRes<E> {
     async fn wait_for_result(&self) -> Result<x::ResultSet> {
-        Ok(x::ResultSet::new(ResultSetRes::<E>(self.0.wait_for_result().await?)))
+        Ok(x::ResultSet::new(ResultSetRes::<E>(
+            self.0.wait_for_result().await?,
+        )))
     }
-    async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<x::Shell> {
-        Ok(x::Shell::new(ShellRes::<E>(self.0.new_shell(command, tty, stdin).await?)))
+    async fn new_shell(
+        &self,
+        command: Vec<String>,
+        tty: bool,
+        stdin: StreamReader<u8>,
+    ) -> Result<x::Shell> {
+        Ok(x::Shell::new(ShellRes::<E>(
+            self.0.new_shell(command, tty, stdin).await?,
+        )))
     }
     async fn list_displays(&self) -> Result<Vec<Display>> {
         self.0.list_displays().await
     }
-    async fn open_display(&self, name: String, client: StreamReader<u8>) -> Result<StreamReader<u8>> {
+    async fn open_display(
+        &self,
+        name: String,
+        client: StreamReader<u8>,
+    ) -> Result<StreamReader<u8>> {
         self.0.open_display(name, client).await
     }
     async fn abort(&self) -> Result<()> {

@@ -38,6 +38,8 @@ pub mod wit {
 
 pub use glue::Exports;
 pub use log::write_log_bytes;
+#[doc(hidden)]
+pub use serde_json as __serde_json;
 pub use sync::{Sessions, Signal};
 pub use traits::{
     Engine, ResultSet, Sandbox, SandboxBuilder, Shell, Unsupported, Volume, VolumeBuilder,
@@ -48,8 +50,6 @@ pub use wit::enginehost::engine::types::{
 };
 pub use wit_bindgen::rt::async_support::{StreamReader, StreamResult, StreamWriter};
 pub use wit_bindgen::{spawn_local, yield_async};
-#[doc(hidden)]
-pub use serde_json as __serde_json;
 
 /// `Result` with the contract's [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

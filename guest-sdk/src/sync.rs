@@ -20,13 +20,20 @@ struct SignalInner<T> {
 
 impl<T: Clone> Clone for Signal<T> {
     fn clone(&self) -> Self {
-        Signal { inner: self.inner.clone() }
+        Signal {
+            inner: self.inner.clone(),
+        }
     }
 }
 
 impl<T: Clone> Default for Signal<T> {
     fn default() -> Self {
-        Signal { inner: Rc::new(RefCell::new(SignalInner { value: None, wakers: Vec::new() })) }
+        Signal {
+            inner: Rc::new(RefCell::new(SignalInner {
+                value: None,
+                wakers: Vec::new(),
+            })),
+        }
     }
 }
 

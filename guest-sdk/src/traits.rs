@@ -78,7 +78,12 @@ pub trait Engine: Sized + 'static {
 /// Collects what a task needs before it starts.
 pub trait SandboxBuilder<E: Engine>: 'static {
     /// Default: feature-not-supported.
-    async fn attach_volume(&self, _mountpoint: String, _volume: &E::Volume, _read_only: bool) -> Result<()> {
+    async fn attach_volume(
+        &self,
+        _mountpoint: String,
+        _volume: &E::Volume,
+        _read_only: bool,
+    ) -> Result<()> {
         Err(Error::FeatureNotSupported)
     }
     /// Default: feature-not-supported.
@@ -102,7 +107,12 @@ pub trait Sandbox<E: Engine>: 'static {
     /// Waits for the result; return the same `Rc` every time.
     async fn wait_for_result(&self) -> Result<Rc<E::ResultSet>>;
     /// Default: feature-not-supported.
-    async fn new_shell(&self, _command: Vec<String>, _tty: bool, _stdin: StreamReader<u8>) -> Result<E::Shell> {
+    async fn new_shell(
+        &self,
+        _command: Vec<String>,
+        _tty: bool,
+        _stdin: StreamReader<u8>,
+    ) -> Result<E::Shell> {
         Err(Error::FeatureNotSupported)
     }
     /// Default: feature-not-supported.
@@ -110,7 +120,11 @@ pub trait Sandbox<E: Engine>: 'static {
         Err(Error::FeatureNotSupported)
     }
     /// Default: feature-not-supported.
-    async fn open_display(&self, _name: String, _client: StreamReader<u8>) -> Result<StreamReader<u8>> {
+    async fn open_display(
+        &self,
+        _name: String,
+        _client: StreamReader<u8>,
+    ) -> Result<StreamReader<u8>> {
         Err(Error::FeatureNotSupported)
     }
     /// Default (the seed's `SandboxBase`): nothing to do.

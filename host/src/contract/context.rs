@@ -36,7 +36,13 @@ impl TaskContext {
     /// A context for `info` writing to `log`.
     pub fn new(info: TaskInfo, log: TaskLog) -> Self {
         let (cancelled, _) = watch::channel(false);
-        TaskContext { inner: Arc::new(Inner { info, log, cancelled }) }
+        TaskContext {
+            inner: Arc::new(Inner {
+                info,
+                log,
+                cancelled,
+            }),
+        }
     }
 
     /// The task's identity.
@@ -108,7 +114,10 @@ mod tests {
 
     #[test]
     fn has_scopes_follows_the_seed() {
-        let info = TaskInfo { scopes: vec!["a".into(), "worker:privileged:*".into()], ..Default::default() };
+        let info = TaskInfo {
+            scopes: vec!["a".into(), "worker:privileged:*".into()],
+            ..Default::default()
+        };
         let ctx = TaskContext::new(info, TaskLog::temporary().unwrap());
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(ctx.has_scopes(&[s(&["a", "worker:privileged:x/y"])]));

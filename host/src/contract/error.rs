@@ -68,7 +68,11 @@ impl EngineError {
     /// The detail of an internal error, if any.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            EngineError::NonFatalInternalError(d) | EngineError::FatalInternalError(d) if !d.is_empty() => Some(d),
+            EngineError::NonFatalInternalError(d) | EngineError::FatalInternalError(d)
+                if !d.is_empty() =>
+            {
+                Some(d)
+            }
             EngineError::PluginFailed { reason, .. } => Some(reason),
             _ => None,
         }
@@ -81,8 +85,14 @@ mod tests {
 
     #[test]
     fn messages_are_the_seeds() {
-        assert_eq!(EngineError::SandboxAborted.to_string(), "Execution of sandbox was aborted");
-        assert_eq!(EngineError::NonFatalInternalError("x".into()).to_string(), "Encountered a non-fatal internal error");
+        assert_eq!(
+            EngineError::SandboxAborted.to_string(),
+            "Execution of sandbox was aborted"
+        );
+        assert_eq!(
+            EngineError::NonFatalInternalError("x".into()).to_string(),
+            "Encountered a non-fatal internal error"
+        );
         assert_eq!(
             EngineError::MalformedPayload(vec!["a".into(), "b".into()]).to_string(),
             "malformed-payload error: a\nb"

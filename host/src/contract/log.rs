@@ -33,16 +33,31 @@ pub struct TaskLog {
 impl TaskLog {
     /// A log in a new temporary file, deleted when the last clone is dropped.
     pub fn temporary() -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("enginehost-log-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("enginehost-log-")
+            .tempdir()?;
         let path = dir.path().join("task.log");
         Self::create(&path, Some(dir))
     }
 
     fn create(path: &Path, dir: Option<tempfile::TempDir>) -> std::io::Result<Self> {
-        let file = File::options().create(true).truncate(true).read(true).write(true).open(path)?;
-        let (progress, _) = watch::channel(Progress { len: 0, closed: false });
+        let file = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let (progress, _) = watch::channel(Progress {
+            len: 0,
+            closed: false,
+        });
         Ok(TaskLog {
-            inner: Arc::new(Inner { path: path.to_owned(), file: Mutex::new(Some(file)), progress, _dir: dir }),
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                file: Mutex::new(Some(file)),
+                progress,
+                _dir: dir,
+            }),
         })
     }
 
@@ -59,7 +74,9 @@ impl TaskLog {
         let mut file = self.inner.file.lock().expect("task log lock poisoned");
         let Some(f) = file.as_mut() else { return };
         if f.write_all(bytes).is_ok() {
-            self.inner.progress.send_modify(|p| p.len += bytes.len() as u64);
+            self.inner
+                .progress
+                .send_modify(|p| p.len += bytes.len() as u64);
         }
     }
 
@@ -90,7 +107,11 @@ impl TaskLog {
 
     /// A reader from byte 0.
     pub fn reader(&self) -> std::io::Result<LogReader> {
-        Ok(LogReader { file: File::open(&self.inner.path)?, pos: 0, progress: self.inner.progress.subscribe() })
+        Ok(LogReader {
+            file: File::open(&self.inner.path)?,
+            pos: 0,
+            progress: self.inner.progress.subscribe(),
+        })
     }
 
     /// The whole log once it is closed (waits for close).

@@ -1,1 +1,255 @@
-//! Plugin catalog (to come).
+//! The plugin catalog: the engines built into this binary, plus every `*.wasm` in
+//! a plugin directory. Each candidate's metadata is read before anything is
+//! compiled; a file that is not a component, lacks metadata, targets another
+//! contract version, fails to compile, or shares its name with another file of the
+//! directory is rejected with a [`Rejection`] and skipped, and the others still
+//! load. A directory plugin with a built-in's name takes precedence over it.
+
+pub mod metadata;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use metadata::{CONTRACT_VERSION, Metadata};
+
+use crate::runtime::{LoadedPlugin, Runtime};
+
+/// The engines this binary carries: (file name, component bytes).
+pub const BUILTIN: &[(&str, &[u8])] = &[(
+    "mock.wasm",
+    include_bytes!(concat!(env!("OUT_DIR"), "/mock.wasm")),
+)];
+
+/// The plugin directory used without `--plugins`: `$ENGINEHOST_PLUGINS`, else
+/// `/var/lib/enginehost/plugins`. A missing default directory means "no
+/// third-party plugins"; a missing `--plugins` directory is an error.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("ENGINEHOST_PLUGINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/enginehost/plugins".into())
+}
+
+/// Why a candidate file was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Unreadable(String),
+    /// Not WebAssembly at all.
+    #[error(
+        "not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2"
+    )]
+    NotWasm,
+    /// A core module, not a component.
+    #[error(
+        "a core WebAssembly module, not a component; build the engine for the wasm32-wasip2 target with the enginehost SDK"
+    )]
+    CoreModule,
+    /// The binary does not parse.
+    #[error("invalid WebAssembly: {0}")]
+    Invalid(String),
+    /// No `enginehost:metadata` section.
+    #[error(
+        "no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro"
+    )]
+    NoMetadata,
+    /// The section is there but wrong.
+    #[error("bad enginehost:metadata section: {0}")]
+    BadMetadata(String),
+    /// Built against a contract this host does not implement.
+    #[error(
+        "built for engine contract {0}, but this host implements contract {CONTRACT_VERSION}; rebuild it with a matching enginehost SDK"
+    )]
+    UnknownContract(String),
+    /// Compiling or linking failed.
+    #[error("does not compile or link: {0}")]
+    CompileFailed(String),
+    /// Two files of the directory claim one engine name.
+    #[error("engine name '{name}' is also claimed by {other}; remove or rename one of them")]
+    DuplicateName {
+        /// The contested name.
+        name: String,
+        /// The other file.
+        other: PathBuf,
+    },
+}
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built into this binary.
+    Builtin,
+    /// A file of the plugin directory.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("(built in)"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A plugin that passed the metadata checks.
+#[derive(Clone)]
+pub struct Entry {
+    /// What it says about itself.
+    pub metadata: Metadata,
+    /// Where it comes from.
+    pub origin: Origin,
+    /// The component.
+    pub wasm: Arc<[u8]>,
+    /// Set when this directory plugin replaces a built-in engine of its name.
+    pub overrides_builtin: bool,
+}
+
+/// The plugins available to this process.
+#[derive(Clone, Default)]
+pub struct Catalog {
+    entries: BTreeMap<String, Entry>,
+    rejected: Vec<(PathBuf, Rejection)>,
+}
+
+impl Catalog {
+    /// The built-in engines plus the directory's plugins. `dir = None` means the
+    /// default directory, which may be missing.
+    ///
+    /// # Errors
+    /// When an explicitly named directory cannot be read.
+    pub fn scan(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+        let mut catalog = Catalog::default();
+        for (file, wasm) in BUILTIN {
+            let meta = metadata::read(wasm)
+                .map_err(|r| anyhow::anyhow!("built-in {file} is broken: {r}"))?;
+            let entry = Entry {
+                metadata: meta.clone(),
+                origin: Origin::Builtin,
+                wasm: Arc::from(*wasm),
+                overrides_builtin: false,
+            };
+            catalog.entries.insert(meta.name, entry);
+        }
+        let (dir, explicit) = match dir {
+            Some(d) => (d.to_path_buf(), true),
+            None => (default_dir(), false),
+        };
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(catalog),
+            Err(e) => anyhow::bail!("cannot read the plugin directory {}: {e}", dir.display()),
+        };
+        let mut files: Vec<PathBuf> = listing
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+            .collect();
+        files.sort();
+        let mut found: BTreeMap<String, Vec<(PathBuf, Entry)>> = BTreeMap::new();
+        for path in files {
+            let wasm = match std::fs::read(&path) {
+                Ok(w) => w,
+                Err(e) => {
+                    catalog
+                        .rejected
+                        .push((path, Rejection::Unreadable(e.to_string())));
+                    continue;
+                }
+            };
+            match metadata::read(&wasm) {
+                Ok(meta) => {
+                    let entry = Entry {
+                        metadata: meta.clone(),
+                        origin: Origin::File(path.clone()),
+                        wasm: wasm.into(),
+                        overrides_builtin: false,
+                    };
+                    found.entry(meta.name).or_default().push((path, entry));
+                }
+                Err(r) => catalog.rejected.push((path, r)),
+            }
+        }
+        for (name, mut claims) in found {
+            if claims.len() > 1 {
+                for (i, (path, _)) in claims.iter().enumerate() {
+                    let other = claims[(i + 1) % claims.len()].0.clone();
+                    catalog.rejected.push((
+                        path.clone(),
+                        Rejection::DuplicateName {
+                            name: name.clone(),
+                            other,
+                        },
+                    ));
+                }
+                continue;
+            }
+            let (_, mut entry) = claims.pop().expect("one claim");
+            entry.overrides_builtin = catalog
+                .entries
+                .get(&name)
+                .is_some_and(|e| e.origin == Origin::Builtin);
+            catalog.entries.insert(name, entry);
+        }
+        catalog.rejected.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(catalog)
+    }
+
+    /// The accepted plugins, by name.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// The rejected files and why.
+    pub fn rejected(&self) -> &[(PathBuf, Rejection)] {
+        &self.rejected
+    }
+
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// The names of the accepted plugins.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// Compiles `name`.
+    ///
+    /// # Errors
+    /// When no plugin has that name (the message lists the names there are), or it
+    /// does not compile.
+    pub fn load(&self, runtime: &Runtime, name: &str) -> anyhow::Result<LoadedPlugin> {
+        let entry = self.get(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no engine named '{name}'; available engines: {}",
+                self.names().join(", ")
+            )
+        })?;
+        runtime.load(name, &entry.wasm).map_err(|e| {
+            anyhow::anyhow!(
+                "engine '{name}' from {}: {}",
+                entry.origin,
+                Rejection::CompileFailed(format!("{e:#}"))
+            )
+        })
+    }
+
+    /// Compiles every plugin, moving the ones that fail to the rejected list.
+    pub fn compile_all(&mut self, runtime: &Runtime) {
+        let names = self.names();
+        for name in names {
+            let entry = &self.entries[&name];
+            if let Err(e) = runtime.load(&name, &entry.wasm) {
+                let path = match &entry.origin {
+                    Origin::File(p) => p.clone(),
+                    Origin::Builtin => PathBuf::from(format!("(built-in {name})")),
+                };
+                self.entries.remove(&name);
+                self.rejected
+                    .push((path, Rejection::CompileFailed(format!("{e:#}"))));
+            }
+        }
+    }
+}

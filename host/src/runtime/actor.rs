@@ -19,14 +19,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::Accessor;
 
+use super::LoadedPlugin;
 use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
-use super::LoadedPlugin;
 use crate::contract::{EngineError, WorkerControl};
 
 /// What a job receives: the Store's accessor and the engine's exports.
 pub(crate) type Acc = Accessor<HostState>;
-type Job = Box<dyn for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send>;
+type Job = Box<
+    dyn for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send,
+>;
 
 /// A live (or dead) engine instance.
 pub(crate) struct Instance {
@@ -37,7 +39,10 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Instantiates `plugin` in a new Store and starts its actor.
-    pub(crate) async fn spawn(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> anyhow::Result<Arc<Instance>> {
+    pub(crate) async fn spawn(
+        plugin: &LoadedPlugin,
+        worker: Arc<WorkerControl>,
+    ) -> anyhow::Result<Arc<Instance>> {
         let mut store = Store::new(plugin.pre.engine(), HostState::new(worker));
         let bindings = plugin.pre.instantiate_async(&mut store).await?;
         let (jobs, rx) = mpsc::unbounded_channel();
@@ -60,7 +65,11 @@ impl Instance {
             };
             death_tx.send_replace(Some(message));
         });
-        Ok(Arc::new(Instance { plugin: name, jobs, death }))
+        Ok(Arc::new(Instance {
+            plugin: name,
+            jobs,
+            death,
+        }))
     }
 
     /// Whether the instance can still take calls.
@@ -73,7 +82,9 @@ impl Instance {
     pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, EngineError>
     where
         R: Send + 'static,
-        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>>
+            + Send
+            + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |acc, exports| {
@@ -94,7 +105,9 @@ impl Instance {
     /// Sends `f` without waiting for it (releasing handles); nothing if dead.
     pub(crate) fn spawn_call<F>(&self, f: F)
     where
-        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>>
+            + Send
+            + 'static,
     {
         let _ = self.jobs.send(Box::new(f));
     }
@@ -106,7 +119,10 @@ impl Instance {
             Ok(d) => d.clone().unwrap_or_default(),
             Err(_) => "the engine instance is gone".to_string(),
         };
-        EngineError::PluginFailed { plugin: self.plugin.to_string(), reason }
+        EngineError::PluginFailed {
+            plugin: self.plugin.to_string(),
+            reason,
+        }
     }
 }
 
@@ -120,7 +136,8 @@ async fn run(
     store
         .run_concurrent(async move |acc| -> wasmtime::Result<()> {
             let exports = bindings.enginehost_engine_engine();
-            let mut inflight: FuturesUnordered<BoxFuture<'_, wasmtime::Result<()>>> = FuturesUnordered::new();
+            let mut inflight: FuturesUnordered<BoxFuture<'_, wasmtime::Result<()>>> =
+                FuturesUnordered::new();
             loop {
                 tokio::select! {
                     job = rx.recv() => match job {

@@ -19,8 +19,8 @@ use super::actor::Instance;
 use super::imports::{FileHandlerRes, ProxyHandlerRes, TaskContextRes};
 use super::streams::{ChannelSink, ChannelSource};
 use crate::contract::{
-    self, ByteSink, ByteStream, Capabilities, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result,
-    Section, TaskContext, WorkerControl, byte_pipe,
+    self, ByteSink, ByteStream, Capabilities, DisplayConnection, EngineError, FileHandler,
+    ProxyHandler, Result, Section, TaskContext, WorkerControl, byte_pipe,
 };
 
 /// Which export a handle belongs to (for `release`).
@@ -72,7 +72,9 @@ fn parse_schema(what: &str, text: &str) -> anyhow::Result<Value> {
 /// Instantiates `plugin` once to read its config schema.
 pub(crate) async fn config_schema(plugin: &LoadedPlugin) -> anyhow::Result<Value> {
     let instance = Instance::spawn(plugin, WorkerControl::new()).await?;
-    let text = instance.call(|acc, ex| ex.call_config_schema(acc).boxed()).await?;
+    let text = instance
+        .call(|acc, ex| ex.call_config_schema(acc).boxed())
+        .await?;
     parse_schema("config schema", &text)
 }
 
@@ -94,7 +96,11 @@ pub struct WasmEngine {
 }
 
 /// Instantiates and calls `init`.
-async fn init_instance(plugin: &LoadedPlugin, config: &str, worker: &Arc<WorkerControl>) -> anyhow::Result<Arc<Instance>> {
+async fn init_instance(
+    plugin: &LoadedPlugin,
+    config: &str,
+    worker: &Arc<WorkerControl>,
+) -> anyhow::Result<Arc<Instance>> {
     let instance = Instance::spawn(plugin, worker.clone()).await?;
     let config = config.to_string();
     instance
@@ -106,7 +112,11 @@ async fn init_instance(plugin: &LoadedPlugin, config: &str, worker: &Arc<WorkerC
 }
 
 impl WasmEngine {
-    pub(crate) async fn start(plugin: LoadedPlugin, config: Value, worker: Arc<WorkerControl>) -> anyhow::Result<Arc<Self>> {
+    pub(crate) async fn start(
+        plugin: LoadedPlugin,
+        config: Value,
+        worker: Arc<WorkerControl>,
+    ) -> anyhow::Result<Arc<Self>> {
         let config = config.to_string();
         let instance = init_instance(&plugin, &config, &worker).await?;
         let (payload, volume, docs, caps) = instance
@@ -128,16 +138,25 @@ impl WasmEngine {
             documentation: docs.into_iter().map(Section::from).collect(),
             capabilities: caps.into(),
         };
-        Ok(Arc::new(WasmEngine { plugin, config, worker, current: tokio::sync::Mutex::new(instance), described }))
+        Ok(Arc::new(WasmEngine {
+            plugin,
+            config,
+            worker,
+            current: tokio::sync::Mutex::new(instance),
+            described,
+        }))
     }
 
     /// The live instance, or a fresh one if the last one died.
     async fn instance(&self) -> Result<Arc<Instance>> {
         let mut current = self.current.lock().await;
         if !current.is_alive() {
-            *current = init_instance(&self.plugin, &self.config, &self.worker).await.map_err(|e| {
-                EngineError::PluginFailed { plugin: self.plugin.name.to_string(), reason: format!("restarting: {e:#}") }
-            })?;
+            *current = init_instance(&self.plugin, &self.config, &self.worker)
+                .await
+                .map_err(|e| EngineError::PluginFailed {
+                    plugin: self.plugin.name.to_string(),
+                    reason: format!("restarting: {e:#}"),
+                })?;
         }
         Ok(current.clone())
     }
@@ -161,7 +180,11 @@ impl contract::Engine for WasmEngine {
         self.described.volume_schema.clone()
     }
 
-    async fn new_sandbox_builder(&self, context: TaskContext, payload: Value) -> Result<Box<dyn contract::SandboxBuilder>> {
+    async fn new_sandbox_builder(
+        &self,
+        context: TaskContext,
+        payload: Value,
+    ) -> Result<Box<dyn contract::SandboxBuilder>> {
         let instance = self.instance().await?;
         let payload = payload.to_string();
         let res = flat(
@@ -175,21 +198,41 @@ impl contract::Engine for WasmEngine {
                 })
                 .await,
         )?;
-        Ok(Box::new(WasmSandboxBuilder(Handle { instance, res, kind: Kind::SandboxBuilder })))
+        Ok(Box::new(WasmSandboxBuilder(Handle {
+            instance,
+            res,
+            kind: Kind::SandboxBuilder,
+        })))
     }
 
     async fn new_volume_builder(&self, options: Value) -> Result<Box<dyn contract::VolumeBuilder>> {
         let instance = self.instance().await?;
         let options = options.to_string();
-        let res = flat(instance.call(move |acc, ex| ex.call_new_volume_builder(acc, options).boxed()).await)?;
-        Ok(Box::new(WasmVolumeBuilder(Handle { instance, res, kind: Kind::VolumeBuilder })))
+        let res = flat(
+            instance
+                .call(move |acc, ex| ex.call_new_volume_builder(acc, options).boxed())
+                .await,
+        )?;
+        Ok(Box::new(WasmVolumeBuilder(Handle {
+            instance,
+            res,
+            kind: Kind::VolumeBuilder,
+        })))
     }
 
     async fn new_volume(&self, options: Value) -> Result<Arc<dyn contract::Volume>> {
         let instance = self.instance().await?;
         let options = options.to_string();
-        let res = flat(instance.call(move |acc, ex| ex.call_new_volume(acc, options).boxed()).await)?;
-        Ok(Arc::new(WasmVolume(Handle { instance, res, kind: Kind::Volume })))
+        let res = flat(
+            instance
+                .call(move |acc, ex| ex.call_new_volume(acc, options).boxed())
+                .await,
+        )?;
+        Ok(Arc::new(WasmVolume(Handle {
+            instance,
+            res,
+            kind: Kind::Volume,
+        })))
     }
 
     async fn dispose(&self) -> Result<()> {
@@ -202,9 +245,16 @@ struct WasmSandboxBuilder(Handle);
 
 #[async_trait]
 impl contract::SandboxBuilder for WasmSandboxBuilder {
-    async fn attach_volume(&self, mountpoint: &str, volume: &dyn contract::Volume, read_only: bool) -> Result<()> {
+    async fn attach_volume(
+        &self,
+        mountpoint: &str,
+        volume: &dyn contract::Volume,
+        read_only: bool,
+    ) -> Result<()> {
         let Some(volume) = volume.as_any().downcast_ref::<WasmVolume>() else {
-            return Err(EngineError::ContractViolation("the volume was not made by a WebAssembly engine".into()));
+            return Err(EngineError::ContractViolation(
+                "the volume was not made by a WebAssembly engine".into(),
+            ));
         };
         if !Arc::ptr_eq(&volume.0.instance, &self.0.instance) {
             return Err(EngineError::ContractViolation(
@@ -215,7 +265,14 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
         flat(
             self.0
                 .instance
-                .call(move |acc, ex| async move { ex.sandbox_builder().call_attach_volume(acc, res, mountpoint, vol, read_only).await }.boxed())
+                .call(move |acc, ex| {
+                    async move {
+                        ex.sandbox_builder()
+                            .call_attach_volume(acc, res, mountpoint, vol, read_only)
+                            .await
+                    }
+                    .boxed()
+                })
                 .await,
         )
     }
@@ -228,7 +285,9 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
                 .call(move |acc, ex| {
                     async move {
                         let h = acc.with(|mut a| a.get().table.push(ProxyHandlerRes(handler)))?;
-                        ex.sandbox_builder().call_attach_proxy(acc, res, name, h).await
+                        ex.sandbox_builder()
+                            .call_attach_proxy(acc, res, name, h)
+                            .await
                     }
                     .boxed()
                 })
@@ -241,21 +300,49 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
         flat(
             self.0
                 .instance
-                .call(move |acc, ex| async move { ex.sandbox_builder().call_set_environment_variable(acc, res, name, value).await }.boxed())
+                .call(move |acc, ex| {
+                    async move {
+                        ex.sandbox_builder()
+                            .call_set_environment_variable(acc, res, name, value)
+                            .await
+                    }
+                    .boxed()
+                })
                 .await,
         )
     }
 
     async fn start(&self) -> Result<Arc<dyn contract::Sandbox>> {
         let res = self.0.res;
-        let sandbox = flat(self.0.instance.call(move |acc, ex| async move { ex.sandbox_builder().call_start(acc, res).await }.boxed()).await)?;
-        let handle = Handle { instance: self.0.instance.clone(), res: sandbox, kind: Kind::Sandbox };
-        Ok(Arc::new(WasmSandbox { handle, result: OnceCell::new() }))
+        let sandbox = flat(
+            self.0
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.sandbox_builder().call_start(acc, res).await }.boxed()
+                })
+                .await,
+        )?;
+        let handle = Handle {
+            instance: self.0.instance.clone(),
+            res: sandbox,
+            kind: Kind::Sandbox,
+        };
+        Ok(Arc::new(WasmSandbox {
+            handle,
+            result: OnceCell::new(),
+        }))
     }
 
     async fn discard(&self) -> Result<()> {
         let res = self.0.res;
-        flat(self.0.instance.call(move |acc, ex| async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed()).await)
+        flat(
+            self.0
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed()
+                })
+                .await,
+        )
     }
 }
 
@@ -289,7 +376,9 @@ impl contract::Sandbox for WasmSandbox {
                         .call(move |acc, ex| {
                             async move {
                                 match ex.sandbox().call_wait_for_result(acc, res).await? {
-                                    Ok(rs) => Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?))),
+                                    Ok(rs) => {
+                                        Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?)))
+                                    }
                                     Err(e) => Ok(Err(e)),
                                 }
                             }
@@ -297,7 +386,11 @@ impl contract::Sandbox for WasmSandbox {
                         })
                         .await,
                 )?;
-                let handle = Handle { instance: handle.instance.clone(), res: rs, kind: Kind::ResultSet };
+                let handle = Handle {
+                    instance: handle.instance.clone(),
+                    res: rs,
+                    kind: Kind::ResultSet,
+                };
                 Ok(Arc::new(WasmResultSet { handle, success }) as Arc<dyn contract::ResultSet>)
             })
             .await
@@ -313,20 +406,32 @@ impl contract::Sandbox for WasmSandbox {
                 .call(move |acc, ex| {
                     async move {
                         let stdin = host_stream(acc, stdin)?;
-                        let shell = match ex.sandbox().call_new_shell(acc, res, command, tty, stdin).await? {
+                        let shell = match ex
+                            .sandbox()
+                            .call_new_shell(acc, res, command, tty, stdin)
+                            .await?
+                        {
                             Ok(shell) => shell,
                             Err(e) => return Ok(Err(e)),
                         };
                         let stdout = ex.shell().call_stdout(acc, shell).await?;
                         let stderr = ex.shell().call_stderr(acc, shell).await?;
-                        Ok(Ok((shell, guest_stream(acc, stdout)?, guest_stream(acc, stderr)?)))
+                        Ok(Ok((
+                            shell,
+                            guest_stream(acc, stdout)?,
+                            guest_stream(acc, stderr)?,
+                        )))
                     }
                     .boxed()
                 })
                 .await,
         )?;
         Ok(Box::new(WasmShell {
-            handle: Handle { instance: self.handle.instance.clone(), res: shell, kind: Kind::Shell },
+            handle: Handle {
+                instance: self.handle.instance.clone(),
+                res: shell,
+                kind: Kind::Shell,
+            },
             stdin: Mutex::new(Some(stdin_sink)),
             stdout: Mutex::new(Some(stdout)),
             stderr: Mutex::new(Some(stderr)),
@@ -335,7 +440,14 @@ impl contract::Sandbox for WasmSandbox {
 
     async fn list_displays(&self) -> Result<Vec<contract::Display>> {
         let res = self.handle.res;
-        let displays = flat(self.handle.instance.call(move |acc, ex| async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()).await)?;
+        let displays = flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()
+                })
+                .await,
+        )?;
         Ok(displays.into_iter().map(Into::into).collect())
     }
 
@@ -348,7 +460,11 @@ impl contract::Sandbox for WasmSandbox {
                 .call(move |acc, ex| {
                     async move {
                         let client = host_stream(acc, client)?;
-                        match ex.sandbox().call_open_display(acc, res, name, client).await? {
+                        match ex
+                            .sandbox()
+                            .call_open_display(acc, res, name, client)
+                            .await?
+                        {
                             Ok(server) => Ok(Ok(guest_stream(acc, server)?)),
                             Err(e) => Ok(Err(e)),
                         }
@@ -362,12 +478,22 @@ impl contract::Sandbox for WasmSandbox {
 
     async fn abort(&self) -> Result<()> {
         let res = self.handle.res;
-        flat(self.handle.instance.call(move |acc, ex| async move { ex.sandbox().call_abort(acc, res).await }.boxed()).await)
+        flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| async move { ex.sandbox().call_abort(acc, res).await }.boxed())
+                .await,
+        )
     }
 
     async fn kill(&self) -> Result<()> {
         let res = self.handle.res;
-        flat(self.handle.instance.call(move |acc, ex| async move { ex.sandbox().call_kill(acc, res).await }.boxed()).await)
+        flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| async move { ex.sandbox().call_kill(acc, res).await }.boxed())
+                .await,
+        )
     }
 }
 
@@ -391,15 +517,32 @@ impl contract::Shell for WasmShell {
     }
     async fn set_size(&self, columns: u16, rows: u16) -> Result<()> {
         let res = self.handle.res;
-        flat(self.handle.instance.call(move |acc, ex| async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed()).await)
+        flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed()
+                })
+                .await,
+        )
     }
     async fn abort(&self) -> Result<()> {
         let res = self.handle.res;
-        flat(self.handle.instance.call(move |acc, ex| async move { ex.shell().call_abort(acc, res).await }.boxed()).await)
+        flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| async move { ex.shell().call_abort(acc, res).await }.boxed())
+                .await,
+        )
     }
     async fn wait(&self) -> Result<bool> {
         let res = self.handle.res;
-        flat(self.handle.instance.call(move |acc, ex| async move { ex.shell().call_wait(acc, res).await }.boxed()).await)
+        flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| async move { ex.shell().call_wait(acc, res).await }.boxed())
+                .await,
+        )
     }
 }
 
@@ -439,9 +582,13 @@ impl contract::ResultSet for WasmResultSet {
                 .instance
                 .call(move |acc, ex| {
                     async move {
-                        let h: Resource<FileHandlerRes> = acc.with(|mut a| a.get().table.push(FileHandlerRes(handler)))?;
+                        let h: Resource<FileHandlerRes> =
+                            acc.with(|mut a| a.get().table.push(FileHandlerRes(handler)))?;
                         let borrowed = Resource::new_borrow(h.rep());
-                        let result = ex.result_set().call_extract_folder(acc, res, path, borrowed).await;
+                        let result = ex
+                            .result_set()
+                            .call_extract_folder(acc, res, path, borrowed)
+                            .await;
                         acc.with(|mut a| a.get().table.delete(h))?;
                         result
                     }
@@ -471,7 +618,14 @@ impl contract::ResultSet for WasmResultSet {
 
     async fn dispose(&self) -> Result<()> {
         let res = self.handle.res;
-        flat(self.handle.instance.call(move |acc, ex| async move { ex.result_set().call_dispose(acc, res).await }.boxed()).await)
+        flat(
+            self.handle
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.result_set().call_dispose(acc, res).await }.boxed()
+                })
+                .await,
+        )
     }
 }
 
@@ -481,7 +635,14 @@ struct WasmVolume(Handle);
 impl contract::Volume for WasmVolume {
     async fn dispose(&self) -> Result<()> {
         let res = self.0.res;
-        flat(self.0.instance.call(move |acc, ex| async move { ex.volume().call_dispose(acc, res).await }.boxed()).await)
+        flat(
+            self.0
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.volume().call_dispose(acc, res).await }.boxed()
+                })
+                .await,
+        )
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -494,7 +655,15 @@ struct WasmVolumeBuilder(Handle);
 impl contract::VolumeBuilder for WasmVolumeBuilder {
     async fn write_folder(&self, name: &str) -> Result<()> {
         let (res, name) = (self.0.res, name.to_string());
-        flat(self.0.instance.call(move |acc, ex| async move { ex.volume_builder().call_write_folder(acc, res, name).await }.boxed()).await)
+        flat(
+            self.0
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.volume_builder().call_write_folder(acc, res, name).await }
+                        .boxed()
+                })
+                .await,
+        )
     }
 
     async fn write_file(&self, name: &str, data: ByteStream) -> Result<()> {
@@ -505,7 +674,9 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
                 .call(move |acc, ex| {
                     async move {
                         let data = host_stream(acc, data)?;
-                        ex.volume_builder().call_write_file(acc, res, name, data).await
+                        ex.volume_builder()
+                            .call_write_file(acc, res, name, data)
+                            .await
                     }
                     .boxed()
                 })
@@ -515,12 +686,30 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
 
     async fn build(&self) -> Result<Arc<dyn contract::Volume>> {
         let res = self.0.res;
-        let volume = flat(self.0.instance.call(move |acc, ex| async move { ex.volume_builder().call_build(acc, res).await }.boxed()).await)?;
-        Ok(Arc::new(WasmVolume(Handle { instance: self.0.instance.clone(), res: volume, kind: Kind::Volume })))
+        let volume = flat(
+            self.0
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.volume_builder().call_build(acc, res).await }.boxed()
+                })
+                .await,
+        )?;
+        Ok(Arc::new(WasmVolume(Handle {
+            instance: self.0.instance.clone(),
+            res: volume,
+            kind: Kind::Volume,
+        })))
     }
 
     async fn discard(&self) -> Result<()> {
         let res = self.0.res;
-        flat(self.0.instance.call(move |acc, ex| async move { ex.volume_builder().call_discard(acc, res).await }.boxed()).await)
+        flat(
+            self.0
+                .instance
+                .call(move |acc, ex| {
+                    async move { ex.volume_builder().call_discard(acc, res).await }.boxed()
+                })
+                .await,
+        )
     }
 }

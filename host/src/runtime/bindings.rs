@@ -15,6 +15,6 @@ mod generated {
     });
 }
 
-pub(crate) use generated::{EnginePlugin, EnginePluginPre};
 pub(crate) use generated::enginehost::engine::{host, types};
 pub(crate) use generated::exports::enginehost::engine::engine::Guest as EngineExports;
+pub(crate) use generated::{EnginePlugin, EnginePluginPre};

@@ -31,18 +31,28 @@ impl From<wit::Error> for EngineError {
 
 impl From<wit::Section> for Section {
     fn from(s: wit::Section) -> Self {
-        Section { title: s.title, content: s.content }
+        Section {
+            title: s.title,
+            content: s.content,
+        }
     }
 }
 
 impl From<wit::EngineCapabilities> for Capabilities {
     fn from(c: wit::EngineCapabilities) -> Self {
-        Capabilities { max_concurrency: c.max_concurrency }
+        Capabilities {
+            max_concurrency: c.max_concurrency,
+        }
     }
 }
 
 impl From<wit::Display> for Display {
     fn from(d: wit::Display) -> Self {
-        Display { name: d.name, description: d.description, width: d.width, height: d.height }
+        Display {
+            name: d.name,
+            description: d.description,
+            width: d.width,
+            height: d.height,
+        }
     }
 }

@@ -40,7 +40,11 @@ impl host::HostTaskContext for HostState {
     fn scopes(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<Vec<String>> {
         Ok(context(self, &r)?.info().scopes.clone())
     }
-    fn has_scopes(&mut self, r: Resource<TaskContextRes>, sets: Vec<Vec<String>>) -> wasmtime::Result<bool> {
+    fn has_scopes(
+        &mut self,
+        r: Resource<TaskContextRes>,
+        sets: Vec<Vec<String>>,
+    ) -> wasmtime::Result<bool> {
         Ok(context(self, &r)?.has_scopes(&sets))
     }
     fn log(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
@@ -71,7 +75,10 @@ impl<T> host::HostTaskContextWithStore<T> for HasSelf<HostState> {
         Ok(written.await.unwrap_or(0))
     }
 
-    async fn cancelled(acc: &Accessor<T, Self>, r: Resource<TaskContextRes>) -> wasmtime::Result<()> {
+    async fn cancelled(
+        acc: &Accessor<T, Self>,
+        r: Resource<TaskContextRes>,
+    ) -> wasmtime::Result<()> {
         let ctx = acc.with(|mut a| context(a.get(), &r))?;
         ctx.cancelled().await;
         Ok(())
@@ -99,7 +106,11 @@ impl<T> host::HostProxyHandlerWithStore<T> for HasSelf<HostState> {
             body: request.body,
         };
         let response = handler.handle(request).await;
-        Ok(types::HttpResponse { status: response.status, headers: response.headers, body: response.body })
+        Ok(types::HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
     }
 }
 

@@ -46,10 +46,16 @@ impl Runtime {
     pub fn new() -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model_async(true);
-        let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from).context("configuring wasmtime")?;
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from).context("linking WASI 0.2")?;
-        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(anyhow::Error::from).context("linking WASI 0.3")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI 0.2")?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI 0.3")?;
         bindings::host::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the enginehost host API")?;
@@ -65,10 +71,21 @@ impl Runtime {
     /// When the bytes are not a valid component, or it imports something the host
     /// does not offer (the message names the import).
     pub fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedPlugin> {
-        let component = Component::new(&self.engine, wasm).map_err(anyhow::Error::from).context("compiling the component")?;
-        let pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the component")?;
-        let pre = bindings::EnginePluginPre::new(pre).map_err(anyhow::Error::from).context("checking the component's exports")?;
-        Ok(LoadedPlugin { name: name.into(), pre })
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("linking the component")?;
+        let pre = bindings::EnginePluginPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("checking the component's exports")?;
+        Ok(LoadedPlugin {
+            name: name.into(),
+            pre,
+        })
     }
 
     /// Starts the engine of `plugin` with `config` (a JSON object valid against its

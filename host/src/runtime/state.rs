@@ -27,13 +27,21 @@ impl HostState {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone());
-        HostState { wasi: wasi.build(), table: ResourceTable::new(), worker, stderr }
+        HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            worker,
+            stderr,
+        }
     }
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

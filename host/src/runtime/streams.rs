@@ -21,7 +21,9 @@ pub(crate) struct ChannelSink {
 
 impl ChannelSink {
     pub(crate) fn new(tx: mpsc::Sender<Vec<u8>>) -> Self {
-        ChannelSink { tx: PollSender::new(tx) }
+        ChannelSink {
+            tx: PollSender::new(tx),
+        }
     }
 }
 
@@ -63,7 +65,10 @@ pub(crate) struct ChannelSource {
 
 impl ChannelSource {
     pub(crate) fn new(stream: ByteStream) -> Self {
-        ChannelSource { rx: stream.0, pending: Vec::new() }
+        ChannelSource {
+            rx: stream.0,
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -108,7 +113,11 @@ pub(crate) struct LogSink {
 
 impl LogSink {
     pub(crate) fn new(log: TaskLog, done: oneshot::Sender<u64>) -> Self {
-        LogSink { log, written: 0, done: Some(done) }
+        LogSink {
+            log,
+            written: 0,
+            done: Some(done),
+        }
     }
 }
 

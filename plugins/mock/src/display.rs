@@ -43,7 +43,9 @@ impl DisplayConn {
     }
 
     async fn send(&self, bytes: Vec<u8>) -> bool {
-        let Some(mut writer) = self.writer.borrow_mut().take() else { return false };
+        let Some(mut writer) = self.writer.borrow_mut().take() else {
+            return false;
+        };
         let left = writer.write_all(bytes).await;
         if !left.is_empty() || self.closed.get() {
             return false;
@@ -57,12 +59,26 @@ impl DisplayConn {
 pub(crate) fn open(task: &Rc<MockTask>, client: StreamReader<u8>) -> StreamReader<u8> {
     let (tx, rx) = byte_stream();
     task.sessions.open();
-    let conn = Rc::new(DisplayConn { writer: RefCell::new(Some(tx)), closed: Cell::new(false), task: task.clone() });
+    let conn = Rc::new(DisplayConn {
+        writer: RefCell::new(Some(tx)),
+        closed: Cell::new(false),
+        task: task.clone(),
+    });
     task.displays.borrow_mut().push(conn.clone());
     spawn_local(async move {
-        let _ = serve(&conn, &mut Input { reader: client, buf: VecDeque::new() }).await;
+        let _ = serve(
+            &conn,
+            &mut Input {
+                reader: client,
+                buf: VecDeque::new(),
+            },
+        )
+        .await;
         conn.close();
-        conn.task.displays.borrow_mut().retain(|other| !Rc::ptr_eq(other, &conn));
+        conn.task
+            .displays
+            .borrow_mut()
+            .retain(|other| !Rc::ptr_eq(other, &conn));
     });
     rx
 }

@@ -90,9 +90,16 @@ impl Engine for MockEngine {
         })
     }
 
-    async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<MockSandboxBuilder> {
-        let payload: Payload = serde_json::from_value(payload)
-            .map_err(|e| malformed(format!("task.payload does not fit the mock payload schema: {e}")))?;
+    async fn new_sandbox_builder(
+        self: Rc<Self>,
+        context: TaskContext,
+        payload: Value,
+    ) -> Result<MockSandboxBuilder> {
+        let payload: Payload = serde_json::from_value(payload).map_err(|e| {
+            malformed(format!(
+                "task.payload does not fit the mock payload schema: {e}"
+            ))
+        })?;
         if payload.function == "malformed-payload-initial" {
             sleep(std::time::Duration::from_millis(payload.delay)).await;
             return Err(malformed(payload.argument));

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use enginehost_sdk::wit::enginehost::engine::host::stop_now;
 use enginehost_sdk::{
-    Display, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions,
-    Signal, StreamReader, TaskContext, byte_stream, malformed, sleep, spawn_local,
+    Display, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox,
+    SandboxBuilder, Sessions, Signal, StreamReader, TaskContext, byte_stream, malformed, sleep,
+    spawn_local,
 };
 
 use crate::display::{self, DisplayConn};
@@ -70,9 +71,16 @@ impl MockSandboxBuilder {
     }
 }
 
-fn insert_named<V>(map: &RefCell<BTreeMap<String, V>>, what: &str, name: String, value: V) -> Result<()> {
+fn insert_named<V>(
+    map: &RefCell<BTreeMap<String, V>>,
+    what: &str,
+    name: String,
+    value: V,
+) -> Result<()> {
     if name.contains(' ') {
-        return Err(malformed(format!("MockEngine {what} names cannot contain space, got '{name}'")));
+        return Err(malformed(format!(
+            "MockEngine {what} names cannot contain space, got '{name}'"
+        )));
     }
     let mut map = map.borrow_mut();
     if map.contains_key(&name) {
@@ -83,11 +91,21 @@ fn insert_named<V>(map: &RefCell<BTreeMap<String, V>>, what: &str, name: String,
 }
 
 impl SandboxBuilder<MockEngine> for MockSandboxBuilder {
-    async fn attach_volume(&self, mountpoint: String, volume: &MockVolume, read_only: bool) -> Result<()> {
+    async fn attach_volume(
+        &self,
+        mountpoint: String,
+        volume: &MockVolume,
+        read_only: bool,
+    ) -> Result<()> {
         if mountpoint.contains(' ') {
             return Err(malformed("MockEngine mountpoints cannot contain space"));
         }
-        insert_named(&self.0.mounts, "mountpoint", mountpoint, (volume.files.clone(), read_only))
+        insert_named(
+            &self.0.mounts,
+            "mountpoint",
+            mountpoint,
+            (volume.files.clone(), read_only),
+        )
     }
 
     async fn attach_proxy(&self, name: String, handler: ProxyHandler) -> Result<()> {
@@ -100,7 +118,9 @@ impl SandboxBuilder<MockEngine> for MockSandboxBuilder {
 
     async fn start(&self) -> Result<MockSandbox> {
         if self.0.started.replace(true) {
-            return Err(Error::ContractViolation("start was called twice on one sandbox builder".into()));
+            return Err(Error::ContractViolation(
+                "start was called twice on one sandbox builder".into(),
+            ));
         }
         let task = self.0.clone();
         spawn_local(async move {
@@ -177,8 +197,12 @@ impl MockTask {
                 self.log(value.as_deref().unwrap_or(""));
                 Ok(value.is_some())
             }
-            "fatal-internal-error" => Err(Error::FatalInternalError("the mock was asked to fail fatally".into())),
-            "nonfatal-internal-error" => Err(Error::NonFatalInternalError("the mock was asked to fail".into())),
+            "fatal-internal-error" => Err(Error::FatalInternalError(
+                "the mock was asked to fail fatally".into(),
+            )),
+            "nonfatal-internal-error" => Err(Error::NonFatalInternalError(
+                "the mock was asked to fail".into(),
+            )),
             "malformed-payload-after-start" => Err(malformed(arg)),
             "stopNow-sleep" => {
                 stop_now();
@@ -205,7 +229,9 @@ impl MockTask {
         if read_only {
             return false;
         }
-        files.borrow_mut().insert(file.to_string(), data.to_string());
+        files
+            .borrow_mut()
+            .insert(file.to_string(), data.to_string());
         true
     }
 
@@ -229,7 +255,12 @@ impl MockTask {
             return false;
         };
         self.log("Pinging");
-        let request = HttpRequest { method: "GET".into(), path: path.into(), headers: Vec::new(), body: Vec::new() };
+        let request = HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
         let response = handler.handle_request(request).await;
         self.log(&String::from_utf8_lossy(&response.body));
         response.status == 200
@@ -242,7 +273,12 @@ impl Sandbox<MockEngine> for MockSandbox {
         Ok(self.0.clone())
     }
 
-    async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<MockShell> {
+    async fn new_shell(
+        &self,
+        command: Vec<String>,
+        tty: bool,
+        stdin: StreamReader<u8>,
+    ) -> Result<MockShell> {
         if !command.is_empty() || tty {
             return Err(Error::FeatureNotSupported);
         }
@@ -256,7 +292,11 @@ impl Sandbox<MockEngine> for MockSandbox {
         Ok(vec![display::mock_display()])
     }
 
-    async fn open_display(&self, name: String, client: StreamReader<u8>) -> Result<StreamReader<u8>> {
+    async fn open_display(
+        &self,
+        name: String,
+        client: StreamReader<u8>,
+    ) -> Result<StreamReader<u8>> {
         if name != display::NAME {
             return Err(Error::NoSuchDisplay);
         }
@@ -267,7 +307,11 @@ impl Sandbox<MockEngine> for MockSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        if self.0.resolve(Err(Error::SandboxAborted)) { Ok(()) } else { Err(Error::SandboxTerminated) }
+        if self.0.resolve(Err(Error::SandboxAborted)) {
+            Ok(())
+        } else {
+            Err(Error::SandboxTerminated)
+        }
     }
 
     async fn kill(&self) -> Result<()> {
@@ -295,20 +339,33 @@ impl ResultSet for MockTask {
     }
 
     async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
-        let prefix = if path.ends_with('/') { path } else { format!("{path}/") };
+        let prefix = if path.ends_with('/') {
+            path
+        } else {
+            format!("{path}/")
+        };
         let matches: Vec<(String, String)> = self
             .files
             .borrow()
             .iter()
-            .filter_map(|(p, c)| p.strip_prefix(&prefix).map(|rel| (rel.to_string(), c.clone())))
+            .filter_map(|(p, c)| {
+                p.strip_prefix(&prefix)
+                    .map(|rel| (rel.to_string(), c.clone()))
+            })
             .collect();
         if matches.is_empty() {
             return Err(Error::ResourceNotFound);
         }
         // Like the seed: every handler runs, concurrently; any error interrupts.
-        let calls = matches.into_iter().map(|(rel, content)| handler.handle_file(rel, bytes_stream(content.into_bytes())));
+        let calls = matches
+            .into_iter()
+            .map(|(rel, content)| handler.handle_file(rel, bytes_stream(content.into_bytes())));
         let results = futures::future::join_all(calls).await;
-        if results.iter().any(|r| r.is_err()) { Err(Error::HandlerInterrupt) } else { Ok(()) }
+        if results.iter().any(|r| r.is_err()) {
+            Err(Error::HandlerInterrupt)
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -8,7 +8,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use enginehost_sdk::{Error, Result, Shell, Signal, StreamReader, StreamWriter, byte_stream, read_all, sleep, spawn_local};
+use enginehost_sdk::{
+    Error, Result, Shell, Signal, StreamReader, StreamWriter, byte_stream, read_all, sleep,
+    spawn_local,
+};
 
 use crate::sandbox::MockTask;
 
@@ -34,7 +37,9 @@ impl ShellState {
     }
 
     async fn write(&self, pipe: &RefCell<Option<StreamWriter<u8>>>, text: &str) {
-        let Some(mut writer) = pipe.borrow_mut().take() else { return };
+        let Some(mut writer) = pipe.borrow_mut().take() else {
+            return;
+        };
         let _ = writer.write_all(text.as_bytes().to_vec()).await;
         if !self.result.is_set() {
             *pipe.borrow_mut() = Some(writer);
@@ -83,9 +88,16 @@ pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
             }
         };
         s.finish(Ok(success));
-        s.task.shells.borrow_mut().retain(|other| !Rc::ptr_eq(other, &s));
+        s.task
+            .shells
+            .borrow_mut()
+            .retain(|other| !Rc::ptr_eq(other, &s));
     });
-    MockShell { state, stdout: RefCell::new(Some(out_rx)), stderr: RefCell::new(Some(err_rx)) }
+    MockShell {
+        state,
+        stdout: RefCell::new(Some(out_rx)),
+        stderr: RefCell::new(Some(err_rx)),
+    }
 }
 
 impl Shell for MockShell {
@@ -98,7 +110,11 @@ impl Shell for MockShell {
     }
 
     async fn abort(&self) -> Result<()> {
-        if self.state.finish(Err(Error::ShellAborted)) { Ok(()) } else { Err(Error::ShellTerminated) }
+        if self.state.finish(Err(Error::ShellAborted)) {
+            Ok(())
+        } else {
+            Err(Error::ShellTerminated)
+        }
     }
 
     async fn wait(&self) -> Result<bool> {

@@ -40,6 +40,8 @@ impl VolumeBuilder<MockEngine> for MockVolumeBuilder {
     }
 
     async fn build(&self) -> Result<MockVolume> {
-        Ok(MockVolume { files: self.files.clone() })
+        Ok(MockVolume {
+            files: self.files.clone(),
+        })
     }
 }

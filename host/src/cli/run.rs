@@ -1,0 +1,132 @@
+//! `enginehost run TASK.json`: one task through the seed's stages, the task log
+//! streamed live to stdout, a summary on stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
+use enginehost::plugin::Catalog;
+use enginehost::runtime::Runtime;
+use enginehost::worker::{Outcome, TaskFile, run_task, schema};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{BadInput, PluginsArgs};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The task file: {"engine", "payload", "env", "maxRunTime", "artifacts"}.
+    task: PathBuf,
+    #[command(flatten)]
+    plugins: PluginsArgs,
+    /// Operator config (TOML); its `[engines.NAME]` table is the engine's config.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where artifacts land.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    artifacts: PathBuf,
+}
+
+fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read task file {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        BadInput(format!(
+            "task file {} is not a valid task: {e}\n  expected: {{\"engine\": NAME, \"payload\": {{...}}, \"env\": {{...}}, \
+             \"maxRunTime\": SECONDS, \"artifacts\": [{{\"type\": \"file\"|\"directory\", \"path\": PATH, \"name\": NAME}}]}}",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+/// The `[engines.NAME]` table of the operator config, as JSON (`{}` if absent).
+fn engine_config(path: Option<&Path>, engine: &str) -> anyhow::Result<Value> {
+    let Some(path) = path else {
+        return Ok(Value::Object(Default::default()));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    let config: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("config {} is not valid TOML", path.display()))?;
+    let table = config.get("engines").and_then(|e| e.get(engine)).cloned();
+    let table = table.unwrap_or(toml::Value::Table(Default::default()));
+    serde_json::to_value(table).context("converting the engine config to JSON")
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let task = read_task(&args.task)?;
+    let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
+    if catalog.get(&task.engine).is_none() {
+        return Err(BadInput(format!(
+            "task file {}: no engine named '{}'; available engines: {}",
+            args.task.display(),
+            task.engine,
+            catalog.names().join(", ")
+        ))
+        .into());
+    }
+    let runtime = Runtime::new()?;
+    let plugin = catalog.load(&runtime, &task.engine)?;
+    let config = engine_config(args.config.as_deref(), &task.engine)?;
+    let config_schema = runtime.config_schema(&plugin).await?;
+    if let Err(messages) =
+        schema::validate(&config_schema, &config, &format!("engines.{}", task.engine))
+    {
+        anyhow::bail!(
+            "the operator config for engine '{}' is not valid:\n  {}",
+            task.engine,
+            messages.join("\n  ")
+        );
+    }
+    let worker = WorkerControl::new();
+    let engine = runtime
+        .start_engine(&plugin, config, worker.clone())
+        .await?;
+
+    let log = TaskLog::temporary().context("creating the task log")?;
+    let mut reader = log.reader().context("opening the task log")?;
+    let live = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut stdout = std::io::stdout();
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0
+                || stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let cancel = CancellationToken::new();
+    let on_ctrl_c = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: aborting the sandbox");
+            on_ctrl_c.cancel();
+        }
+    });
+
+    let outcome = run_task(engine.as_ref(), &task, &log, &args.artifacts, &cancel).await;
+    let _ = live.await;
+    match &outcome {
+        Outcome::Success => eprintln!("task succeeded"),
+        Outcome::Failure => eprintln!("task failed"),
+        Outcome::Malformed(messages) => {
+            eprintln!("task payload is malformed:");
+            messages.iter().for_each(|m| eprintln!("  {m}"));
+        }
+        Outcome::InternalError(m) => eprintln!("internal error: {m}"),
+        Outcome::Cancelled => eprintln!("task cancelled"),
+    }
+    if worker.stop_requested() {
+        eprintln!("note: the engine asked the worker to stop taking tasks (StopNow)");
+    }
+    if let Err(e) = engine.dispose().await {
+        eprintln!("warning: disposing the engine: {e}");
+    }
+    Ok(outcome.exit_code())
+}

@@ -1,0 +1,155 @@
+//! Extracting a task's artifacts into a directory: a file artifact lands at
+//! `<dir>/<name>`, a directory artifact's files under `<dir>/<name>/`. Names and
+//! the paths an engine reports must stay inside `<dir>`: an engine is not trusted.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use futures::FutureExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::contract::{ByteStream, EngineError, FileHandler, ResultSet};
+
+/// What to extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// One file.
+    File,
+    /// A folder, recursively.
+    Directory,
+}
+
+/// One artifact of a task file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    /// `file` or `directory`.
+    #[serde(rename = "type")]
+    pub kind: ArtifactKind,
+    /// The path in the engine's format.
+    pub path: String,
+    /// Where it lands, relative to the artifacts directory.
+    pub name: String,
+}
+
+/// `rel` as a path inside `base`, or an error saying why not.
+pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
+    let path = Path::new(rel);
+    if rel.is_empty() || rel.contains('\\') {
+        return Err(format!("'{rel}' is not a relative '/'-separated path"));
+    }
+    for part in path.components() {
+        if !matches!(part, Component::Normal(_)) {
+            return Err(format!(
+                "'{rel}' must be a relative path without '..' or a leading '/'"
+            ));
+        }
+    }
+    Ok(base.join(path))
+}
+
+async fn write_stream(target: PathBuf, mut data: ByteStream) -> Result<u64, String> {
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    let mut file = tokio::fs::File::create(&target)
+        .await
+        .map_err(|e| format!("creating {}: {e}", target.display()))?;
+    let mut written = 0u64;
+    while let Some(chunk) = data.next_chunk().await {
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| format!("writing {}: {e}", target.display()))?;
+        written += chunk.len() as u64;
+    }
+    file.flush()
+        .await
+        .map_err(|e| format!("writing {}: {e}", target.display()))?;
+    Ok(written)
+}
+
+/// Why an artifact could not be extracted.
+#[derive(Debug)]
+pub enum ArtifactError {
+    /// The artifact's name is not a safe relative path.
+    BadName(String),
+    /// The engine's error (not found, not supported, ...).
+    Engine(EngineError),
+    /// Writing the files failed.
+    Io(String),
+}
+
+/// Extracts `spec` from `result` into `dir`; returns the files written.
+pub async fn extract(
+    result: &dyn ResultSet,
+    spec: &ArtifactSpec,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ArtifactError> {
+    let target = confined(dir, &spec.name).map_err(ArtifactError::BadName)?;
+    match spec.kind {
+        ArtifactKind::File => {
+            let data = result
+                .extract_file(&spec.path)
+                .await
+                .map_err(ArtifactError::Engine)?;
+            write_stream(target.clone(), data)
+                .await
+                .map_err(ArtifactError::Io)?;
+            Ok(vec![target])
+        }
+        ArtifactKind::Directory => {
+            let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+            let (w, f, base) = (written.clone(), failure.clone(), target.clone());
+            let handler: FileHandler = Arc::new(move |rel: String, data: ByteStream| {
+                let (w, f, base) = (w.clone(), f.clone(), base.clone());
+                async move {
+                    let result = match confined(&base, &rel) {
+                        Ok(path) => write_stream(path.clone(), data).await.map(|_| path),
+                        Err(e) => Err(format!("the engine reported an unsafe path: {e}")),
+                    };
+                    match result {
+                        Ok(path) => {
+                            w.lock().expect("artifact list lock").push(path);
+                            Ok(())
+                        }
+                        Err(e) => {
+                            f.lock()
+                                .expect("artifact failure lock")
+                                .get_or_insert(e.clone());
+                            Err(e)
+                        }
+                    }
+                }
+                .boxed()
+            });
+            let outcome = result.extract_folder(&spec.path, handler).await;
+            if let Some(e) = failure.lock().expect("artifact failure lock").take() {
+                return Err(ArtifactError::Io(e));
+            }
+            outcome.map_err(ArtifactError::Engine)?;
+            let mut files = std::mem::take(&mut *written.lock().expect("artifact list lock"));
+            files.sort();
+            Ok(files)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confined;
+    use std::path::Path;
+
+    #[test]
+    fn paths_stay_inside() {
+        let base = Path::new("/a");
+        assert_eq!(confined(base, "b/c.txt").unwrap(), Path::new("/a/b/c.txt"));
+        for bad in ["", "/etc/passwd", "../x", "b/../../x", "b\\c", "./"] {
+            assert!(confined(base, bad).is_err(), "{bad}");
+        }
+    }
+}

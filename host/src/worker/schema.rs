@@ -1,0 +1,162 @@
+//! Payload and config validation with JSON Schema, following the seed's
+//! `schematypes` rules: an object schema that does not say otherwise rejects
+//! unknown keys, and the engine receives only the keys its schema declares. Every
+//! problem becomes one message naming the JSON path and what was expected.
+
+use serde_json::{Map, Value};
+
+/// Applies the seed's object default: `additionalProperties: false` wherever an
+/// object schema does not set it.
+pub fn normalize(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out: Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), normalize_child(k, v)))
+                .collect();
+            let is_object = map.get("type").and_then(Value::as_str) == Some("object")
+                || map.contains_key("properties");
+            if is_object && !out.contains_key("additionalProperties") {
+                out.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn normalize_child(key: &str, value: &Value) -> Value {
+    match (key, value) {
+        // Maps from names to subschemas.
+        ("properties" | "patternProperties" | "definitions" | "$defs", Value::Object(m)) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
+        }
+        ("items" | "additionalProperties" | "not", v @ Value::Object(_)) => normalize(v),
+        ("allOf" | "anyOf" | "oneOf" | "items", Value::Array(a)) => {
+            Value::Array(a.iter().map(normalize).collect())
+        }
+        (_, v) => v.clone(),
+    }
+}
+
+/// Validates `instance` against `schema` (normalized). `root` names the instance in
+/// messages (`task.payload`).
+///
+/// # Errors
+/// Every problem, one message each; or one message if the schema itself is broken.
+pub fn validate(schema: &Value, instance: &Value, root: &str) -> Result<(), Vec<String>> {
+    let schema = normalize(schema);
+    let validator = jsonschema::validator_for(&schema).map_err(|e| {
+        vec![format!(
+            "the engine's schema for {root} is not a valid JSON Schema: {e}"
+        )]
+    })?;
+    let messages: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| {
+            let pointer = e.instance_path.to_string();
+            let path = if pointer.is_empty() {
+                root.to_string()
+            } else {
+                format!(
+                    "{root}{}",
+                    pointer
+                        .split('/')
+                        .skip(1)
+                        .map(|s| format!(".{s}"))
+                        .collect::<String>()
+                )
+            };
+            format!("{path}: {e}")
+        })
+        .collect();
+    if messages.is_empty() {
+        Ok(())
+    } else {
+        Err(messages)
+    }
+}
+
+/// The seed's `Filter`: only the keys the schema declares (all keys if it allows
+/// additional properties).
+pub fn filter(schema: &Value, instance: &Value) -> Value {
+    let schema = normalize(schema);
+    let (Some(obj), Some(props)) = (
+        instance.as_object(),
+        schema.get("properties").and_then(Value::as_object),
+    ) else {
+        return instance.clone();
+    };
+    if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+        return instance.clone();
+    }
+    Value::Object(
+        obj.iter()
+            .filter(|(k, _)| props.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "delay": {"type": "integer", "minimum": 0},
+            "nested": {"type": "object", "properties": {"a": {"type": "string"}}}
+        }, "required": ["delay"]})
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let errs = validate(
+            &schema(),
+            &json!({"delay": 1, "nested": {"a": "x", "b": 1}, "extra": true}),
+            "task.payload",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("task.payload: ") && e.contains("extra")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("task.payload.nested: ") && e.contains('b')),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn each_problem_names_path_and_expectation() {
+        let errs = validate(&schema(), &json!({"delay": "soon"}), "task.payload").unwrap_err();
+        assert_eq!(
+            errs,
+            vec![r#"task.payload.delay: "soon" is not of type "integer""#.to_string()]
+        );
+        let errs = validate(&schema(), &json!({}), "task.payload").unwrap_err();
+        assert!(
+            errs[0].contains("\"delay\" is a required property"),
+            "{errs:?}"
+        );
+        assert!(validate(&schema(), &json!({"delay": 3}), "task.payload").is_ok());
+    }
+
+    #[test]
+    fn explicit_additional_properties_are_kept() {
+        let open = json!({"type": "object", "properties": {"a": {}}, "additionalProperties": true});
+        assert!(validate(&open, &json!({"a": 1, "b": 2}), "x").is_ok());
+        assert_eq!(
+            filter(&open, &json!({"a": 1, "b": 2})),
+            json!({"a": 1, "b": 2})
+        );
+        assert_eq!(
+            filter(&schema(), &json!({"delay": 1, "b": 2})),
+            json!({"delay": 1})
+        );
+    }
+}

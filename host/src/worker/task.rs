@@ -1,0 +1,255 @@
+//! The task file and the seed's per-task stages (engine-contract.md §1.2).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::artifacts::{self, ArtifactError, ArtifactSpec};
+use super::schema;
+use crate::contract::{Engine, EngineError, Sandbox, TaskContext, TaskInfo, TaskLog};
+
+/// A task as `enginehost run` reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskFile {
+    /// The engine's name.
+    pub engine: String,
+    /// The engine's payload (`task.payload`).
+    #[serde(default = "empty_object")]
+    pub payload: Value,
+    /// Environment variables for the task.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Seconds before the task is killed; none = no limit.
+    #[serde(default)]
+    pub max_run_time: Option<u64>,
+    /// What to extract after the task.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactSpec>,
+    /// The task id (default: `local-task`).
+    #[serde(default)]
+    pub task_id: Option<String>,
+    /// The scopes the task has.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The task succeeded.
+    Success,
+    /// The task failed (its own fault, or killed).
+    Failure,
+    /// The payload or task file is not acceptable; each message was logged.
+    Malformed(Vec<String>),
+    /// The engine or plugin failed; the detail was logged.
+    InternalError(String),
+    /// Cancelled (Ctrl-C): the sandbox was aborted.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The process exit status: 0 success, 1 failure, 2 malformed payload,
+    /// 3 internal error, 130 cancelled.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+            Outcome::Malformed(_) => 2,
+            Outcome::InternalError(_) => 3,
+            Outcome::Cancelled => 130,
+        }
+    }
+}
+
+/// Logs and classifies an engine error (seed taskrun's stage errors).
+fn fail(ctx: &TaskContext, stage: &str, error: EngineError) -> Outcome {
+    let log = ctx.log();
+    match error {
+        EngineError::MalformedPayload(messages) => {
+            messages.iter().for_each(|m| log.log_error(m));
+            Outcome::Malformed(messages)
+        }
+        EngineError::FeatureNotSupported => {
+            let m =
+                format!("{stage}: the engine does not support what this task asks for ({error})");
+            log.log_error(&m);
+            Outcome::Malformed(vec![m])
+        }
+        EngineError::SandboxAborted => Outcome::Cancelled,
+        other => {
+            let detail = other
+                .detail()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            let m = format!("{stage}: {other}{detail}");
+            log.log_error(&m);
+            Outcome::InternalError(m)
+        }
+    }
+}
+
+/// Runs `task` on `engine`, writing the task log to `log` (closed on return) and
+/// artifacts under `artifacts_dir`. `cancel` aborts the sandbox.
+pub async fn run_task(
+    engine: &dyn Engine,
+    task: &TaskFile,
+    log: &TaskLog,
+    artifacts_dir: &Path,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let info = TaskInfo {
+        task_id: task.task_id.clone().unwrap_or_else(|| "local-task".into()),
+        run_id: 0,
+        scopes: task.scopes.clone(),
+    };
+    let ctx = TaskContext::new(info, log.clone());
+    let outcome = stages(engine, task, &ctx, artifacts_dir, cancel).await;
+    log.close();
+    outcome
+}
+
+async fn stages(
+    engine: &dyn Engine,
+    task: &TaskFile,
+    ctx: &TaskContext,
+    artifacts_dir: &Path,
+    cancel: &CancellationToken,
+) -> Outcome {
+    // prepare: validate against the engine's schema, give it only its keys.
+    let schema = engine.payload_schema();
+    if let Err(messages) = schema::validate(&schema, &task.payload, "task.payload") {
+        return fail(
+            ctx,
+            "validating the payload",
+            EngineError::MalformedPayload(messages),
+        );
+    }
+    let payload = schema::filter(&schema, &task.payload);
+    let builder = match engine.new_sandbox_builder(ctx.clone(), payload).await {
+        Ok(b) => b,
+        Err(e) => return fail(ctx, "creating the sandbox builder", e),
+    };
+
+    // build
+    for (name, value) in &task.env {
+        let error = match builder.set_environment_variable(name, value).await {
+            Ok(()) => continue,
+            Err(EngineError::NamingConflict) => {
+                EngineError::malformed(format!("Environment variable {name} has already been set."))
+            }
+            Err(EngineError::FeatureNotSupported) => EngineError::malformed(format!(
+                "task.env: the {} engine does not support environment variables, but {name} is set",
+                engine.name()
+            )),
+            Err(e) => e,
+        };
+        let _ = builder.discard().await;
+        return fail(ctx, "setting environment variables", error);
+    }
+
+    // start (the builder is spent either way)
+    let started = builder.start().await;
+    drop(builder);
+    let sandbox = match started {
+        Ok(s) => s,
+        Err(e) => return fail(ctx, "starting the sandbox", e),
+    };
+
+    // waiting
+    let result = match wait(sandbox.as_ref(), ctx, task.max_run_time, cancel).await {
+        Ok(r) => r,
+        Err(e) => return fail(ctx, "waiting for the result", e),
+    };
+    let mut success = result.success();
+
+    // stopped: artifacts
+    for spec in &task.artifacts {
+        match artifacts::extract(result.as_ref(), spec, artifacts_dir).await {
+            Ok(_) => {}
+            Err(ArtifactError::Engine(EngineError::ResourceNotFound)) => {
+                ctx.log().log_error(&format!(
+                    "artifact '{}': {} was not found in the sandbox",
+                    spec.name, spec.path
+                ));
+                success = false;
+            }
+            Err(ArtifactError::Engine(e)) => {
+                let _ = result.dispose().await;
+                return fail(ctx, &format!("extracting artifact '{}'", spec.name), e);
+            }
+            Err(ArtifactError::BadName(e)) => {
+                let _ = result.dispose().await;
+                return fail(
+                    ctx,
+                    "reading the task file",
+                    EngineError::malformed(format!("artifacts[].name: {e}")),
+                );
+            }
+            Err(ArtifactError::Io(e)) => {
+                ctx.log()
+                    .log_error(&format!("artifact '{}': {e}", spec.name));
+                success = false;
+            }
+        }
+    }
+
+    // dispose
+    if let Err(e) = result.dispose().await {
+        return fail(ctx, "disposing the result set", e);
+    }
+    if success {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    }
+}
+
+/// Waits for the result; kills at maxRunTime, aborts on cancel.
+async fn wait(
+    sandbox: &dyn Sandbox,
+    ctx: &TaskContext,
+    max_run_time: Option<u64>,
+    cancel: &CancellationToken,
+) -> Result<std::sync::Arc<dyn crate::contract::ResultSet>, EngineError> {
+    let waiting = sandbox.wait_for_result();
+    tokio::pin!(waiting);
+    let deadline = async {
+        match max_run_time {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let (mut killed, mut aborted) = (false, false);
+    loop {
+        tokio::select! {
+            result = &mut waiting => return result,
+            () = &mut deadline, if !killed => {
+                killed = true;
+                ctx.log().log_error("Task killed because maxRunTime was exceeded");
+                if let Err(e) = sandbox.kill().await {
+                    if !matches!(e, EngineError::SandboxTerminated) {
+                        ctx.log().log_error(&format!("killing the sandbox: {e}"));
+                    }
+                }
+            }
+            () = cancel.cancelled(), if !aborted => {
+                aborted = true;
+                ctx.cancel();
+                ctx.log().log_error("Task cancelled: the sandbox is being aborted");
+                // On sandbox-terminated the task ended first: keep waiting for its result.
+                let _ = sandbox.abort().await;
+            }
+        }
+    }
+}
