@@ -7,9 +7,11 @@
 //! - [`runtime`]: wasmtime; loads a plugin and adapts it to the worker traits.
 //! - [`plugin`]: the plugin catalog: built-in engines and a plugin directory,
 //!   metadata, rejections.
+//! - [`conformance`]: the engine conformance suite (the seed's enginetest).
 //! - [`worker`]: running one task through the seed's stages; payload validation.
 //! - `cli` (binary only): the `enginehost` command.
 
+pub mod conformance;
 pub mod contract;
 pub mod plugin;
 pub mod runtime;

@@ -4,6 +4,7 @@
 
 mod plugins;
 mod run;
+mod test;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,10 @@ enum Command {
     /// Lists the engines available (built in and from the plugin directory) and the
     /// plugin files that were rejected, with the reason.
     Plugins(PluginsArgs),
+    /// Runs the conformance suite (every enginetest case) against an engine; one
+    /// line per subtest, then `N passed, N failed, N skipped`. Exit status 1 when
+    /// anything failed.
+    Test(test::TestArgs),
 }
 
 /// Where plugins come from.
@@ -47,6 +52,7 @@ pub async fn run(args: Args) -> i32 {
     let result = match args.command {
         Command::Run(a) => run::run(a).await,
         Command::Plugins(a) => plugins::run(a),
+        Command::Test(a) => test::run(a).await,
     };
     match result {
         Ok(code) => code,

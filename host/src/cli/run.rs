@@ -42,7 +42,7 @@ fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
 }
 
 /// The `[engines.NAME]` table of the operator config, as JSON (`{}` if absent).
-fn engine_config(path: Option<&Path>, engine: &str) -> anyhow::Result<Value> {
+pub(super) fn engine_config(path: Option<&Path>, engine: &str) -> anyhow::Result<Value> {
     let Some(path) = path else {
         return Ok(Value::Object(Default::default()));
     };

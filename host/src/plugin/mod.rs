@@ -15,10 +15,11 @@ pub use metadata::{CONTRACT_VERSION, Metadata};
 
 use crate::runtime::{LoadedPlugin, Runtime};
 
-/// The engines this binary carries: (file name, component bytes).
-pub const BUILTIN: &[(&str, &[u8])] = &[(
+/// The engines this binary carries: (file name, component bytes, conformance cases).
+pub const BUILTIN: &[(&str, &[u8], &str)] = &[(
     "mock.wasm",
     include_bytes!(concat!(env!("OUT_DIR"), "/mock.wasm")),
+    include_str!("../../../plugins/mock/cases.json"),
 )];
 
 /// The plugin directory used without `--plugins`: `$ENGINEHOST_PLUGINS`, else
@@ -106,6 +107,19 @@ pub struct Entry {
     pub overrides_builtin: bool,
 }
 
+impl Entry {
+    /// The conformance cases shipped with a built-in engine.
+    pub fn builtin_cases(&self) -> Option<&'static str> {
+        if self.origin != Origin::Builtin {
+            return None;
+        }
+        BUILTIN
+            .iter()
+            .find(|(_, wasm, _)| **wasm == *self.wasm)
+            .map(|(_, _, cases)| *cases)
+    }
+}
+
 /// The plugins available to this process.
 #[derive(Clone, Default)]
 pub struct Catalog {
@@ -121,7 +135,7 @@ impl Catalog {
     /// When an explicitly named directory cannot be read.
     pub fn scan(dir: Option<&Path>) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::default();
-        for (file, wasm) in BUILTIN {
+        for (file, wasm, _) in BUILTIN {
             let meta = metadata::read(wasm)
                 .map_err(|r| anyhow::anyhow!("built-in {file} is broken: {r}"))?;
             let entry = Entry {
@@ -203,6 +217,25 @@ impl Catalog {
     /// The rejected files and why.
     pub fn rejected(&self) -> &[(PathBuf, Rejection)] {
         &self.rejected
+    }
+
+    /// Adds the plugin file at `path` (for `enginehost test FILE.wasm`),
+    /// replacing any plugin of its name.
+    ///
+    /// # Errors
+    /// The rejection, when the file is not an acceptable plugin.
+    pub fn add_file(&mut self, path: &Path) -> Result<String, Rejection> {
+        let wasm = std::fs::read(path).map_err(|e| Rejection::Unreadable(e.to_string()))?;
+        let meta = metadata::read(&wasm)?;
+        let name = meta.name.clone();
+        let entry = Entry {
+            metadata: meta,
+            origin: Origin::File(path.to_path_buf()),
+            wasm: wasm.into(),
+            overrides_builtin: false,
+        };
+        self.entries.insert(name.clone(), entry);
+        Ok(name)
     }
 
     /// The plugin named `name`.

@@ -1,0 +1,98 @@
+//! `enginehost test ENGINE|FILE.wasm`: the conformance suite against one engine,
+//! one line per subtest, then `N passed, N failed, N skipped`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use enginehost::conformance::{Cases, run_suite};
+use enginehost::contract::{Engine, WorkerControl};
+use enginehost::plugin::Catalog;
+use enginehost::runtime::Runtime;
+use enginehost::worker::schema;
+
+use super::{BadInput, PluginsArgs};
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// An engine name (built in or in the plugin directory) or a `.wasm` file.
+    engine: String,
+    /// The cases file (JSON) [default: the built-in engine's own cases; for
+    /// FILE.wasm, `cases.json` beside it]
+    #[arg(long, value_name = "FILE")]
+    cases: Option<PathBuf>,
+    /// Operator config (TOML) whose `[engines.NAME]` table replaces the cases
+    /// file's `config`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    plugins: PluginsArgs,
+}
+
+fn read_cases(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read cases file {}: {e}", path.display())).into())
+}
+
+pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
+    let mut catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
+    let is_file = args.engine.ends_with(".wasm");
+    let name = if is_file {
+        let path = Path::new(&args.engine);
+        catalog
+            .add_file(path)
+            .map_err(|r| BadInput(format!("{}: {r}", path.display())))?
+    } else {
+        args.engine.clone()
+    };
+    let entry = catalog.get(&name).ok_or_else(|| {
+        BadInput(format!(
+            "no engine named '{name}'; available engines: {}",
+            catalog.names().join(", ")
+        ))
+    })?;
+    let cases_text = match (&args.cases, entry.builtin_cases()) {
+        (Some(path), _) => read_cases(path)?,
+        (None, Some(text)) => text.to_string(),
+        (None, None) if is_file => {
+            let path = Path::new(&args.engine).with_file_name("cases.json");
+            read_cases(&path).context("no --cases given and no cases.json beside the .wasm")?
+        }
+        (None, None) => {
+            return Err(BadInput(format!(
+                "engine '{name}' has no built-in cases; pass --cases FILE"
+            ))
+            .into());
+        }
+    };
+    let mut cases: Cases = serde_json::from_str(&cases_text)
+        .map_err(|e| BadInput(format!("the cases file is not valid: {e}")))?;
+    if let Some(config) = &args.config {
+        cases.config = super::run::engine_config(Some(config), &name)?;
+    }
+
+    let runtime = Runtime::new()?;
+    let plugin = catalog.load(&runtime, &name)?;
+    let config_schema = runtime.config_schema(&plugin).await?;
+    if let Err(m) = schema::validate(&config_schema, &cases.config, &format!("engines.{name}")) {
+        anyhow::bail!(
+            "the config for engine '{name}' is not valid:\n  {}",
+            m.join("\n  ")
+        );
+    }
+    let engine: Arc<dyn Engine> = runtime
+        .start_engine(&plugin, cases.config.clone(), WorkerControl::new())
+        .await?;
+    println!(
+        "conformance suite for engine '{name}' from {}",
+        entry.origin
+    );
+    let report = run_suite(&engine, &cases, |r| println!("{r}")).await;
+    if let Err(e) = engine.dispose().await {
+        println!("FAIL  engine dispose: {e}");
+        println!("{}", report.summary());
+        return Ok(1);
+    }
+    println!("{}", report.summary());
+    Ok(if report.failed() > 0 { 1 } else { 0 })
+}
