@@ -1,26 +1,28 @@
 //! Builds the engines this binary ships (`plugins/*`) and the test fixtures
-//! (`tests/fixtures/*`) as `wasm32-wasip2` components, with a nested
-//! `cargo build --release` into `<target>/plugins` (its own target dir, so the two
-//! builds never wait on each other's lock). The shipped `.wasm` files are copied to
-//! `OUT_DIR` and embedded with `include_bytes!`; `ENGINEHOST_WASM_DIR` tells tests
-//! where every built component is.
+//! (`tests/fixtures/*`) as `wasm32-wasip2` components, with nested
+//! `cargo build --release` runs into `<target>/plugins` and `<target>/fixtures`
+//! (target dirs of their own, so the builds never wait on each other's lock, and a
+//! fixture that wraps a shipped engine as a library cannot overwrite its `.wasm`).
+//! The shipped `.wasm` files are copied to `OUT_DIR` and embedded with
+//! `include_bytes!`; `ENGINEHOST_FIXTURE_DIR` tells tests where the fixtures are.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Packages built for wasm32-wasip2: (package, library name, shipped).
-const GUESTS: &[(&str, &str, bool)] = &[
-    ("enginehost-plugin-mock", "mock", true),
-    ("enginehost-fixture-trap", "fixture_trap", false),
+/// Shipped engines: (package, library name). Embedded in the binary.
+const SHIPPED: &[(&str, &str)] = &[("enginehost-plugin-mock", "mock")];
+
+/// Test fixtures: (package, library name). Built in a second cargo invocation,
+/// because a fixture that wraps a shipped engine needs it without its `export`
+/// feature (features unify within one invocation).
+const FIXTURES: &[(&str, &str)] = &[
+    ("enginehost-fixture-trap", "fixture_trap"),
+    ("enginehost-fixture-broken-env", "fixture_broken_env"),
 ];
 
 fn main() {
-    let manifest =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest
-        .parent()
-        .expect("host/ is inside the workspace")
-        .to_path_buf();
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("host/ is inside the workspace").to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
     let target = out
@@ -28,28 +30,32 @@ fn main() {
         .nth(4)
         .expect("OUT_DIR is inside the target dir")
         .to_path_buf();
-    let guest_target = target.join("plugins");
+    let (plugin_target, fixture_target) = (target.join("plugins"), target.join("fixtures"));
 
     for dir in ["wit", "guest-sdk", "plugins", "tests/fixtures"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.lock").display()
-    );
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
 
+    build_guests(&root, &plugin_target, SHIPPED);
+    build_guests(&root, &fixture_target, FIXTURES);
+
+    let wasm_dir = plugin_target.join("wasm32-wasip2").join("release");
+    for (_, lib) in SHIPPED {
+        let (from, to) = (wasm_dir.join(format!("{lib}.wasm")), out.join(format!("{lib}.wasm")));
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+    }
+    let fixture_dir = fixture_target.join("wasm32-wasip2").join("release");
+    println!("cargo:rustc-env=ENGINEHOST_FIXTURE_DIR={}", fixture_dir.display());
+}
+
+fn build_guests(root: &Path, guest_target: &Path, packages: &[(&str, &str)]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&guest_target);
-    for (package, _, _) in GUESTS {
+    cmd.current_dir(root)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(guest_target);
+    for (package, _) in packages {
         cmd.args(["-p", package]);
     }
     // The nested build must be a plain guest build, whatever the outer one is.
@@ -71,18 +77,4 @@ fn main() {
              If the target is missing, run: rustup target add wasm32-wasip2"
         );
     }
-
-    let wasm_dir = guest_target.join("wasm32-wasip2").join("release");
-    for (_, lib, shipped) in GUESTS {
-        let built = wasm_dir.join(format!("{lib}.wasm"));
-        if *shipped {
-            copy(&built, &out.join(format!("{lib}.wasm")));
-        }
-    }
-    println!("cargo:rustc-env=ENGINEHOST_WASM_DIR={}", wasm_dir.display());
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::copy(from, to)
-        .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
 }

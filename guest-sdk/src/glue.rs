@@ -7,9 +7,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use crate::traits::{
-    self, Engine, ResultSet as _, Sandbox as _, SandboxBuilder as _, Shell as _, VolumeBuilder as _,
-};
+use crate::traits::{self, Engine, ResultSet as _, Sandbox as _, SandboxBuilder as _, Shell as _, VolumeBuilder as _};
 use crate::wit::enginehost::engine::types::{Display, EngineCapabilities, Error, Section};
 use crate::wit::exports::enginehost::engine::engine as x;
 use crate::{FileHandler, ProxyHandler, Result, StreamReader, TaskContext, empty_stream};
@@ -29,8 +27,7 @@ fn engine<E: Engine>() -> Result<Rc<E>> {
 }
 
 fn parse(what: &str, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text)
-        .map_err(|e| Error::MalformedPayload(vec![format!("{what} is not valid JSON: {e}")]))
+    serde_json::from_str(text).map_err(|e| Error::MalformedPayload(vec![format!("{what} is not valid JSON: {e}")]))
 }
 
 /// The type `export_engine!` exports: implements the generated `Guest` for `E`.
@@ -79,10 +76,7 @@ impl<E: Engine> x::Guest for Exports<E> {
             .map(|e| e.capabilities())
             .unwrap_or(EngineCapabilities { max_concurrency: 0 })
     }
-    async fn new_sandbox_builder(
-        context: TaskContext,
-        payload: String,
-    ) -> Result<x::SandboxBuilder> {
+    async fn new_sandbox_builder(context: TaskContext, payload: String) -> Result<x::SandboxBuilder> {
         let payload = parse("task.payload", &payload)?;
         let builder = engine::<E>()?.new_sandbox_builder(context, payload).await?;
         Ok(x::SandboxBuilder::new(BuilderRes::<E>(builder)))
@@ -109,12 +103,7 @@ impl<E: Engine> x::Guest for Exports<E> {
 }
 
 impl<E: Engine> x::GuestSandboxBuilder for BuilderRes<E> {
-    async fn attach_volume(
-        &self,
-        mountpoint: String,
-        volume: x::VolumeBorrow<'_>,
-        read_only: bool,
-    ) -> Result<()> {
+    async fn attach_volume(&self, mountpoint: String, volume: x::VolumeBorrow<'_>, read_only: bool) -> Result<()> {
         let volume = &volume.get::<VolumeRes<E>>().0;
         traits::SandboxBuilder::attach_volume(&self.0, mountpoint, volume, read_only).await
     }
@@ -137,16 +126,9 @@ impl<E: Engine> x::GuestSandboxBuilder for BuilderRes<E> {
 
 impl<E: Engine> x::GuestSandbox for SandboxRes<E> {
     async fn wait_for_result(&self) -> Result<x::ResultSet> {
-        Ok(x::ResultSet::new(ResultSetRes::<E>(
-            self.0.wait_for_result().await?,
-        )))
+        Ok(x::ResultSet::new(ResultSetRes::<E>(self.0.wait_for_result().await?)))
     }
-    async fn new_shell(
-        &self,
-        command: Vec<String>,
-        tty: bool,
-        stdin: StreamReader<u8>,
-    ) -> Result<x::Shell> {
+    async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<x::Shell> {
         Ok(x::Shell::new(ShellRes::<E>(
             self.0.new_shell(command, tty, stdin).await?,
         )))
@@ -154,11 +136,7 @@ impl<E: Engine> x::GuestSandbox for SandboxRes<E> {
     async fn list_displays(&self) -> Result<Vec<Display>> {
         self.0.list_displays().await
     }
-    async fn open_display(
-        &self,
-        name: String,
-        client: StreamReader<u8>,
-    ) -> Result<StreamReader<u8>> {
+    async fn open_display(&self, name: String, client: StreamReader<u8>) -> Result<StreamReader<u8>> {
         self.0.open_display(name, client).await
     }
     async fn abort(&self) -> Result<()> {

@@ -41,13 +41,9 @@ pub use log::write_log_bytes;
 #[doc(hidden)]
 pub use serde_json as __serde_json;
 pub use sync::{Sessions, Signal};
-pub use traits::{
-    Engine, ResultSet, Sandbox, SandboxBuilder, Shell, Unsupported, Volume, VolumeBuilder,
-};
+pub use traits::{Engine, ResultSet, Sandbox, SandboxBuilder, Shell, Unsupported, Volume, VolumeBuilder};
 pub use wit::enginehost::engine::host::{FileHandler, ProxyHandler, TaskContext};
-pub use wit::enginehost::engine::types::{
-    Display, EngineCapabilities, Error, HttpRequest, HttpResponse, Section,
-};
+pub use wit::enginehost::engine::types::{Display, EngineCapabilities, Error, HttpRequest, HttpResponse, Section};
 pub use wit_bindgen::rt::async_support::{StreamReader, StreamResult, StreamWriter};
 pub use wit_bindgen::{spawn_local, yield_async};
 

@@ -9,8 +9,7 @@ use std::rc::Rc;
 use serde_json::{Value, json};
 
 use crate::{
-    Display, EngineCapabilities, Error, FileHandler, ProxyHandler, Result, Section, StreamReader,
-    TaskContext,
+    Display, EngineCapabilities, Error, FileHandler, ProxyHandler, Result, Section, StreamReader, TaskContext,
 };
 
 /// The schema of an object with no keys at all (the seed's `schematypes.Object{}`).
@@ -52,11 +51,7 @@ pub trait Engine: Sized + 'static {
         EngineCapabilities { max_concurrency: 0 }
     }
     /// Starts preparing a sandbox; `payload` is valid against `payload_schema`.
-    async fn new_sandbox_builder(
-        self: Rc<Self>,
-        context: TaskContext,
-        payload: Value,
-    ) -> Result<Self::SandboxBuilder>;
+    async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<Self::SandboxBuilder>;
     /// JSON Schema of volume options. Default: no keys.
     fn volume_schema(&self) -> Value {
         empty_object_schema()
@@ -78,12 +73,7 @@ pub trait Engine: Sized + 'static {
 /// Collects what a task needs before it starts.
 pub trait SandboxBuilder<E: Engine>: 'static {
     /// Default: feature-not-supported.
-    async fn attach_volume(
-        &self,
-        _mountpoint: String,
-        _volume: &E::Volume,
-        _read_only: bool,
-    ) -> Result<()> {
+    async fn attach_volume(&self, _mountpoint: String, _volume: &E::Volume, _read_only: bool) -> Result<()> {
         Err(Error::FeatureNotSupported)
     }
     /// Default: feature-not-supported.
@@ -107,12 +97,7 @@ pub trait Sandbox<E: Engine>: 'static {
     /// Waits for the result; return the same `Rc` every time.
     async fn wait_for_result(&self) -> Result<Rc<E::ResultSet>>;
     /// Default: feature-not-supported.
-    async fn new_shell(
-        &self,
-        _command: Vec<String>,
-        _tty: bool,
-        _stdin: StreamReader<u8>,
-    ) -> Result<E::Shell> {
+    async fn new_shell(&self, _command: Vec<String>, _tty: bool, _stdin: StreamReader<u8>) -> Result<E::Shell> {
         Err(Error::FeatureNotSupported)
     }
     /// Default: feature-not-supported.
@@ -120,11 +105,7 @@ pub trait Sandbox<E: Engine>: 'static {
         Err(Error::FeatureNotSupported)
     }
     /// Default: feature-not-supported.
-    async fn open_display(
-        &self,
-        _name: String,
-        _client: StreamReader<u8>,
-    ) -> Result<StreamReader<u8>> {
+    async fn open_display(&self, _name: String, _client: StreamReader<u8>) -> Result<StreamReader<u8>> {
         Err(Error::FeatureNotSupported)
     }
     /// Default (the seed's `SandboxBase`): nothing to do.

@@ -58,11 +58,7 @@ pub async fn run(args: Args) -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<BadInput>().is_some() {
-                2
-            } else {
-                3
-            }
+            if e.downcast_ref::<BadInput>().is_some() { 2 } else { 3 }
         }
     }
 }

@@ -10,10 +10,7 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<i32> {
     let mut catalog = Catalog::scan(args.plugins.as_deref())?;
     let runtime = Runtime::new()?;
     catalog.compile_all(&runtime);
-    println!(
-        "{:<20} {:<10} {:<10} SOURCE",
-        "ENGINE", "VERSION", "CONTRACT"
-    );
+    println!("{:<20} {:<10} {:<10} SOURCE", "ENGINE", "VERSION", "CONTRACT");
     for entry in catalog.entries() {
         let m = &entry.metadata;
         let note = if entry.overrides_builtin {

@@ -46,10 +46,9 @@ pub(super) fn engine_config(path: Option<&Path>, engine: &str) -> anyhow::Result
     let Some(path) = path else {
         return Ok(Value::Object(Default::default()));
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config {}", path.display()))?;
-    let config: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("config {} is not valid TOML", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+    let config: toml::Table =
+        toml::from_str(&text).with_context(|| format!("config {} is not valid TOML", path.display()))?;
     let table = config.get("engines").and_then(|e| e.get(engine)).cloned();
     let table = table.unwrap_or(toml::Value::Table(Default::default()));
     serde_json::to_value(table).context("converting the engine config to JSON")
@@ -71,9 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let plugin = catalog.load(&runtime, &task.engine)?;
     let config = engine_config(args.config.as_deref(), &task.engine)?;
     let config_schema = runtime.config_schema(&plugin).await?;
-    if let Err(messages) =
-        schema::validate(&config_schema, &config, &format!("engines.{}", task.engine))
-    {
+    if let Err(messages) = schema::validate(&config_schema, &config, &format!("engines.{}", task.engine)) {
         anyhow::bail!(
             "the operator config for engine '{}' is not valid:\n  {}",
             task.engine,
@@ -81,9 +78,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     let worker = WorkerControl::new();
-    let engine = runtime
-        .start_engine(&plugin, config, worker.clone())
-        .await?;
+    let engine = runtime.start_engine(&plugin, config, worker.clone()).await?;
 
     let log = TaskLog::temporary().context("creating the task log")?;
     let mut reader = log.reader().context("opening the task log")?;
@@ -91,12 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         let mut buf = vec![0u8; 16 * 1024];
         let mut stdout = std::io::stdout();
         while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0
-                || stdout
-                    .write_all(&buf[..n])
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-            {
+            if n == 0 || stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()).is_err() {
                 break;
             }
         }

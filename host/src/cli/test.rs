@@ -59,14 +59,11 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
             read_cases(&path).context("no --cases given and no cases.json beside the .wasm")?
         }
         (None, None) => {
-            return Err(BadInput(format!(
-                "engine '{name}' has no built-in cases; pass --cases FILE"
-            ))
-            .into());
+            return Err(BadInput(format!("engine '{name}' has no built-in cases; pass --cases FILE")).into());
         }
     };
-    let mut cases: Cases = serde_json::from_str(&cases_text)
-        .map_err(|e| BadInput(format!("the cases file is not valid: {e}")))?;
+    let mut cases: Cases =
+        serde_json::from_str(&cases_text).map_err(|e| BadInput(format!("the cases file is not valid: {e}")))?;
     if let Some(config) = &args.config {
         cases.config = super::run::engine_config(Some(config), &name)?;
     }
@@ -75,18 +72,12 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
     let plugin = catalog.load(&runtime, &name)?;
     let config_schema = runtime.config_schema(&plugin).await?;
     if let Err(m) = schema::validate(&config_schema, &cases.config, &format!("engines.{name}")) {
-        anyhow::bail!(
-            "the config for engine '{name}' is not valid:\n  {}",
-            m.join("\n  ")
-        );
+        anyhow::bail!("the config for engine '{name}' is not valid:\n  {}", m.join("\n  "));
     }
     let engine: Arc<dyn Engine> = runtime
         .start_engine(&plugin, cases.config.clone(), WorkerControl::new())
         .await?;
-    println!(
-        "conformance suite for engine '{name}' from {}",
-        entry.origin
-    );
+    println!("conformance suite for engine '{name}' from {}", entry.origin);
     let report = run_suite(&engine, &cases, |r| println!("{r}")).await;
     if let Err(e) = engine.dispose().await {
         println!("FAIL  engine dispose: {e}");

@@ -64,9 +64,7 @@ pub async fn extract_file_not_found(engine: &Arc<dyn Engine>, c: &ArtifactCase) 
 
 pub async fn extract_folder_not_found(engine: &Arc<dyn Engine>, c: &ArtifactCase) -> Check {
     after_payload(engine, c, async |rs| {
-        let r = rs
-            .extract_folder(&c.folder_not_found_path, failing_handler())
-            .await;
+        let r = rs.extract_folder(&c.folder_not_found_path, failing_handler()).await;
         ensure!(
             r == Err(EngineError::ResourceNotFound),
             "extract-folder of a missing folder returned {r:?}; expected resource-not-found"
@@ -123,9 +121,7 @@ pub async fn extract_nested_folder_path(engine: &Arc<dyn Engine>, c: &ArtifactCa
 
 pub async fn extract_folder_handler_interrupt(engine: &Arc<dyn Engine>, c: &ArtifactCase) -> Check {
     after_payload(engine, c, async |rs| {
-        let r = rs
-            .extract_folder(&c.nested_folder_path, failing_handler())
-            .await;
+        let r = rs.extract_folder(&c.nested_folder_path, failing_handler()).await;
         ensure!(
             r == Err(EngineError::HandlerInterrupt),
             "extract-folder with a failing handler returned {r:?}; expected handler-interrupt"

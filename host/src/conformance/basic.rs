@@ -7,9 +7,7 @@ use serde_json::{Value, json};
 
 use super::cases::{EnvVarCase, KillCase, LoggingCase, ProxyCase, VolumeCase};
 use super::harness::{Check, Run, ensure, step, with_run};
-use crate::contract::{
-    Engine, EngineError, HttpRequest, HttpResponse, ProxyHandler, TaskLog, Volume,
-};
+use crate::contract::{Engine, EngineError, HttpRequest, HttpResponse, ProxyHandler, TaskLog, Volume};
 
 pub async fn print_variable(engine: &Arc<dyn Engine>, c: &EnvVarCase) -> Check {
     with_run(engine, &[], async |run: &mut Run| {
@@ -62,10 +60,7 @@ pub async fn invalid_variable_names(engine: &Arc<dyn Engine>, c: &EnvVarCase) ->
     with_run(engine, &[], async |run: &mut Run| {
         run.new_sandbox_builder(&c.payload).await?;
         for name in &c.invalid_variable_names {
-            let r = run
-                .builder()
-                .set_environment_variable(name, "Hello World")
-                .await;
+            let r = run.builder().set_environment_variable(name, "Hello World").await;
             ensure!(
                 matches!(r, Err(EngineError::MalformedPayload(_))),
                 "setting the invalid name '{name}' returned {r:?}; expected malformed-payload"
@@ -76,28 +71,15 @@ pub async fn invalid_variable_names(engine: &Arc<dyn Engine>, c: &EnvVarCase) ->
     .await
 }
 
-async fn grep_log(
-    engine: &Arc<dyn Engine>,
-    c: &LoggingCase,
-    payload: &Value,
-    success: bool,
-    present: bool,
-) -> Check {
+async fn grep_log(engine: &Arc<dyn Engine>, c: &LoggingCase, payload: &Value, success: bool, present: bool) -> Check {
     with_run(engine, &c.scopes, async |run: &mut Run| {
         let got = run.build_run(payload).await?;
-        ensure!(
-            got == success,
-            "the task's success was {got}, expected {success}"
-        );
+        ensure!(got == success, "the task's success was {got}, expected {success}");
         let log = run.read_log().await?;
         ensure!(
             log.contains(&c.target) == present,
             "the log {} '{}':\n{log}",
-            if present {
-                "does not contain"
-            } else {
-                "contains"
-            },
+            if present { "does not contain" } else { "contains" },
             c.target
         );
         Ok(())
@@ -176,9 +158,7 @@ async fn ping(engine: &Arc<dyn Engine>, c: &ProxyCase, status: u16, live: bool) 
         run.new_sandbox_builder(&c.ping_proxy_payload).await?;
         step(
             "attach-proxy",
-            run.builder()
-                .attach_proxy(&c.proxy_name, handler.clone())
-                .await,
+            run.builder().attach_proxy(&c.proxy_name, handler.clone()).await,
         )?;
         run.start().await?;
         let success = run.wait().await?;
@@ -234,10 +214,7 @@ async fn volume_run(
     let mut success = false;
     with_run(engine, &[], async |run: &mut Run| {
         run.new_sandbox_builder(payload).await?;
-        step(
-            "attach-volume",
-            run.builder().attach_volume(&c.mountpoint, v, ro).await,
-        )?;
+        step("attach-volume", run.builder().attach_volume(&c.mountpoint, v, ro).await)?;
         run.start().await?;
         success = run.wait().await?;
         Ok(())
@@ -246,10 +223,7 @@ async fn volume_run(
     Ok(success)
 }
 
-async fn with_volume(
-    engine: &Arc<dyn Engine>,
-    body: impl AsyncFnOnce(Arc<dyn Volume>) -> Check,
-) -> Check {
+async fn with_volume(engine: &Arc<dyn Engine>, body: impl AsyncFnOnce(Arc<dyn Volume>) -> Check) -> Check {
     let volume = step("new-volume", engine.new_volume(json!({})).await)?;
     let outcome = body(volume.clone()).await;
     outcome.and(step("volume dispose", volume.dispose().await))

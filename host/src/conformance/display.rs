@@ -25,22 +25,15 @@ impl RfbClient {
             let chunk = tokio::time::timeout(READ_TIMEOUT, self.output.next_chunk())
                 .await
                 .map_err(|_| format!("the RFB server sent nothing for {READ_TIMEOUT:?}"))?;
-            let chunk = chunk.ok_or_else(|| {
-                format!(
-                    "the RFB server hung up (wanted {n} bytes, had {})",
-                    self.buf.len()
-                )
-            })?;
+            let chunk =
+                chunk.ok_or_else(|| format!("the RFB server hung up (wanted {n} bytes, had {})", self.buf.len()))?;
             self.buf.extend_from_slice(&chunk);
         }
         Ok(self.buf.drain(..n).collect())
     }
 
     async fn send(&self, bytes: &[u8]) -> Check {
-        ensure!(
-            self.input.send(bytes.to_vec()).await,
-            "the RFB server stopped reading"
-        );
+        ensure!(self.input.send(bytes.to_vec()).await, "the RFB server stopped reading");
         Ok(())
     }
 
@@ -54,23 +47,17 @@ impl RfbClient {
         let version = self.read_exact(12).await?;
         let text = String::from_utf8_lossy(&version).into_owned();
         let minor: u32 = match (text.get(..4), text.get(8..11)) {
-            (Some("RFB "), Some(m)) => {
-                m.parse().map_err(|_| format!("bad RFB version {text:?}"))?
-            }
+            (Some("RFB "), Some(m)) => m.parse().map_err(|_| format!("bad RFB version {text:?}"))?,
             _ => return Err(format!("not an RFB server: it greeted with {text:?}")),
         };
         let minor = minor.min(8);
-        self.send(format!("RFB 003.{minor:03}\n").as_bytes())
-            .await?;
+        self.send(format!("RFB 003.{minor:03}\n").as_bytes()).await?;
         if minor >= 7 {
             let count = self.read_exact(1).await?[0] as usize;
             if count == 0 {
                 let len = self.u32().await? as usize;
                 let reason = self.read_exact(len).await?;
-                return Err(format!(
-                    "the RFB server refused: {}",
-                    String::from_utf8_lossy(&reason)
-                ));
+                return Err(format!("the RFB server refused: {}", String::from_utf8_lossy(&reason)));
             }
             let types = self.read_exact(count).await?;
             ensure!(
@@ -79,16 +66,10 @@ impl RfbClient {
             );
             self.send(&[1]).await?;
             if minor >= 8 {
-                ensure!(
-                    self.u32().await? == 0,
-                    "the RFB server's SecurityResult is a failure"
-                );
+                ensure!(self.u32().await? == 0, "the RFB server's SecurityResult is a failure");
             }
         } else {
-            ensure!(
-                self.u32().await? == 1,
-                "the RFB 3.3 server demands authentication"
-            );
+            ensure!(self.u32().await? == 1, "the RFB 3.3 server demands authentication");
         }
         self.send(&[1]).await?; // ClientInit, shared
         let init = self.read_exact(20).await?;
@@ -158,10 +139,8 @@ pub async fn displays(engine: &Arc<dyn Engine>, c: &DisplayCase) -> Check {
         ensure!(!listed.is_empty(), "list-displays gave no display");
         let mut resized = Vec::new();
         for d in &listed {
-            let DisplayConnection { input, output } = step(
-                &format!("open-display {}", d.name),
-                sandbox.open_display(&d.name).await,
-            )?;
+            let DisplayConnection { input, output } =
+                step(&format!("open-display {}", d.name), sandbox.open_display(&d.name).await)?;
             let mut client = RfbClient {
                 input,
                 output,
@@ -177,10 +156,7 @@ pub async fn displays(engine: &Arc<dyn Engine>, c: &DisplayCase) -> Check {
         }
         let again = step("list-displays (second time)", sandbox.list_displays().await)?;
         for (name, w, h) in resized {
-            if let Some(d) = again
-                .iter()
-                .find(|d| d.name == name && (d.width, d.height) != (0, 0))
-            {
+            if let Some(d) = again.iter().find(|d| d.name == name && (d.width, d.height) != (0, 0)) {
                 ensure!(
                     (d.width, d.height) == (w, h),
                     "display {name} lists {}×{} but its framebuffer is {w}×{h}",
@@ -197,11 +173,7 @@ pub async fn displays(engine: &Arc<dyn Engine>, c: &DisplayCase) -> Check {
 pub async fn invalid_display_name(engine: &Arc<dyn Engine>, c: &DisplayCase) -> Check {
     with_run(engine, &[], async |run: &mut Run| {
         started(run, c).await?;
-        let r = run
-            .sandbox()
-            .open_display(&c.invalid_display_name)
-            .await
-            .map(|_| ());
+        let r = run.sandbox().open_display(&c.invalid_display_name).await.map(|_| ());
         ensure!(
             r == Err(EngineError::NoSuchDisplay),
             "open-display {:?} returned {r:?}; expected no-such-display",
@@ -221,8 +193,7 @@ pub async fn kill_display(engine: &Arc<dyn Engine>, c: &DisplayCase) -> Check {
             .first()
             .map(|d| d.name.clone())
             .ok_or("the cases file lists no display")?;
-        let DisplayConnection { input, mut output } =
-            step("open-display", sandbox.open_display(&name).await)?;
+        let DisplayConnection { input, mut output } = step("open-display", sandbox.open_display(&name).await)?;
         let (closed_tx, mut closed) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             while output.next_chunk().await.is_some() {}
@@ -236,10 +207,7 @@ pub async fn kill_display(engine: &Arc<dyn Engine>, c: &DisplayCase) -> Check {
         step("kill", sandbox.kill().await)?;
         // The seed allows 100 ms; a loaded machine gets more, the behaviour is the same.
         let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
-        ensure!(
-            ended.is_ok(),
-            "the display connection stayed open after kill"
-        );
+        ensure!(ended.is_ok(), "the display connection stayed open after kill");
         drop(input);
         Ok(())
     })

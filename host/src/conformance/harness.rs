@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::contract::{
-    Engine, EngineError, ResultSet, Sandbox, SandboxBuilder, TaskContext, TaskInfo, TaskLog,
-};
+use crate::contract::{Engine, EngineError, ResultSet, Sandbox, SandboxBuilder, TaskContext, TaskInfo, TaskLog};
 use crate::worker::schema;
 
 /// A subtest's verdict: `Err` carries the reason it failed.
@@ -72,12 +70,8 @@ impl Run {
     /// Validates `payload` against the payload schema (unfiltered) and creates the
     /// builder.
     pub async fn new_sandbox_builder(&mut self, payload: &Value) -> Check {
-        schema::validate(&self.engine.payload_schema(), payload, "task.payload").map_err(|m| {
-            format!(
-                "the cases file's payload is not valid for the engine: {}",
-                m.join("; ")
-            )
-        })?;
+        schema::validate(&self.engine.payload_schema(), payload, "task.payload")
+            .map_err(|m| format!("the cases file's payload is not valid for the engine: {}", m.join("; ")))?;
         let builder = step(
             "new-sandbox-builder",
             self.engine
@@ -90,9 +84,7 @@ impl Run {
 
     /// The builder (after `new_sandbox_builder`).
     pub fn builder(&self) -> &dyn SandboxBuilder {
-        self.builder
-            .as_deref()
-            .expect("new_sandbox_builder is called first")
+        self.builder.as_deref().expect("new_sandbox_builder is called first")
     }
 
     /// Starts the sandbox.
@@ -137,9 +129,7 @@ impl Run {
     /// Waits until the live log contains `needle`, reading one byte at a time (the
     /// seed's live-log check).
     pub async fn wait_for_in_log(log: &TaskLog, needle: &str) -> Check {
-        let mut reader = log
-            .reader()
-            .map_err(|e| format!("opening a log reader: {e}"))?;
+        let mut reader = log.reader().map_err(|e| format!("opening a log reader: {e}"))?;
         let mut seen = Vec::new();
         let mut byte = [0u8; 1];
         loop {

@@ -137,28 +137,16 @@ async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str) -> Opti
     use {artifacts as a, basic as b, display as d, shell as s};
     Some(match (case, name) {
         ("EnvVar", "PrintVariable") => b::print_variable(e, c.env_var.as_ref()?).await,
-        ("EnvVar", "VariableNameConflict") => {
-            b::variable_name_conflict(e, c.env_var.as_ref()?).await
-        }
-        ("EnvVar", "InvalidVariableNames") => {
-            b::invalid_variable_names(e, c.env_var.as_ref()?).await
-        }
+        ("EnvVar", "VariableNameConflict") => b::variable_name_conflict(e, c.env_var.as_ref()?).await,
+        ("EnvVar", "InvalidVariableNames") => b::invalid_variable_names(e, c.env_var.as_ref()?).await,
         ("Logging", "LogTarget") => b::log_target(e, c.logging.as_ref()?).await,
-        ("Logging", "LogTargetWhenFailing") => {
-            b::log_target_when_failing(e, c.logging.as_ref()?).await
-        }
+        ("Logging", "LogTargetWhenFailing") => b::log_target_when_failing(e, c.logging.as_ref()?).await,
         ("Logging", "SilentTask") => b::silent_task(e, c.logging.as_ref()?).await,
         ("Kill", "Kill") => b::kill(e, c.kill.as_ref()?).await,
         ("Artifact", "ExtractTextFile") => a::extract_text_file(e, c.artifact.as_ref()?).await,
-        ("Artifact", "ExtractFileNotFound") => {
-            a::extract_file_not_found(e, c.artifact.as_ref()?).await
-        }
-        ("Artifact", "ExtractFolderNotFound") => {
-            a::extract_folder_not_found(e, c.artifact.as_ref()?).await
-        }
-        ("Artifact", "ExtractNestedFolderPath") => {
-            a::extract_nested_folder_path(e, c.artifact.as_ref()?).await
-        }
+        ("Artifact", "ExtractFileNotFound") => a::extract_file_not_found(e, c.artifact.as_ref()?).await,
+        ("Artifact", "ExtractFolderNotFound") => a::extract_folder_not_found(e, c.artifact.as_ref()?).await,
+        ("Artifact", "ExtractNestedFolderPath") => a::extract_nested_folder_path(e, c.artifact.as_ref()?).await,
         ("Artifact", "ExtractFolderHandlerInterrupt") => {
             a::extract_folder_handler_interrupt(e, c.artifact.as_ref()?).await
         }
@@ -171,43 +159,28 @@ async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str) -> Opti
         ("Display", "InvalidDisplayName") => d::invalid_display_name(e, c.display.as_ref()?).await,
         ("Display", "KillDisplay") => d::kill_display(e, c.display.as_ref()?).await,
         ("Proxy", "PingProxyPayload") => b::ping_proxy_payload(e, c.proxy.as_ref()?).await,
-        ("Proxy", "Ping404IsUnsuccessful") => {
-            b::ping_404_is_unsuccessful(e, c.proxy.as_ref()?).await
-        }
+        ("Proxy", "Ping404IsUnsuccessful") => b::ping_404_is_unsuccessful(e, c.proxy.as_ref()?).await,
         ("Proxy", "LiveLogging") => b::live_logging(e, c.proxy.as_ref()?).await,
         ("Volume", "WriteReadVolume") => b::write_read_volume(e, c.volume.as_ref()?).await,
         ("Volume", "ReadEmptyVolume") => b::read_empty_volume(e, c.volume.as_ref()?).await,
-        ("Volume", "WriteToReadOnlyVolume") => {
-            b::write_to_read_only_volume(e, c.volume.as_ref()?).await
-        }
-        ("Volume", "ReadToReadOnlyVolume") => {
-            b::read_to_read_only_volume(e, c.volume.as_ref()?).await
-        }
+        ("Volume", "WriteToReadOnlyVolume") => b::write_to_read_only_volume(e, c.volume.as_ref()?).await,
+        ("Volume", "ReadToReadOnlyVolume") => b::read_to_read_only_volume(e, c.volume.as_ref()?).await,
         _ => Err(format!("no subtest {case}/{name}")),
     })
 }
 
 /// Runs every subtest against `engine` with `cases`, one after another (as the
 /// seed does); `progress` sees each result as it comes.
-pub async fn run_suite(
-    engine: &Arc<dyn Engine>,
-    cases: &Cases,
-    mut progress: impl FnMut(&SubtestResult),
-) -> Report {
+pub async fn run_suite(engine: &Arc<dyn Engine>, cases: &Cases, mut progress: impl FnMut(&SubtestResult)) -> Report {
     let mut report = Report::default();
     for &(case, name) in SUBTESTS {
-        let verdict =
-            match tokio::time::timeout(SUBTEST_TIMEOUT, run_one(engine, cases, case, name)).await {
-                Err(_) => Verdict::Fail(format!("did not finish within {SUBTEST_TIMEOUT:?}")),
-                Ok(None) => Verdict::Skip(format!("the cases file has no {case} case")),
-                Ok(Some(Ok(()))) => Verdict::Pass,
-                Ok(Some(Err(why))) => Verdict::Fail(why),
-            };
-        let result = SubtestResult {
-            case,
-            name,
-            verdict,
+        let verdict = match tokio::time::timeout(SUBTEST_TIMEOUT, run_one(engine, cases, case, name)).await {
+            Err(_) => Verdict::Fail(format!("did not finish within {SUBTEST_TIMEOUT:?}")),
+            Ok(None) => Verdict::Skip(format!("the cases file has no {case} case")),
+            Ok(Some(Ok(()))) => Verdict::Pass,
+            Ok(Some(Err(why))) => Verdict::Fail(why),
         };
+        let result = SubtestResult { case, name, verdict };
         progress(&result);
         report.results.push(result);
     }

@@ -38,12 +38,8 @@ async fn run_shell(
     let sandbox: Arc<dyn Sandbox> = run.sandbox();
     let shell = step("new-shell", sandbox.new_shell(&[], false).await)?;
     let stdin = shell.stdin().ok_or("the shell's stdin was already taken")?;
-    let stdout = shell
-        .stdout()
-        .ok_or("the shell's stdout was already taken")?;
-    let stderr = shell
-        .stderr()
-        .ok_or("the shell's stderr was already taken")?;
+    let stdout = shell.stdout().ok_or("the shell's stdout was already taken")?;
+    let stderr = shell.stderr().ok_or("the shell's stderr was already taken")?;
     let writer = async {
         ensure!(
             stdin.send(command.as_bytes().to_vec()).await,
@@ -62,12 +58,7 @@ async fn run_shell(
             }
         }
     };
-    let (written, out, err, waited) = tokio::join!(
-        writer,
-        stdout.read_to_end(),
-        stderr.read_to_end(),
-        shell.wait()
-    );
+    let (written, out, err, waited) = tokio::join!(writer, stdout.read_to_end(), stderr.read_to_end(), shell.wait());
     written?;
     Ok((out, err, waited, shell))
 }
@@ -87,10 +78,7 @@ pub async fn command(engine: &Arc<dyn Engine>, c: &ShellCase) -> Check {
             String::from_utf8_lossy(&err),
             c.stderr
         );
-        ensure!(
-            waited == Ok(true),
-            "shell wait returned {waited:?}; expected true"
-        );
+        ensure!(waited == Ok(true), "shell wait returned {waited:?}; expected true");
         let again = shell.abort().await;
         ensure!(
             again == Err(EngineError::ShellTerminated),

@@ -37,11 +37,7 @@ impl TaskContext {
     pub fn new(info: TaskInfo, log: TaskLog) -> Self {
         let (cancelled, _) = watch::channel(false);
         TaskContext {
-            inner: Arc::new(Inner {
-                info,
-                log,
-                cancelled,
-            }),
+            inner: Arc::new(Inner { info, log, cancelled }),
         }
     }
 

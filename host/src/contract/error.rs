@@ -68,11 +68,7 @@ impl EngineError {
     /// The detail of an internal error, if any.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            EngineError::NonFatalInternalError(d) | EngineError::FatalInternalError(d)
-                if !d.is_empty() =>
-            {
-                Some(d)
-            }
+            EngineError::NonFatalInternalError(d) | EngineError::FatalInternalError(d) if !d.is_empty() => Some(d),
             EngineError::PluginFailed { reason, .. } => Some(reason),
             _ => None,
         }

@@ -33,9 +33,7 @@ pub struct TaskLog {
 impl TaskLog {
     /// A log in a new temporary file, deleted when the last clone is dropped.
     pub fn temporary() -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("enginehost-log-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("enginehost-log-").tempdir()?;
         let path = dir.path().join("task.log");
         Self::create(&path, Some(dir))
     }
@@ -47,10 +45,7 @@ impl TaskLog {
             .read(true)
             .write(true)
             .open(path)?;
-        let (progress, _) = watch::channel(Progress {
-            len: 0,
-            closed: false,
-        });
+        let (progress, _) = watch::channel(Progress { len: 0, closed: false });
         Ok(TaskLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -74,9 +69,7 @@ impl TaskLog {
         let mut file = self.inner.file.lock().expect("task log lock poisoned");
         let Some(f) = file.as_mut() else { return };
         if f.write_all(bytes).is_ok() {
-            self.inner
-                .progress
-                .send_modify(|p| p.len += bytes.len() as u64);
+            self.inner.progress.send_modify(|p| p.len += bytes.len() as u64);
         }
     }
 

@@ -95,8 +95,7 @@ pub trait ProxyHandler: Send + Sync {
 
 /// Called by `extract_folder` for each file: a relative `/`-separated path and its
 /// contents. An `Err` interrupts the iteration.
-pub type FileHandler =
-    Arc<dyn Fn(String, ByteStream) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type FileHandler = Arc<dyn Fn(String, ByteStream) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// An engine, constructed from its config by the plugin runtime.
 #[async_trait]
@@ -112,11 +111,7 @@ pub trait Engine: Send + Sync {
     /// JSON Schema of volume options.
     fn volume_schema(&self) -> Value;
     /// Starts preparing a sandbox; `payload` holds only the engine's keys, valid.
-    async fn new_sandbox_builder(
-        &self,
-        context: TaskContext,
-        payload: Value,
-    ) -> Result<Box<dyn SandboxBuilder>>;
+    async fn new_sandbox_builder(&self, context: TaskContext, payload: Value) -> Result<Box<dyn SandboxBuilder>>;
     /// A volume to fill before use.
     async fn new_volume_builder(&self, options: Value) -> Result<Box<dyn VolumeBuilder>>;
     /// An empty volume.
@@ -129,12 +124,7 @@ pub trait Engine: Send + Sync {
 #[async_trait]
 pub trait SandboxBuilder: Send + Sync {
     /// Mounts a volume of this engine.
-    async fn attach_volume(
-        &self,
-        mountpoint: &str,
-        volume: &dyn Volume,
-        read_only: bool,
-    ) -> Result<()>;
+    async fn attach_volume(&self, mountpoint: &str, volume: &dyn Volume, read_only: bool) -> Result<()>;
     /// Routes the sandbox's requests for `name` to `handler`.
     async fn attach_proxy(&self, name: &str, handler: Arc<dyn ProxyHandler>) -> Result<()>;
     /// Sets an environment variable; a second set of one name is a naming conflict.

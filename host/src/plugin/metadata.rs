@@ -45,8 +45,8 @@ pub fn read(wasm: &[u8]) -> Result<Metadata, Rejection> {
         }
     }
     let bytes = found.ok_or(Rejection::NoMetadata)?;
-    let meta: Metadata = serde_json::from_slice(&bytes)
-        .map_err(|e| Rejection::BadMetadata(format!("not the expected JSON: {e}")))?;
+    let meta: Metadata =
+        serde_json::from_slice(&bytes).map_err(|e| Rejection::BadMetadata(format!("not the expected JSON: {e}")))?;
     if !valid_name(&meta.name) {
         return Err(Rejection::BadMetadata(format!(
             "engine name '{}' is not a lowercase name like 'mock' or 'my-engine' (a-z, 0-9, '-', starting with a letter)",

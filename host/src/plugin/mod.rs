@@ -38,9 +38,7 @@ pub enum Rejection {
     #[error("cannot read the file: {0}")]
     Unreadable(String),
     /// Not WebAssembly at all.
-    #[error(
-        "not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2"
-    )]
+    #[error("not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2")]
     NotWasm,
     /// A core module, not a component.
     #[error(
@@ -51,9 +49,7 @@ pub enum Rejection {
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
     /// No `enginehost:metadata` section.
-    #[error(
-        "no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro"
-    )]
+    #[error("no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro")]
     NoMetadata,
     /// The section is there but wrong.
     #[error("bad enginehost:metadata section: {0}")]
@@ -136,8 +132,7 @@ impl Catalog {
     pub fn scan(dir: Option<&Path>) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::default();
         for (file, wasm, _) in BUILTIN {
-            let meta = metadata::read(wasm)
-                .map_err(|r| anyhow::anyhow!("built-in {file} is broken: {r}"))?;
+            let meta = metadata::read(wasm).map_err(|r| anyhow::anyhow!("built-in {file} is broken: {r}"))?;
             let entry = Entry {
                 metadata: meta.clone(),
                 origin: Origin::Builtin,
@@ -165,9 +160,7 @@ impl Catalog {
             let wasm = match std::fs::read(&path) {
                 Ok(w) => w,
                 Err(e) => {
-                    catalog
-                        .rejected
-                        .push((path, Rejection::Unreadable(e.to_string())));
+                    catalog.rejected.push((path, Rejection::Unreadable(e.to_string())));
                     continue;
                 }
             };
@@ -199,10 +192,7 @@ impl Catalog {
                 continue;
             }
             let (_, mut entry) = claims.pop().expect("one claim");
-            entry.overrides_builtin = catalog
-                .entries
-                .get(&name)
-                .is_some_and(|e| e.origin == Origin::Builtin);
+            entry.overrides_builtin = catalog.entries.get(&name).is_some_and(|e| e.origin == Origin::Builtin);
             catalog.entries.insert(name, entry);
         }
         catalog.rejected.sort_by(|a, b| a.0.cmp(&b.0));
@@ -280,8 +270,7 @@ impl Catalog {
                     Origin::Builtin => PathBuf::from(format!("(built-in {name})")),
                 };
                 self.entries.remove(&name);
-                self.rejected
-                    .push((path, Rejection::CompileFailed(format!("{e:#}"))));
+                self.rejected.push((path, Rejection::CompileFailed(format!("{e:#}"))));
             }
         }
     }

@@ -26,9 +26,7 @@ use crate::contract::{EngineError, WorkerControl};
 
 /// What a job receives: the Store's accessor and the engine's exports.
 pub(crate) type Acc = Accessor<HostState>;
-type Job = Box<
-    dyn for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send,
->;
+type Job = Box<dyn for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send>;
 
 /// A live (or dead) engine instance.
 pub(crate) struct Instance {
@@ -39,10 +37,7 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Instantiates `plugin` in a new Store and starts its actor.
-    pub(crate) async fn spawn(
-        plugin: &LoadedPlugin,
-        worker: Arc<WorkerControl>,
-    ) -> anyhow::Result<Arc<Instance>> {
+    pub(crate) async fn spawn(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> anyhow::Result<Arc<Instance>> {
         let mut store = Store::new(plugin.pre.engine(), HostState::new(worker));
         let bindings = plugin.pre.instantiate_async(&mut store).await?;
         let (jobs, rx) = mpsc::unbounded_channel();
@@ -82,9 +77,7 @@ impl Instance {
     pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, EngineError>
     where
         R: Send + 'static,
-        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>>
-            + Send
-            + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |acc, exports| {
@@ -105,9 +98,7 @@ impl Instance {
     /// Sends `f` without waiting for it (releasing handles); nothing if dead.
     pub(crate) fn spawn_call<F>(&self, f: F)
     where
-        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>>
-            + Send
-            + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send + 'static,
     {
         let _ = self.jobs.send(Box::new(f));
     }
@@ -136,8 +127,7 @@ async fn run(
     store
         .run_concurrent(async move |acc| -> wasmtime::Result<()> {
             let exports = bindings.enginehost_engine_engine();
-            let mut inflight: FuturesUnordered<BoxFuture<'_, wasmtime::Result<()>>> =
-                FuturesUnordered::new();
+            let mut inflight: FuturesUnordered<BoxFuture<'_, wasmtime::Result<()>>> = FuturesUnordered::new();
             loop {
                 tokio::select! {
                     job = rx.recv() => match job {

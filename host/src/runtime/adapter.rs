@@ -19,8 +19,8 @@ use super::actor::Instance;
 use super::imports::{FileHandlerRes, ProxyHandlerRes, TaskContextRes};
 use super::streams::{ChannelSink, ChannelSource};
 use crate::contract::{
-    self, ByteSink, ByteStream, Capabilities, DisplayConnection, EngineError, FileHandler,
-    ProxyHandler, Result, Section, TaskContext, WorkerControl, byte_pipe,
+    self, ByteSink, ByteStream, Capabilities, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result,
+    Section, TaskContext, WorkerControl, byte_pipe,
 };
 
 /// Which export a handle belongs to (for `release`).
@@ -72,9 +72,7 @@ fn parse_schema(what: &str, text: &str) -> anyhow::Result<Value> {
 /// Instantiates `plugin` once to read its config schema.
 pub(crate) async fn config_schema(plugin: &LoadedPlugin) -> anyhow::Result<Value> {
     let instance = Instance::spawn(plugin, WorkerControl::new()).await?;
-    let text = instance
-        .call(|acc, ex| ex.call_config_schema(acc).boxed())
-        .await?;
+    let text = instance.call(|acc, ex| ex.call_config_schema(acc).boxed()).await?;
     parse_schema("config schema", &text)
 }
 
@@ -245,12 +243,7 @@ struct WasmSandboxBuilder(Handle);
 
 #[async_trait]
 impl contract::SandboxBuilder for WasmSandboxBuilder {
-    async fn attach_volume(
-        &self,
-        mountpoint: &str,
-        volume: &dyn contract::Volume,
-        read_only: bool,
-    ) -> Result<()> {
+    async fn attach_volume(&self, mountpoint: &str, volume: &dyn contract::Volume, read_only: bool) -> Result<()> {
         let Some(volume) = volume.as_any().downcast_ref::<WasmVolume>() else {
             return Err(EngineError::ContractViolation(
                 "the volume was not made by a WebAssembly engine".into(),
@@ -285,9 +278,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
                 .call(move |acc, ex| {
                     async move {
                         let h = acc.with(|mut a| a.get().table.push(ProxyHandlerRes(handler)))?;
-                        ex.sandbox_builder()
-                            .call_attach_proxy(acc, res, name, h)
-                            .await
+                        ex.sandbox_builder().call_attach_proxy(acc, res, name, h).await
                     }
                     .boxed()
                 })
@@ -317,9 +308,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
         let sandbox = flat(
             self.0
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.sandbox_builder().call_start(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.sandbox_builder().call_start(acc, res).await }.boxed())
                 .await,
         )?;
         let handle = Handle {
@@ -338,9 +327,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
         flat(
             self.0
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed())
                 .await,
         )
     }
@@ -376,9 +363,7 @@ impl contract::Sandbox for WasmSandbox {
                         .call(move |acc, ex| {
                             async move {
                                 match ex.sandbox().call_wait_for_result(acc, res).await? {
-                                    Ok(rs) => {
-                                        Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?)))
-                                    }
+                                    Ok(rs) => Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?))),
                                     Err(e) => Ok(Err(e)),
                                 }
                             }
@@ -406,21 +391,13 @@ impl contract::Sandbox for WasmSandbox {
                 .call(move |acc, ex| {
                     async move {
                         let stdin = host_stream(acc, stdin)?;
-                        let shell = match ex
-                            .sandbox()
-                            .call_new_shell(acc, res, command, tty, stdin)
-                            .await?
-                        {
+                        let shell = match ex.sandbox().call_new_shell(acc, res, command, tty, stdin).await? {
                             Ok(shell) => shell,
                             Err(e) => return Ok(Err(e)),
                         };
                         let stdout = ex.shell().call_stdout(acc, shell).await?;
                         let stderr = ex.shell().call_stderr(acc, shell).await?;
-                        Ok(Ok((
-                            shell,
-                            guest_stream(acc, stdout)?,
-                            guest_stream(acc, stderr)?,
-                        )))
+                        Ok(Ok((shell, guest_stream(acc, stdout)?, guest_stream(acc, stderr)?)))
                     }
                     .boxed()
                 })
@@ -443,9 +420,7 @@ impl contract::Sandbox for WasmSandbox {
         let displays = flat(
             self.handle
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.sandbox().call_list_displays(acc, res).await }.boxed())
                 .await,
         )?;
         Ok(displays.into_iter().map(Into::into).collect())
@@ -460,11 +435,7 @@ impl contract::Sandbox for WasmSandbox {
                 .call(move |acc, ex| {
                     async move {
                         let client = host_stream(acc, client)?;
-                        match ex
-                            .sandbox()
-                            .call_open_display(acc, res, name, client)
-                            .await?
-                        {
+                        match ex.sandbox().call_open_display(acc, res, name, client).await? {
                             Ok(server) => Ok(Ok(guest_stream(acc, server)?)),
                             Err(e) => Ok(Err(e)),
                         }
@@ -520,9 +491,7 @@ impl contract::Shell for WasmShell {
         flat(
             self.handle
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed())
                 .await,
         )
     }
@@ -585,10 +554,7 @@ impl contract::ResultSet for WasmResultSet {
                         let h: Resource<FileHandlerRes> =
                             acc.with(|mut a| a.get().table.push(FileHandlerRes(handler)))?;
                         let borrowed = Resource::new_borrow(h.rep());
-                        let result = ex
-                            .result_set()
-                            .call_extract_folder(acc, res, path, borrowed)
-                            .await;
+                        let result = ex.result_set().call_extract_folder(acc, res, path, borrowed).await;
                         acc.with(|mut a| a.get().table.delete(h))?;
                         result
                     }
@@ -621,9 +587,7 @@ impl contract::ResultSet for WasmResultSet {
         flat(
             self.handle
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.result_set().call_dispose(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.result_set().call_dispose(acc, res).await }.boxed())
                 .await,
         )
     }
@@ -638,9 +602,7 @@ impl contract::Volume for WasmVolume {
         flat(
             self.0
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.volume().call_dispose(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.volume().call_dispose(acc, res).await }.boxed())
                 .await,
         )
     }
@@ -658,10 +620,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
         flat(
             self.0
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.volume_builder().call_write_folder(acc, res, name).await }
-                        .boxed()
-                })
+                .call(move |acc, ex| async move { ex.volume_builder().call_write_folder(acc, res, name).await }.boxed())
                 .await,
         )
     }
@@ -674,9 +633,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
                 .call(move |acc, ex| {
                     async move {
                         let data = host_stream(acc, data)?;
-                        ex.volume_builder()
-                            .call_write_file(acc, res, name, data)
-                            .await
+                        ex.volume_builder().call_write_file(acc, res, name, data).await
                     }
                     .boxed()
                 })
@@ -689,9 +646,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
         let volume = flat(
             self.0
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.volume_builder().call_build(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.volume_builder().call_build(acc, res).await }.boxed())
                 .await,
         )?;
         Ok(Arc::new(WasmVolume(Handle {
@@ -706,9 +661,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
         flat(
             self.0
                 .instance
-                .call(move |acc, ex| {
-                    async move { ex.volume_builder().call_discard(acc, res).await }.boxed()
-                })
+                .call(move |acc, ex| async move { ex.volume_builder().call_discard(acc, res).await }.boxed())
                 .await,
         )
     }

@@ -40,11 +40,7 @@ impl host::HostTaskContext for HostState {
     fn scopes(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<Vec<String>> {
         Ok(context(self, &r)?.info().scopes.clone())
     }
-    fn has_scopes(
-        &mut self,
-        r: Resource<TaskContextRes>,
-        sets: Vec<Vec<String>>,
-    ) -> wasmtime::Result<bool> {
+    fn has_scopes(&mut self, r: Resource<TaskContextRes>, sets: Vec<Vec<String>>) -> wasmtime::Result<bool> {
         Ok(context(self, &r)?.has_scopes(&sets))
     }
     fn log(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
@@ -75,10 +71,7 @@ impl<T> host::HostTaskContextWithStore<T> for HasSelf<HostState> {
         Ok(written.await.unwrap_or(0))
     }
 
-    async fn cancelled(
-        acc: &Accessor<T, Self>,
-        r: Resource<TaskContextRes>,
-    ) -> wasmtime::Result<()> {
+    async fn cancelled(acc: &Accessor<T, Self>, r: Resource<TaskContextRes>) -> wasmtime::Result<()> {
         let ctx = acc.with(|mut a| context(a.get(), &r))?;
         ctx.cancelled().await;
         Ok(())

@@ -82,10 +82,7 @@ impl Runtime {
         let pre = bindings::EnginePluginPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("checking the component's exports")?;
-        Ok(LoadedPlugin {
-            name: name.into(),
-            pre,
-        })
+        Ok(LoadedPlugin { name: name.into(), pre })
     }
 
     /// Starts the engine of `plugin` with `config` (a JSON object valid against its

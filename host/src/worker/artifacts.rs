@@ -42,9 +42,7 @@ pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     }
     for part in path.components() {
         if !matches!(part, Component::Normal(_)) {
-            return Err(format!(
-                "'{rel}' must be a relative path without '..' or a leading '/'"
-            ));
+            return Err(format!("'{rel}' must be a relative path without '..' or a leading '/'"));
         }
     }
     Ok(base.join(path))
@@ -84,21 +82,12 @@ pub enum ArtifactError {
 }
 
 /// Extracts `spec` from `result` into `dir`; returns the files written.
-pub async fn extract(
-    result: &dyn ResultSet,
-    spec: &ArtifactSpec,
-    dir: &Path,
-) -> Result<Vec<PathBuf>, ArtifactError> {
+pub async fn extract(result: &dyn ResultSet, spec: &ArtifactSpec, dir: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
     let target = confined(dir, &spec.name).map_err(ArtifactError::BadName)?;
     match spec.kind {
         ArtifactKind::File => {
-            let data = result
-                .extract_file(&spec.path)
-                .await
-                .map_err(ArtifactError::Engine)?;
-            write_stream(target.clone(), data)
-                .await
-                .map_err(ArtifactError::Io)?;
+            let data = result.extract_file(&spec.path).await.map_err(ArtifactError::Engine)?;
+            write_stream(target.clone(), data).await.map_err(ArtifactError::Io)?;
             Ok(vec![target])
         }
         ArtifactKind::Directory => {
@@ -118,9 +107,7 @@ pub async fn extract(
                             Ok(())
                         }
                         Err(e) => {
-                            f.lock()
-                                .expect("artifact failure lock")
-                                .get_or_insert(e.clone());
+                            f.lock().expect("artifact failure lock").get_or_insert(e.clone());
                             Err(e)
                         }
                     }

@@ -10,12 +10,8 @@ use serde_json::{Map, Value};
 pub fn normalize(schema: &Value) -> Value {
     match schema {
         Value::Object(map) => {
-            let mut out: Map<String, Value> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), normalize_child(k, v)))
-                .collect();
-            let is_object = map.get("type").and_then(Value::as_str) == Some("object")
-                || map.contains_key("properties");
+            let mut out: Map<String, Value> = map.iter().map(|(k, v)| (k.clone(), normalize_child(k, v))).collect();
+            let is_object = map.get("type").and_then(Value::as_str) == Some("object") || map.contains_key("properties");
             if is_object && !out.contains_key("additionalProperties") {
                 out.insert("additionalProperties".into(), Value::Bool(false));
             }
@@ -32,9 +28,7 @@ fn normalize_child(key: &str, value: &Value) -> Value {
             Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
         }
         ("items" | "additionalProperties" | "not", v @ Value::Object(_)) => normalize(v),
-        ("allOf" | "anyOf" | "oneOf" | "items", Value::Array(a)) => {
-            Value::Array(a.iter().map(normalize).collect())
-        }
+        ("allOf" | "anyOf" | "oneOf" | "items", Value::Array(a)) => Value::Array(a.iter().map(normalize).collect()),
         (_, v) => v.clone(),
     }
 }
@@ -60,21 +54,13 @@ pub fn validate(schema: &Value, instance: &Value, root: &str) -> Result<(), Vec<
             } else {
                 format!(
                     "{root}{}",
-                    pointer
-                        .split('/')
-                        .skip(1)
-                        .map(|s| format!(".{s}"))
-                        .collect::<String>()
+                    pointer.split('/').skip(1).map(|s| format!(".{s}")).collect::<String>()
                 )
             };
             format!("{path}: {e}")
         })
         .collect();
-    if messages.is_empty() {
-        Ok(())
-    } else {
-        Err(messages)
-    }
+    if messages.is_empty() { Ok(()) } else { Err(messages) }
 }
 
 /// The seed's `Filter`: only the keys the schema declares (all keys if it allows
@@ -139,10 +125,7 @@ mod tests {
             vec![r#"task.payload.delay: "soon" is not of type "integer""#.to_string()]
         );
         let errs = validate(&schema(), &json!({}), "task.payload").unwrap_err();
-        assert!(
-            errs[0].contains("\"delay\" is a required property"),
-            "{errs:?}"
-        );
+        assert!(errs[0].contains("\"delay\" is a required property"), "{errs:?}");
         assert!(validate(&schema(), &json!({"delay": 3}), "task.payload").is_ok());
     }
 
@@ -150,13 +133,7 @@ mod tests {
     fn explicit_additional_properties_are_kept() {
         let open = json!({"type": "object", "properties": {"a": {}}, "additionalProperties": true});
         assert!(validate(&open, &json!({"a": 1, "b": 2}), "x").is_ok());
-        assert_eq!(
-            filter(&open, &json!({"a": 1, "b": 2})),
-            json!({"a": 1, "b": 2})
-        );
-        assert_eq!(
-            filter(&schema(), &json!({"delay": 1, "b": 2})),
-            json!({"delay": 1})
-        );
+        assert_eq!(filter(&open, &json!({"a": 1, "b": 2})), json!({"a": 1, "b": 2}));
+        assert_eq!(filter(&schema(), &json!({"delay": 1, "b": 2})), json!({"delay": 1}));
     }
 }

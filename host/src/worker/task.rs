@@ -80,17 +80,13 @@ fn fail(ctx: &TaskContext, stage: &str, error: EngineError) -> Outcome {
             Outcome::Malformed(messages)
         }
         EngineError::FeatureNotSupported => {
-            let m =
-                format!("{stage}: the engine does not support what this task asks for ({error})");
+            let m = format!("{stage}: the engine does not support what this task asks for ({error})");
             log.log_error(&m);
             Outcome::Malformed(vec![m])
         }
         EngineError::SandboxAborted => Outcome::Cancelled,
         other => {
-            let detail = other
-                .detail()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default();
+            let detail = other.detail().map(|d| format!(" ({d})")).unwrap_or_default();
             let m = format!("{stage}: {other}{detail}");
             log.log_error(&m);
             Outcome::InternalError(m)
@@ -128,11 +124,7 @@ async fn stages(
     // prepare: validate against the engine's schema, give it only its keys.
     let schema = engine.payload_schema();
     if let Err(messages) = schema::validate(&schema, &task.payload, "task.payload") {
-        return fail(
-            ctx,
-            "validating the payload",
-            EngineError::MalformedPayload(messages),
-        );
+        return fail(ctx, "validating the payload", EngineError::MalformedPayload(messages));
     }
     let payload = schema::filter(&schema, &task.payload);
     let builder = match engine.new_sandbox_builder(ctx.clone(), payload).await {
@@ -196,8 +188,7 @@ async fn stages(
                 );
             }
             Err(ArtifactError::Io(e)) => {
-                ctx.log()
-                    .log_error(&format!("artifact '{}': {e}", spec.name));
+                ctx.log().log_error(&format!("artifact '{}': {e}", spec.name));
                 success = false;
             }
         }
@@ -207,11 +198,7 @@ async fn stages(
     if let Err(e) = result.dispose().await {
         return fail(ctx, "disposing the result set", e);
     }
-    if success {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    }
+    if success { Outcome::Success } else { Outcome::Failure }
 }
 
 /// Waits for the result; kills at maxRunTime, aborts on cancel.

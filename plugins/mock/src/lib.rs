@@ -90,16 +90,9 @@ impl Engine for MockEngine {
         })
     }
 
-    async fn new_sandbox_builder(
-        self: Rc<Self>,
-        context: TaskContext,
-        payload: Value,
-    ) -> Result<MockSandboxBuilder> {
-        let payload: Payload = serde_json::from_value(payload).map_err(|e| {
-            malformed(format!(
-                "task.payload does not fit the mock payload schema: {e}"
-            ))
-        })?;
+    async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<MockSandboxBuilder> {
+        let payload: Payload = serde_json::from_value(payload)
+            .map_err(|e| malformed(format!("task.payload does not fit the mock payload schema: {e}")))?;
         if payload.function == "malformed-payload-initial" {
             sleep(std::time::Duration::from_millis(payload.delay)).await;
             return Err(malformed(payload.argument));
@@ -116,5 +109,6 @@ impl Engine for MockEngine {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+// Without the `export` feature the crate is a library other engines can wrap.
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
 enginehost_sdk::export_engine!(MockEngine);

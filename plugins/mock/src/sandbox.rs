@@ -20,15 +20,14 @@ use std::time::Duration;
 
 use enginehost_sdk::wit::enginehost::engine::host::stop_now;
 use enginehost_sdk::{
-    Display, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox,
-    SandboxBuilder, Sessions, Signal, StreamReader, TaskContext, byte_stream, malformed, sleep,
-    spawn_local,
+    Display, Engine, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder,
+    Sessions, Signal, StreamReader, TaskContext, byte_stream, malformed, sleep, spawn_local,
 };
 
+use crate::Payload;
 use crate::display::{self, DisplayConn};
 use crate::shell::{self, MockShell, ShellState};
 use crate::volume::{MockVolume, VolumeFiles};
-use crate::{MockEngine, Payload};
 
 /// How a task resolved: `Ok(success)` or the error wait-for-result returns.
 pub type Resolution = std::result::Result<bool, Error>;
@@ -71,12 +70,7 @@ impl MockSandboxBuilder {
     }
 }
 
-fn insert_named<V>(
-    map: &RefCell<BTreeMap<String, V>>,
-    what: &str,
-    name: String,
-    value: V,
-) -> Result<()> {
+fn insert_named<V>(map: &RefCell<BTreeMap<String, V>>, what: &str, name: String, value: V) -> Result<()> {
     if name.contains(' ') {
         return Err(malformed(format!(
             "MockEngine {what} names cannot contain space, got '{name}'"
@@ -90,13 +84,9 @@ fn insert_named<V>(
     Ok(())
 }
 
-impl SandboxBuilder<MockEngine> for MockSandboxBuilder {
-    async fn attach_volume(
-        &self,
-        mountpoint: String,
-        volume: &MockVolume,
-        read_only: bool,
-    ) -> Result<()> {
+/// Generic over the engine type so that wrappers (test fixtures) can reuse the mock.
+impl<E: Engine<Sandbox = MockSandbox, Volume = MockVolume>> SandboxBuilder<E> for MockSandboxBuilder {
+    async fn attach_volume(&self, mountpoint: String, volume: &MockVolume, read_only: bool) -> Result<()> {
         if mountpoint.contains(' ') {
             return Err(malformed("MockEngine mountpoints cannot contain space"));
         }
@@ -197,12 +187,8 @@ impl MockTask {
                 self.log(value.as_deref().unwrap_or(""));
                 Ok(value.is_some())
             }
-            "fatal-internal-error" => Err(Error::FatalInternalError(
-                "the mock was asked to fail fatally".into(),
-            )),
-            "nonfatal-internal-error" => Err(Error::NonFatalInternalError(
-                "the mock was asked to fail".into(),
-            )),
+            "fatal-internal-error" => Err(Error::FatalInternalError("the mock was asked to fail fatally".into())),
+            "nonfatal-internal-error" => Err(Error::NonFatalInternalError("the mock was asked to fail".into())),
             "malformed-payload-after-start" => Err(malformed(arg)),
             "stopNow-sleep" => {
                 stop_now();
@@ -229,9 +215,7 @@ impl MockTask {
         if read_only {
             return false;
         }
-        files
-            .borrow_mut()
-            .insert(file.to_string(), data.to_string());
+        files.borrow_mut().insert(file.to_string(), data.to_string());
         true
     }
 
@@ -267,18 +251,13 @@ impl MockTask {
     }
 }
 
-impl Sandbox<MockEngine> for MockSandbox {
+impl<E: Engine<ResultSet = MockTask, Shell = MockShell>> Sandbox<E> for MockSandbox {
     async fn wait_for_result(&self) -> Result<Rc<MockTask>> {
         self.0.resolution.wait().await?;
         Ok(self.0.clone())
     }
 
-    async fn new_shell(
-        &self,
-        command: Vec<String>,
-        tty: bool,
-        stdin: StreamReader<u8>,
-    ) -> Result<MockShell> {
+    async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<MockShell> {
         if !command.is_empty() || tty {
             return Err(Error::FeatureNotSupported);
         }
@@ -292,11 +271,7 @@ impl Sandbox<MockEngine> for MockSandbox {
         Ok(vec![display::mock_display()])
     }
 
-    async fn open_display(
-        &self,
-        name: String,
-        client: StreamReader<u8>,
-    ) -> Result<StreamReader<u8>> {
+    async fn open_display(&self, name: String, client: StreamReader<u8>) -> Result<StreamReader<u8>> {
         if name != display::NAME {
             return Err(Error::NoSuchDisplay);
         }
@@ -339,19 +314,12 @@ impl ResultSet for MockTask {
     }
 
     async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
-        let prefix = if path.ends_with('/') {
-            path
-        } else {
-            format!("{path}/")
-        };
+        let prefix = if path.ends_with('/') { path } else { format!("{path}/") };
         let matches: Vec<(String, String)> = self
             .files
             .borrow()
             .iter()
-            .filter_map(|(p, c)| {
-                p.strip_prefix(&prefix)
-                    .map(|rel| (rel.to_string(), c.clone()))
-            })
+            .filter_map(|(p, c)| p.strip_prefix(&prefix).map(|rel| (rel.to_string(), c.clone())))
             .collect();
         if matches.is_empty() {
             return Err(Error::ResourceNotFound);

@@ -9,8 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use enginehost_sdk::{
-    Error, Result, Shell, Signal, StreamReader, StreamWriter, byte_stream, read_all, sleep,
-    spawn_local,
+    Error, Result, Shell, Signal, StreamReader, StreamWriter, byte_stream, read_all, sleep, spawn_local,
 };
 
 use crate::sandbox::MockTask;
@@ -88,10 +87,7 @@ pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
             }
         };
         s.finish(Ok(success));
-        s.task
-            .shells
-            .borrow_mut()
-            .retain(|other| !Rc::ptr_eq(other, &s));
+        s.task.shells.borrow_mut().retain(|other| !Rc::ptr_eq(other, &s));
     });
     MockShell {
         state,

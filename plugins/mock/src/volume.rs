@@ -6,9 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use enginehost_sdk::{Result, StreamReader, Volume, VolumeBuilder, read_all};
-
-use crate::MockEngine;
+use enginehost_sdk::{Engine, Result, StreamReader, Volume, VolumeBuilder, read_all};
 
 /// The files of a volume, shared by every mount of it.
 pub type VolumeFiles = Rc<RefCell<BTreeMap<String, String>>>;
@@ -27,7 +25,7 @@ pub struct MockVolumeBuilder {
     files: VolumeFiles,
 }
 
-impl VolumeBuilder<MockEngine> for MockVolumeBuilder {
+impl<E: Engine<Volume = MockVolume>> VolumeBuilder<E> for MockVolumeBuilder {
     async fn write_folder(&self, _name: String) -> Result<()> {
         Ok(())
     }
