@@ -1,1 +1,18 @@
-fn main() {}
+//! The one integration test binary (one link of wasmtime, one compiled component
+//! per plugin). Every test drives real components in a real wasmtime.
+//!
+//! - `common`: the shared runtime and plugins, helpers.
+//! - `mock`: every mock function through the worker traits.
+//! - `concurrency`: abort/kill while waiting, wait twice, many sandboxes.
+//! - `traps`: a trapping plugin fails in-flight calls; the next task succeeds.
+//! - `plugin_dir`: rejected files, duplicates, overrides.
+//! - `conformance`: the suite on every shipped engine and on a broken one.
+//! - `cli`: the `enginehost` binary on the examples.
+
+mod cli;
+mod common;
+mod concurrency;
+mod conformance;
+mod mock;
+mod plugin_dir;
+mod traps;

@@ -1,0 +1,155 @@
+//! The `enginehost` binary on the examples: output and exit statuses.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::fixture_path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn enginehost(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_enginehost"))
+        .args(args)
+        .current_dir(cwd)
+        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
+        .output()
+        .unwrap()
+}
+
+fn example(name: &str) -> String {
+    root().join("examples").join(name).display().to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn hello_prints_hello_world_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["run", &example("mock-hello.json")], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "[taskcluster] Hello World\n");
+}
+
+#[test]
+fn failing_exits_1_and_malformed_exits_2_naming_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["run", &example("mock-failing.json")], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("task failed"));
+    let out = enginehost(&["run", &example("mock-malformed.json")], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("[taskcluster:error] task.payload.delay: \"soon\" is not of type \"integer\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("task.payload.function"), "{stdout}");
+    assert!(stdout.contains("'colour' was unexpected"), "{stdout}");
+}
+
+#[test]
+fn artifacts_land_under_the_artifacts_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["run", &example("mock-artifacts.json")], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for f in ["report.txt", "folder/a.txt", "folder/b.txt", "folder/c/c.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("artifacts").join(f)).unwrap(),
+            "Hello World",
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn max_run_time_kills_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = dir.path().join("slow.json");
+    std::fs::write(
+        &task,
+        r#"{"engine":"mock","payload":{"delay":120000,"function":"true","argument":""},"maxRunTime":1}"#,
+    )
+    .unwrap();
+    let out = enginehost(&["run", task.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("Task killed because maxRunTime was exceeded"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_task_files_and_unknown_engines_exit_2_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = dir.path().join("t.json");
+    std::fs::write(&task, r#"{"engine":"nope","payload":{}}"#).unwrap();
+    let out = enginehost(&["run", task.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no engine named 'nope'; available engines: mock"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&task, r#"{"engine":"mock","payload":{},"colour":1}"#).unwrap();
+    let out = enginehost(&["run", task.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown field `colour`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn operator_config_is_validated_against_the_config_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    std::fs::write(&config, "[engines.mock]\nunexpected = 1\n").unwrap();
+    let out = enginehost(
+        &["run", &example("mock-hello.json"), "--config", config.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("engines.mock"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plugins_lists_mock_with_its_contract_version_and_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.wasm"), b"junk").unwrap();
+    let out = enginehost(&["plugins", "--plugins", dir.path().to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let mock = stdout.lines().find(|l| l.starts_with("mock ")).expect("mock is listed");
+    assert_eq!(
+        mock.split_whitespace().collect::<Vec<_>>(),
+        ["mock", "0.1.0", "0.1.0", "(built", "in)"]
+    );
+    assert!(stdout.contains("junk.wasm: not a WebAssembly file"), "{stdout}");
+}
+
+#[test]
+fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["test", "mock"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("pass  ")).count(), 27);
+    assert_eq!(stdout.lines().last(), Some("27 passed, 0 failed, 0 skipped"));
+
+    let cases = root().join("plugins/mock/cases.json");
+    let broken = fixture_path("fixture_broken_env");
+    let out = enginehost(
+        &["test", broken.to_str().unwrap(), "--cases", cases.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("FAIL  EnvVar/VariableNameConflict: "), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("26 passed, 1 failed, 0 skipped"));
+}

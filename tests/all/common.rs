@@ -1,0 +1,73 @@
+//! Shared per test binary: one wasmtime runtime, each plugin compiled once.
+//! Engines (their actors) are started per test, on the test's own tokio runtime.
+
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock};
+
+use enginehost::contract::{Engine, EngineError, ResultSet, TaskContext, TaskInfo, TaskLog, WorkerControl};
+use enginehost::plugin::BUILTIN;
+use enginehost::runtime::{LoadedPlugin, Runtime};
+use serde_json::{Value, json};
+
+pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| Runtime::new().expect("runtime"));
+
+pub fn builtin_wasm(name: &str) -> &'static [u8] {
+    BUILTIN
+        .iter()
+        .find(|(file, _, _)| *file == format!("{name}.wasm"))
+        .map(|(_, w, _)| *w)
+        .expect("built-in")
+}
+
+pub fn fixture_path(lib: &str) -> PathBuf {
+    PathBuf::from(env!("ENGINEHOST_FIXTURE_DIR")).join(format!("{lib}.wasm"))
+}
+
+pub static MOCK: LazyLock<LoadedPlugin> = LazyLock::new(|| RUNTIME.load("mock", builtin_wasm("mock")).expect("mock"));
+pub static TRAP: LazyLock<LoadedPlugin> = LazyLock::new(|| {
+    let wasm = std::fs::read(fixture_path("fixture_trap")).expect("trap fixture");
+    RUNTIME.load("fixture-trap", &wasm).expect("trap fixture compiles")
+});
+
+pub async fn start(plugin: &LoadedPlugin) -> Arc<dyn Engine> {
+    start_with(plugin, WorkerControl::new()).await
+}
+
+pub async fn start_with(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> Arc<dyn Engine> {
+    RUNTIME
+        .start_engine(plugin, json!({}), worker)
+        .await
+        .expect("engine starts")
+}
+
+pub fn context() -> TaskContext {
+    TaskContext::new(
+        TaskInfo {
+            task_id: "t".into(),
+            ..Default::default()
+        },
+        TaskLog::temporary().unwrap(),
+    )
+}
+
+pub fn mock_payload(delay: u64, function: &str, argument: &str) -> Value {
+    json!({"delay": delay, "function": function, "argument": argument})
+}
+
+/// Builds, starts and waits for a mock task; returns the result and the log.
+pub async fn run_mock(
+    engine: &Arc<dyn Engine>,
+    payload: Value,
+    env: &[(&str, &str)],
+) -> (Result<Arc<dyn ResultSet>, EngineError>, String) {
+    let ctx = context();
+    let builder = engine.new_sandbox_builder(ctx.clone(), payload).await.expect("builder");
+    for (k, v) in env {
+        builder.set_environment_variable(k, v).await.expect("env var");
+    }
+    let sandbox = builder.start().await.expect("start");
+    let result = sandbox.wait_for_result().await;
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    (result, log)
+}

@@ -1,0 +1,129 @@
+//! The async contract: calls served while wait-for-result is pending.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use enginehost::contract::EngineError;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_while_waiting_returns_sandbox_aborted() {
+    let engine = start(&MOCK).await;
+    let builder = engine
+        .new_sandbox_builder(context(), mock_payload(60_000, "true", ""))
+        .await
+        .unwrap();
+    let sandbox = builder.start().await.unwrap();
+    let waiter = tokio::spawn({
+        let sandbox = sandbox.clone();
+        async move { sandbox.wait_for_result().await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "wait-for-result must still be pending");
+    sandbox.abort().await.unwrap();
+    assert_eq!(waiter.await.unwrap(), Err(EngineError::SandboxAborted));
+    assert_eq!(sandbox.abort().await, Err(EngineError::SandboxTerminated));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_waiting_gives_a_failed_result_set() {
+    let engine = start(&MOCK).await;
+    let builder = engine
+        .new_sandbox_builder(context(), mock_payload(60_000, "true", ""))
+        .await
+        .unwrap();
+    let sandbox = builder.start().await.unwrap();
+    let waiter = tokio::spawn({
+        let sandbox = sandbox.clone();
+        async move { sandbox.wait_for_result().await.map(|rs| rs.success()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sandbox.kill().await.unwrap();
+    assert_eq!(waiter.await.unwrap(), Ok(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_twice_returns_the_same_result_set() {
+    let engine = start(&MOCK).await;
+    let sandbox = engine
+        .new_sandbox_builder(context(), mock_payload(20, "true", ""))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(sandbox.wait_for_result(), sandbox.wait_for_result());
+    let c = sandbox.wait_for_result().await.unwrap();
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_exit_is_sandbox_terminated() {
+    let engine = start(&MOCK).await;
+    let sandbox = engine
+        .new_sandbox_builder(context(), mock_payload(0, "false", ""))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let rs = sandbox.wait_for_result().await.unwrap();
+    assert_eq!(sandbox.abort().await, Err(EngineError::SandboxTerminated));
+    assert!(!rs.success(), "the result stays what it was");
+    assert_eq!(sandbox.kill().await, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_sandboxes_run_in_parallel_in_one_engine() {
+    let engine = start(&MOCK).await;
+    // 100 sandboxes alive at once, each with a wait-for-result pending...
+    let mut sandboxes = Vec::new();
+    for _ in 0..100 {
+        let builder = engine
+            .new_sandbox_builder(context(), mock_payload(300_000, "true", ""))
+            .await
+            .unwrap();
+        sandboxes.push(builder.start().await.unwrap());
+    }
+    let waits: Vec<_> = sandboxes
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            tokio::spawn(async move { s.wait_for_result().await.map(|rs| rs.success()) })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert!(waits.iter().all(|w| !w.is_finished()), "every wait is still pending");
+    // ...each answering kill while the others keep waiting.
+    for (i, s) in sandboxes.iter().enumerate() {
+        if i % 2 == 0 {
+            s.kill().await.unwrap();
+        } else {
+            s.abort().await.unwrap();
+        }
+    }
+    for (i, w) in waits.into_iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            Ok(false)
+        } else {
+            Err(EngineError::SandboxAborted)
+        };
+        assert_eq!(w.await.unwrap(), expected, "sandbox {i}");
+    }
+    // And 100 whole tasks at once, each with its own log.
+    let tasks = (0..100).map(|i| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let function = if i % 2 == 0 { "write-log" } else { "write-error-log" };
+            let (r, log) = run_mock(&engine, mock_payload(20, function, &format!("task {i}")), &[]).await;
+            (i, r.unwrap().success(), log)
+        })
+    });
+    for t in futures::future::join_all(tasks).await {
+        let (i, success, log) = t.unwrap();
+        assert_eq!(success, i % 2 == 0, "task {i}");
+        assert_eq!(log, format!("[taskcluster] task {i}\n"));
+    }
+}

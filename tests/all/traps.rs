@@ -1,0 +1,87 @@
+//! A trap poisons the instance: every call in flight fails with an error naming
+//! the plugin and the trap, and the next use gets a fresh instance.
+
+use enginehost::contract::EngineError;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_fails_in_flight_calls_and_the_engine_recovers() {
+    let engine = start(&TRAP).await;
+    // A sandbox whose wait is in flight when another call traps.
+    let hanging = engine
+        .new_sandbox_builder(context(), json!({"mode": "hang"}))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn({
+        let s = hanging.clone();
+        async move { s.wait_for_result().await.map(|_| ()) }
+    });
+    tokio::task::yield_now().await;
+
+    let trapping = engine
+        .new_sandbox_builder(context(), json!({"mode": "trap"}))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let trapped = trapping.wait_for_result().await.map(|_| ()).unwrap_err();
+    let EngineError::PluginFailed { plugin, reason } = &trapped else {
+        panic!("expected PluginFailed, got {trapped:?}")
+    };
+    assert_eq!(plugin, "fixture-trap");
+    assert!(reason.contains("unreachable"), "the trap is named: {reason}");
+    assert!(
+        reason.contains("fixture_trap was asked to trap"),
+        "the guest's panic message is included: {reason}"
+    );
+    assert!(
+        trapped.to_string().starts_with("engine plugin 'fixture-trap' failed: "),
+        "{trapped}"
+    );
+
+    let other = in_flight.await.unwrap().unwrap_err();
+    assert_eq!(other, trapped, "the in-flight call fails with the same error");
+    // Handles of the dead instance keep failing the same way.
+    assert_eq!(hanging.abort().await.unwrap_err(), trapped);
+
+    // The next task gets a fresh instance and succeeds.
+    let ctx = context();
+    let rs = engine
+        .new_sandbox_builder(ctx.clone(), json!({"mode": "ok"}))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    assert!(rs.wait_for_result().await.unwrap().success());
+    ctx.log().close();
+    assert_eq!(ctx.log().read_to_end().await.unwrap(), b"[taskcluster] fixture ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_one_engine_leaves_other_engines_running() {
+    let mock = start(&MOCK).await;
+    let trap = start(&TRAP).await;
+    let long = mock
+        .new_sandbox_builder(context(), mock_payload(200, "true", ""))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let s = trap
+        .new_sandbox_builder(context(), json!({"mode": "trap"}))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    assert!(s.wait_for_result().await.is_err());
+    assert!(long.wait_for_result().await.unwrap().success());
+}
