@@ -2,6 +2,7 @@
 //! statuses here: 2 for bad input (task file, engine name, payload), 3 for
 //! everything else (operator config, plugins, internal errors).
 
+mod new;
 mod plugins;
 mod run;
 mod test;
@@ -31,6 +32,8 @@ enum Command {
     /// line per subtest, then `N passed, N failed, N skipped`. Exit status 1 when
     /// anything failed.
     Test(test::TestArgs),
+    /// Scaffolds a new engine crate that builds and passes `enginehost test` as is.
+    New(new::NewArgs),
 }
 
 /// Where plugins come from.
@@ -53,6 +56,7 @@ pub async fn run(args: Args) -> i32 {
         Command::Run(a) => run::run(a).await,
         Command::Plugins(a) => plugins::run(a),
         Command::Test(a) => test::run(a).await,
+        Command::New(a) => new::run(a),
     };
     match result {
         Ok(code) => code,
