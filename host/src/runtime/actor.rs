@@ -87,10 +87,10 @@ impl Instance {
                 Ok(())
             })
         });
-        if self.jobs.send(job).is_ok() {
-            if let Ok(value) = rx.await {
-                return Ok(value);
-            }
+        if self.jobs.send(job).is_ok()
+            && let Ok(value) = rx.await
+        {
+            return Ok(value);
         }
         Err(self.failure().await)
     }

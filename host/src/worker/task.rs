@@ -224,10 +224,10 @@ async fn wait(
             () = &mut deadline, if !killed => {
                 killed = true;
                 ctx.log().log_error("Task killed because maxRunTime was exceeded");
-                if let Err(e) = sandbox.kill().await {
-                    if !matches!(e, EngineError::SandboxTerminated) {
-                        ctx.log().log_error(&format!("killing the sandbox: {e}"));
-                    }
+                if let Err(e) = sandbox.kill().await
+                    && !matches!(e, EngineError::SandboxTerminated)
+                {
+                    ctx.log().log_error(&format!("killing the sandbox: {e}"));
                 }
             }
             () = cancel.cancelled(), if !aborted => {
