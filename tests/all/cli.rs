@@ -157,19 +157,33 @@ fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
 #[test]
 fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let out = enginehost(&["new", "hello-engine", "--dir", dir.path().to_str().unwrap()], dir.path());
+    let out = enginehost(
+        &["new", "hello-engine", "--dir", dir.path().to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let krate = dir.path().join("hello-engine");
     for f in ["Cargo.toml", "src/lib.rs", "cases.json", "README.md"] {
         assert!(krate.join(f).is_file(), "{f}");
     }
     // Never overwrite; refuse bad names.
-    let again = enginehost(&["new", "hello-engine", "--dir", dir.path().to_str().unwrap()], dir.path());
+    let again = enginehost(
+        &["new", "hello-engine", "--dir", dir.path().to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(again.status.code(), Some(2));
-    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
     let bad = enginehost(&["new", "Bad_Name", "--dir", dir.path().to_str().unwrap()], dir.path());
     assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("not a valid engine name"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("not a valid engine name"),
+        "{}",
+        text(&bad.stderr)
+    );
 
     // Build it as the README says (a shared target dir keeps reruns fast).
     let target = root().join("target/scaffold");
@@ -186,8 +200,15 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     assert!(status.success(), "the scaffolded engine builds");
     let wasm = target.join("wasm32-wasip2/release/hello_engine.wasm");
     let cases = krate.join("cases.json");
-    let out = enginehost(&["test", wasm.to_str().unwrap(), "--cases", cases.to_str().unwrap()], dir.path());
+    let out = enginehost(
+        &["test", wasm.to_str().unwrap(), "--cases", cases.to_str().unwrap()],
+        dir.path(),
+    );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert_eq!(stdout.lines().last(), Some("12 passed, 0 failed, 15 skipped"), "{stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("12 passed, 0 failed, 15 skipped"),
+        "{stdout}"
+    );
 }

@@ -23,9 +23,18 @@ pub struct NewArgs {
 
 /// The template's files: (path in the new crate, contents).
 const TEMPLATE: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../../../guest-sdk/template/Cargo.toml.tmpl")),
-    ("src/lib.rs", include_str!("../../../guest-sdk/template/src/lib.rs.tmpl")),
-    ("cases.json", include_str!("../../../guest-sdk/template/cases.json.tmpl")),
+    (
+        "Cargo.toml",
+        include_str!("../../../guest-sdk/template/Cargo.toml.tmpl"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../guest-sdk/template/src/lib.rs.tmpl"),
+    ),
+    (
+        "cases.json",
+        include_str!("../../../guest-sdk/template/cases.json.tmpl"),
+    ),
     ("README.md", include_str!("../../../guest-sdk/template/README.md.tmpl")),
     (".gitignore", "target/\n"),
 ];
@@ -62,7 +71,10 @@ pub fn run(args: NewArgs) -> anyhow::Result<i32> {
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
     };
     let sdk = sdk.canonicalize().map_err(|e| {
-        BadInput(format!("the guest SDK is not at {} ({e}); pass --sdk PATH to the enginehost guest-sdk", sdk.display()))
+        BadInput(format!(
+            "the guest SDK is not at {} ({e}); pass --sdk PATH to the enginehost guest-sdk",
+            sdk.display()
+        ))
     })?;
     let lib = args.name.replace('-', "_");
     for (path, text) in TEMPLATE {
@@ -76,7 +88,10 @@ pub fn run(args: NewArgs) -> anyhow::Result<i32> {
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     }
     println!("created engine crate {}", target.display());
-    println!("build it:  (cd {} && cargo build --release --target wasm32-wasip2)", target.display());
+    println!(
+        "build it:  (cd {} && cargo build --release --target wasm32-wasip2)",
+        target.display()
+    );
     println!(
         "test it:   enginehost test {}/target/wasm32-wasip2/release/{lib}.wasm --cases {}/cases.json",
         target.display(),
