@@ -212,3 +212,47 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
         "{stdout}"
     );
 }
+
+#[test]
+fn ctrl_c_aborts_the_sandbox_and_exits_130() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let task = dir.path().join("slow.json");
+    std::fs::write(
+        &task,
+        r#"{"engine":"mock","payload":{"delay":120000,"function":"true","argument":""}}"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enginehost"))
+        .args(["run", task.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Ctrl-C aborts it") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "enginehost ended before running the task"
+        );
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest}");
+    assert!(rest.contains("task cancelled"), "{rest}");
+    assert!(
+        text(&out.stdout).contains("[taskcluster:error] Task cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -93,12 +93,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     });
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
+    // Registered here, synchronously: from the next line on Ctrl-C aborts the task.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the Ctrl-C handler")?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if interrupt.recv().await.is_some() {
             eprintln!("\ninterrupted: aborting the sandbox");
             on_ctrl_c.cancel();
         }
     });
+    eprintln!("running a {} task (Ctrl-C aborts it)", task.engine);
 
     let outcome = run_task(engine.as_ref(), &task, &log, &args.artifacts, &cancel).await;
     let _ = live.await;

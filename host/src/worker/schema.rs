@@ -57,7 +57,16 @@ pub fn validate(schema: &Value, instance: &Value, root: &str) -> Result<(), Vec<
                     pointer.split('/').skip(1).map(|s| format!(".{s}")).collect::<String>()
                 )
             };
-            format!("{path}: {e}")
+            match &e.kind {
+                // The library abbreviates long lists; a task author needs all of them.
+                jsonschema::error::ValidationErrorKind::Enum {
+                    options: Value::Array(options),
+                } => {
+                    let options: Vec<String> = options.iter().map(Value::to_string).collect();
+                    format!("{path}: {} is not one of {}", e.instance, options.join(", "))
+                }
+                _ => format!("{path}: {e}"),
+            }
         })
         .collect();
     if messages.is_empty() { Ok(()) } else { Err(messages) }
@@ -127,6 +136,16 @@ mod tests {
         let errs = validate(&schema(), &json!({}), "task.payload").unwrap_err();
         assert!(errs[0].contains("\"delay\" is a required property"), "{errs:?}");
         assert!(validate(&schema(), &json!({"delay": 3}), "task.payload").is_ok());
+    }
+
+    #[test]
+    fn enum_errors_list_every_allowed_value() {
+        let schema = json!({"type": "object", "properties": {"f": {"enum": ["a", "b", "c", "d", "e"]}}});
+        let errs = validate(&schema, &json!({"f": "z"}), "task.payload").unwrap_err();
+        assert_eq!(
+            errs,
+            vec![r#"task.payload.f: "z" is not one of "a", "b", "c", "d", "e""#.to_string()]
+        );
     }
 
     #[test]
