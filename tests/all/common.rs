@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 
-use enginehost::contract::{Engine, EngineError, ResultSet, TaskContext, TaskInfo, TaskLog, WorkerControl};
+use enginehost::contract::{Engine, EngineError, ResultSet, Sandbox, TaskContext, TaskInfo, TaskLog, WorkerControl};
 use enginehost::plugin::BUILTIN;
 use enginehost::runtime::{LoadedPlugin, Runtime};
 use serde_json::{Value, json};
@@ -70,4 +70,16 @@ pub async fn run_mock(
     ctx.log().close();
     let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
     (result, log)
+}
+
+/// Builds and starts a sandbox for `payload`.
+pub async fn started(engine: &Arc<dyn Engine>, payload: Value) -> Arc<dyn Sandbox> {
+    let builder = engine.new_sandbox_builder(context(), payload).await.expect("builder");
+    builder.start().await.expect("start")
+}
+
+/// Waits for `sandbox` in a task of its own; yields the result's success.
+pub fn spawn_wait(sandbox: &Arc<dyn Sandbox>) -> tokio::task::JoinHandle<Result<bool, EngineError>> {
+    let sandbox = sandbox.clone();
+    tokio::spawn(async move { sandbox.wait_for_result().await.map(|rs| rs.success()) })
 }

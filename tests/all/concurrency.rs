@@ -10,15 +10,8 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_while_waiting_returns_sandbox_aborted() {
     let engine = start(&MOCK).await;
-    let builder = engine
-        .new_sandbox_builder(context(), mock_payload(60_000, "true", ""))
-        .await
-        .unwrap();
-    let sandbox = builder.start().await.unwrap();
-    let waiter = tokio::spawn({
-        let sandbox = sandbox.clone();
-        async move { sandbox.wait_for_result().await.map(|_| ()) }
-    });
+    let sandbox = started(&engine, mock_payload(60_000, "true", "")).await;
+    let waiter = spawn_wait(&sandbox);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!waiter.is_finished(), "wait-for-result must still be pending");
     sandbox.abort().await.unwrap();
@@ -29,15 +22,8 @@ async fn abort_while_waiting_returns_sandbox_aborted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_while_waiting_gives_a_failed_result_set() {
     let engine = start(&MOCK).await;
-    let builder = engine
-        .new_sandbox_builder(context(), mock_payload(60_000, "true", ""))
-        .await
-        .unwrap();
-    let sandbox = builder.start().await.unwrap();
-    let waiter = tokio::spawn({
-        let sandbox = sandbox.clone();
-        async move { sandbox.wait_for_result().await.map(|rs| rs.success()) }
-    });
+    let sandbox = started(&engine, mock_payload(60_000, "true", "")).await;
+    let waiter = spawn_wait(&sandbox);
     tokio::time::sleep(Duration::from_millis(50)).await;
     sandbox.kill().await.unwrap();
     assert_eq!(waiter.await.unwrap(), Ok(false));
@@ -46,13 +32,7 @@ async fn kill_while_waiting_gives_a_failed_result_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_twice_returns_the_same_result_set() {
     let engine = start(&MOCK).await;
-    let sandbox = engine
-        .new_sandbox_builder(context(), mock_payload(20, "true", ""))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let sandbox = started(&engine, mock_payload(20, "true", "")).await;
     let (a, b) = tokio::join!(sandbox.wait_for_result(), sandbox.wait_for_result());
     let c = sandbox.wait_for_result().await.unwrap();
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -62,13 +42,7 @@ async fn wait_twice_returns_the_same_result_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_after_exit_is_sandbox_terminated() {
     let engine = start(&MOCK).await;
-    let sandbox = engine
-        .new_sandbox_builder(context(), mock_payload(0, "false", ""))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let sandbox = started(&engine, mock_payload(0, "false", "")).await;
     let rs = sandbox.wait_for_result().await.unwrap();
     assert_eq!(sandbox.abort().await, Err(EngineError::SandboxTerminated));
     assert!(!rs.success(), "the result stays what it was");
@@ -81,19 +55,9 @@ async fn hundred_sandboxes_run_in_parallel_in_one_engine() {
     // 100 sandboxes alive at once, each with a wait-for-result pending...
     let mut sandboxes = Vec::new();
     for _ in 0..100 {
-        let builder = engine
-            .new_sandbox_builder(context(), mock_payload(300_000, "true", ""))
-            .await
-            .unwrap();
-        sandboxes.push(builder.start().await.unwrap());
+        sandboxes.push(started(&engine, mock_payload(300_000, "true", "")).await);
     }
-    let waits: Vec<_> = sandboxes
-        .iter()
-        .map(|s| {
-            let s = s.clone();
-            tokio::spawn(async move { s.wait_for_result().await.map(|rs| rs.success()) })
-        })
-        .collect();
+    let waits: Vec<_> = sandboxes.iter().map(spawn_wait).collect();
     tokio::task::yield_now().await;
     assert!(waits.iter().all(|w| !w.is_finished()), "every wait is still pending");
     // ...each answering kill while the others keep waiting.

@@ -10,26 +10,11 @@ use crate::common::*;
 async fn trap_fails_in_flight_calls_and_the_engine_recovers() {
     let engine = start(&TRAP).await;
     // A sandbox whose wait is in flight when another call traps.
-    let hanging = engine
-        .new_sandbox_builder(context(), json!({"mode": "hang"}))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let in_flight = tokio::spawn({
-        let s = hanging.clone();
-        async move { s.wait_for_result().await.map(|_| ()) }
-    });
+    let hanging = started(&engine, json!({"mode": "hang"})).await;
+    let in_flight = spawn_wait(&hanging);
     tokio::task::yield_now().await;
 
-    let trapping = engine
-        .new_sandbox_builder(context(), json!({"mode": "trap"}))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let trapping = started(&engine, json!({"mode": "trap"})).await;
     let trapped = trapping.wait_for_result().await.map(|_| ()).unwrap_err();
     let EngineError::PluginFailed { plugin, reason } = &trapped else {
         panic!("expected PluginFailed, got {trapped:?}")
@@ -68,20 +53,8 @@ async fn trap_fails_in_flight_calls_and_the_engine_recovers() {
 async fn a_trap_in_one_engine_leaves_other_engines_running() {
     let mock = start(&MOCK).await;
     let trap = start(&TRAP).await;
-    let long = mock
-        .new_sandbox_builder(context(), mock_payload(200, "true", ""))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    let s = trap
-        .new_sandbox_builder(context(), json!({"mode": "trap"}))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let long = started(&mock, mock_payload(200, "true", "")).await;
+    let s = started(&trap, json!({"mode": "trap"})).await;
     assert!(s.wait_for_result().await.is_err());
     assert!(long.wait_for_result().await.unwrap().success());
 }

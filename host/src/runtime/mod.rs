@@ -7,7 +7,8 @@
 //! - `imports`: the host API engines import (task context, handlers).
 //! - `streams`: component-model streams ↔ worker byte channels.
 //! - `actor`: one task per engine instance, owning its Store and event loop.
-//! - `adapter`: the worker traits implemented over the actor.
+//! - `adapter`: [`WasmEngine`] and the handle every contract object holds.
+//! - `objects`: the contract objects (sandbox, shell, result set, ...) over the actor.
 //! - `convert`: WIT ↔ contract types, in one place.
 
 mod actor;
@@ -15,6 +16,7 @@ mod adapter;
 mod bindings;
 mod convert;
 pub(crate) mod imports;
+mod objects;
 mod state;
 mod streams;
 

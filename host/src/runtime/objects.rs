@@ -1,0 +1,338 @@
+//! The contract objects over guest resources: sandbox builder, sandbox, shell,
+//! result set, volume and volume builder. Each holds a [`Handle`]; every method is
+//! one job on the instance's actor ([`Handle::call`]).
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use tokio::sync::OnceCell;
+use wasmtime::component::{Resource, StreamReader};
+
+use super::actor::Acc;
+use super::adapter::{Handle, Kind, stream_result};
+use super::imports::{FileHandlerRes, ProxyHandlerRes};
+use super::streams::{ChannelSink, ChannelSource};
+use crate::contract::{
+    self, ByteSink, ByteStream, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result, byte_pipe,
+};
+
+pub(crate) struct WasmSandboxBuilder(pub(crate) Handle);
+
+#[async_trait]
+impl contract::SandboxBuilder for WasmSandboxBuilder {
+    async fn attach_volume(&self, mountpoint: &str, volume: &dyn contract::Volume, read_only: bool) -> Result<()> {
+        let Some(volume) = volume.as_any().downcast_ref::<WasmVolume>() else {
+            return Err(EngineError::ContractViolation(
+                "the volume was not made by a WebAssembly engine".into(),
+            ));
+        };
+        if !Arc::ptr_eq(&volume.0.instance, &self.0.instance) {
+            return Err(EngineError::ContractViolation(
+                "the volume belongs to another engine instance (another engine, or one lost to a trap)".into(),
+            ));
+        }
+        let (vol, mountpoint) = (volume.0.res, mountpoint.to_string());
+        self.0
+            .call(move |acc, ex, res| {
+                async move {
+                    ex.sandbox_builder()
+                        .call_attach_volume(acc, res, mountpoint, vol, read_only)
+                        .await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn attach_proxy(&self, name: &str, handler: Arc<dyn ProxyHandler>) -> Result<()> {
+        let name = name.to_string();
+        self.0
+            .call(move |acc, ex, res| {
+                async move {
+                    let h = acc.with(|mut a| a.get().table.push(ProxyHandlerRes(handler)))?;
+                    ex.sandbox_builder().call_attach_proxy(acc, res, name, h).await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn set_environment_variable(&self, name: &str, value: &str) -> Result<()> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.0
+            .call(move |acc, ex, res| {
+                async move {
+                    ex.sandbox_builder()
+                        .call_set_environment_variable(acc, res, name, value)
+                        .await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn start(&self) -> Result<Arc<dyn contract::Sandbox>> {
+        let sandbox = self
+            .0
+            .call(|acc, ex, res| async move { ex.sandbox_builder().call_start(acc, res).await }.boxed())
+            .await?;
+        Ok(Arc::new(WasmSandbox {
+            handle: self.0.sibling(sandbox, Kind::Sandbox),
+            result: OnceCell::new(),
+        }))
+    }
+
+    async fn discard(&self) -> Result<()> {
+        self.0
+            .call(|acc, ex, res| async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed())
+            .await
+    }
+}
+
+struct WasmSandbox {
+    handle: Handle,
+    result: OnceCell<Result<Arc<dyn contract::ResultSet>>>,
+}
+
+/// Pipes a guest stream into a new [`ByteStream`] (inside a job).
+pub(crate) fn guest_stream(acc: &Acc, reader: StreamReader<u8>) -> wasmtime::Result<ByteStream> {
+    let (sink, stream) = byte_pipe();
+    acc.with(|mut a| reader.pipe(&mut a, ChannelSink::new(sink.0)))?;
+    Ok(stream)
+}
+
+/// A new guest stream fed from `source` (inside a job).
+fn host_stream(acc: &Acc, source: ByteStream) -> wasmtime::Result<StreamReader<u8>> {
+    acc.with(|mut a| StreamReader::new(&mut a, ChannelSource::new(source)))
+}
+
+#[async_trait]
+impl contract::Sandbox for WasmSandbox {
+    async fn wait_for_result(&self) -> Result<Arc<dyn contract::ResultSet>> {
+        let handle = &self.handle;
+        self.result
+            .get_or_init(|| async move {
+                let (rs, success) = handle
+                    .call(|acc, ex, res| {
+                        async move {
+                            match ex.sandbox().call_wait_for_result(acc, res).await? {
+                                Ok(rs) => Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?))),
+                                Err(e) => Ok(Err(e)),
+                            }
+                        }
+                        .boxed()
+                    })
+                    .await?;
+                let handle = handle.sibling(rs, Kind::ResultSet);
+                Ok(Arc::new(WasmResultSet { handle, success }) as Arc<dyn contract::ResultSet>)
+            })
+            .await
+            .clone()
+    }
+
+    async fn new_shell(&self, command: &[String], tty: bool) -> Result<Box<dyn contract::Shell>> {
+        let command = command.to_vec();
+        let (stdin_sink, stdin) = byte_pipe();
+        let (shell, stdout, stderr) = self
+            .handle
+            .call(move |acc, ex, res| {
+                async move {
+                    let stdin = host_stream(acc, stdin)?;
+                    let shell = match ex.sandbox().call_new_shell(acc, res, command, tty, stdin).await? {
+                        Ok(shell) => shell,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    let stdout = ex.shell().call_stdout(acc, shell).await?;
+                    let stderr = ex.shell().call_stderr(acc, shell).await?;
+                    Ok(Ok((shell, guest_stream(acc, stdout)?, guest_stream(acc, stderr)?)))
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(Box::new(WasmShell {
+            handle: self.handle.sibling(shell, Kind::Shell),
+            stdin: Mutex::new(Some(stdin_sink)),
+            stdout: Mutex::new(Some(stdout)),
+            stderr: Mutex::new(Some(stderr)),
+        }))
+    }
+
+    async fn list_displays(&self) -> Result<Vec<contract::Display>> {
+        let displays = self
+            .handle
+            .call(|acc, ex, res| async move { ex.sandbox().call_list_displays(acc, res).await }.boxed())
+            .await?;
+        Ok(displays.into_iter().map(Into::into).collect())
+    }
+
+    async fn open_display(&self, name: &str) -> Result<DisplayConnection> {
+        let name = name.to_string();
+        let (input, client) = byte_pipe();
+        let output = self
+            .handle
+            .call(move |acc, ex, res| {
+                async move {
+                    let client = host_stream(acc, client)?;
+                    stream_result(acc, ex.sandbox().call_open_display(acc, res, name, client).await?)
+                }
+                .boxed()
+            })
+            .await?;
+        Ok(DisplayConnection { input, output })
+    }
+
+    async fn abort(&self) -> Result<()> {
+        self.handle
+            .call(|acc, ex, res| async move { ex.sandbox().call_abort(acc, res).await }.boxed())
+            .await
+    }
+
+    async fn kill(&self) -> Result<()> {
+        self.handle
+            .call(|acc, ex, res| async move { ex.sandbox().call_kill(acc, res).await }.boxed())
+            .await
+    }
+}
+
+struct WasmShell {
+    handle: Handle,
+    stdin: Mutex<Option<ByteSink>>,
+    stdout: Mutex<Option<ByteStream>>,
+    stderr: Mutex<Option<ByteStream>>,
+}
+
+#[async_trait]
+impl contract::Shell for WasmShell {
+    fn stdin(&self) -> Option<ByteSink> {
+        self.stdin.lock().expect("shell lock").take()
+    }
+    fn stdout(&self) -> Option<ByteStream> {
+        self.stdout.lock().expect("shell lock").take()
+    }
+    fn stderr(&self) -> Option<ByteStream> {
+        self.stderr.lock().expect("shell lock").take()
+    }
+    async fn set_size(&self, columns: u16, rows: u16) -> Result<()> {
+        self.handle
+            .call(move |acc, ex, res| async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed())
+            .await
+    }
+    async fn abort(&self) -> Result<()> {
+        self.handle
+            .call(|acc, ex, res| async move { ex.shell().call_abort(acc, res).await }.boxed())
+            .await
+    }
+    async fn wait(&self) -> Result<bool> {
+        self.handle
+            .call(|acc, ex, res| async move { ex.shell().call_wait(acc, res).await }.boxed())
+            .await
+    }
+}
+
+struct WasmResultSet {
+    handle: Handle,
+    success: bool,
+}
+
+#[async_trait]
+impl contract::ResultSet for WasmResultSet {
+    fn success(&self) -> bool {
+        self.success
+    }
+
+    async fn extract_file(&self, path: &str) -> Result<ByteStream> {
+        let path = path.to_string();
+        self.handle
+            .call(move |acc, ex, res| {
+                async move { stream_result(acc, ex.result_set().call_extract_file(acc, res, path).await?) }.boxed()
+            })
+            .await
+    }
+
+    async fn extract_folder(&self, path: &str, handler: FileHandler) -> Result<()> {
+        let path = path.to_string();
+        self.handle
+            .call(move |acc, ex, res| {
+                async move {
+                    let h: Resource<FileHandlerRes> = acc.with(|mut a| a.get().table.push(FileHandlerRes(handler)))?;
+                    let borrowed = Resource::new_borrow(h.rep());
+                    let result = ex.result_set().call_extract_folder(acc, res, path, borrowed).await;
+                    acc.with(|mut a| a.get().table.delete(h))?;
+                    result
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn archive_sandbox(&self) -> Result<ByteStream> {
+        self.handle
+            .call(|acc, ex, res| {
+                async move { stream_result(acc, ex.result_set().call_archive_sandbox(acc, res).await?) }.boxed()
+            })
+            .await
+    }
+
+    async fn dispose(&self) -> Result<()> {
+        self.handle
+            .call(|acc, ex, res| async move { ex.result_set().call_dispose(acc, res).await }.boxed())
+            .await
+    }
+}
+
+pub(crate) struct WasmVolume(pub(crate) Handle);
+
+#[async_trait]
+impl contract::Volume for WasmVolume {
+    async fn dispose(&self) -> Result<()> {
+        self.0
+            .call(|acc, ex, res| async move { ex.volume().call_dispose(acc, res).await }.boxed())
+            .await
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+pub(crate) struct WasmVolumeBuilder(pub(crate) Handle);
+
+#[async_trait]
+impl contract::VolumeBuilder for WasmVolumeBuilder {
+    async fn write_folder(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.0
+            .call(move |acc, ex, res| {
+                async move { ex.volume_builder().call_write_folder(acc, res, name).await }.boxed()
+            })
+            .await
+    }
+
+    async fn write_file(&self, name: &str, data: ByteStream) -> Result<()> {
+        let name = name.to_string();
+        self.0
+            .call(move |acc, ex, res| {
+                async move {
+                    let data = host_stream(acc, data)?;
+                    ex.volume_builder().call_write_file(acc, res, name, data).await
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn build(&self) -> Result<Arc<dyn contract::Volume>> {
+        let volume = self
+            .0
+            .call(|acc, ex, res| async move { ex.volume_builder().call_build(acc, res).await }.boxed())
+            .await?;
+        Ok(Arc::new(WasmVolume(self.0.sibling(volume, Kind::Volume))))
+    }
+
+    async fn discard(&self) -> Result<()> {
+        self.0
+            .call(|acc, ex, res| async move { ex.volume_builder().call_discard(acc, res).await }.boxed())
+            .await
+    }
+}
