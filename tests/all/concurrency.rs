@@ -91,3 +91,32 @@ async fn hundred_sandboxes_run_in_parallel_in_one_engine() {
         assert_eq!(log, format!("[taskcluster] task {i}\n"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_live_task_cap_builders_are_refused_not_trapped() {
+    use enginehost::runtime::MAX_LIVE_TASKS;
+    let engine = start(&MOCK).await;
+    let log = enginehost::contract::TaskLog::temporary().unwrap();
+    let ctx = || enginehost::contract::TaskContext::new(Default::default(), log.clone());
+    let mut builders = Vec::with_capacity(MAX_LIVE_TASKS);
+    for _ in 0..MAX_LIVE_TASKS {
+        builders.push(
+            engine
+                .new_sandbox_builder(ctx(), mock_payload(0, "true", ""))
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = engine
+        .new_sandbox_builder(ctx(), mock_payload(0, "true", ""))
+        .await
+        .err();
+    assert_eq!(refused, Some(EngineError::MaxConcurrencyExceeded));
+    // The instance is healthy: freeing one task makes room again.
+    builders.pop();
+    let rs = engine
+        .new_sandbox_builder(ctx(), mock_payload(0, "true", ""))
+        .await
+        .unwrap();
+    assert!(rs.start().await.unwrap().wait_for_result().await.unwrap().success());
+}

@@ -24,6 +24,9 @@ use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
 use crate::contract::{EngineError, WorkerControl};
 
+/// Component handles one instance may hold (see `Instance::spawn`).
+const MAX_HANDLES: usize = 1_000_000;
+
 /// What a job receives: the Store's accessor and the engine's exports.
 pub(crate) type Acc = Accessor<HostState>;
 type Job = Box<dyn for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send>;
@@ -39,6 +42,10 @@ impl Instance {
     /// Instantiates `plugin` in a new Store and starts its actor.
     pub(crate) async fn spawn(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> anyhow::Result<Arc<Instance>> {
         let mut store = Store::new(plugin.pre.engine(), HostState::new(worker));
+        // A pending sandbox holds about 10 handles (its resources, the waiting
+        // subtasks); wasmtime's default of 100 000 would poison the instance near
+        // 10 000 sandboxes. The adapter caps live tasks at MAX_LIVE_TASKS instead.
+        store.set_max_component_handles(MAX_HANDLES);
         let bindings = plugin.pre.instantiate_async(&mut store).await?;
         let (jobs, rx) = mpsc::unbounded_channel();
         let (death_tx, death) = watch::channel(None);

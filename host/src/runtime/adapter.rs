@@ -6,6 +6,7 @@
 //! [`WasmEngine`] starts a fresh instance (calling `init` again) on next use.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
@@ -38,6 +39,33 @@ pub(crate) struct Handle {
     pub(crate) instance: Arc<Instance>,
     pub(crate) res: ResourceAny,
     kind: Kind,
+    /// The task this object belongs to (builder, sandbox, shells, result set).
+    slot: Option<Arc<TaskSlot>>,
+}
+
+/// Tasks (builder to result set) one engine keeps alive at once. Beyond it,
+/// `new_sandbox_builder` answers max-concurrency-exceeded rather than letting the
+/// instance run out of component handles (a trap that would fail every task).
+pub const MAX_LIVE_TASKS: usize = 20_000;
+
+/// One live task of an engine; the count goes down when its last object is dropped.
+pub(crate) struct TaskSlot(Arc<AtomicUsize>);
+
+impl TaskSlot {
+    fn take(live: &Arc<AtomicUsize>) -> Option<Arc<TaskSlot>> {
+        let taken = live.fetch_add(1, Ordering::SeqCst);
+        if taken >= MAX_LIVE_TASKS {
+            live.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Arc::new(TaskSlot(live.clone())))
+    }
+}
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Handle {
@@ -79,6 +107,7 @@ impl Handle {
             instance: self.instance.clone(),
             res,
             kind,
+            slot: self.slot.clone(),
         }
     }
 }
@@ -122,6 +151,7 @@ pub struct WasmEngine {
     worker: Arc<WorkerControl>,
     current: tokio::sync::Mutex<Arc<Instance>>,
     described: Described,
+    live_tasks: Arc<AtomicUsize>,
 }
 
 /// Instantiates and calls `init`.
@@ -173,6 +203,7 @@ impl WasmEngine {
             worker,
             current: tokio::sync::Mutex::new(instance),
             described,
+            live_tasks: Arc::default(),
         }))
     }
 
@@ -214,6 +245,7 @@ impl contract::Engine for WasmEngine {
         context: TaskContext,
         payload: Value,
     ) -> Result<Box<dyn contract::SandboxBuilder>> {
+        let slot = TaskSlot::take(&self.live_tasks).ok_or(EngineError::MaxConcurrencyExceeded)?;
         let instance = self.instance().await?;
         let payload = payload.to_string();
         let res = flat(
@@ -231,6 +263,7 @@ impl contract::Engine for WasmEngine {
             instance,
             res,
             kind: Kind::SandboxBuilder,
+            slot: Some(slot),
         })))
     }
 
@@ -246,6 +279,7 @@ impl contract::Engine for WasmEngine {
             instance,
             res,
             kind: Kind::VolumeBuilder,
+            slot: None,
         })))
     }
 
@@ -261,6 +295,7 @@ impl contract::Engine for WasmEngine {
             instance,
             res,
             kind: Kind::Volume,
+            slot: None,
         })))
     }
 

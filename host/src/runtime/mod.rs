@@ -25,7 +25,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-pub use adapter::WasmEngine;
+pub use adapter::{MAX_LIVE_TASKS, WasmEngine};
 pub use state::HostState;
 
 use crate::contract::WorkerControl;
