@@ -58,3 +58,40 @@ async fn a_trap_in_one_engine_leaves_other_engines_running() {
     assert!(s.wait_for_result().await.is_err());
     assert!(long.wait_for_result().await.unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_log_bytes_stream_into_the_task_log() {
+    let engine = start(&TRAP).await;
+    let ctx = context();
+    let sandbox = engine
+        .new_sandbox_builder(ctx.clone(), json!({"mode": "raw"}))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    assert!(sandbox.wait_for_result().await.unwrap().success());
+    ctx.log().close();
+    assert_eq!(
+        ctx.log().read_to_end().await.unwrap(),
+        b"raw line 1\nraw line 2\n".repeat(1000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_sees_task_cancellation() {
+    let engine = start(&TRAP).await;
+    let ctx = context();
+    let sandbox = engine
+        .new_sandbox_builder(ctx.clone(), json!({"mode": "cancel"}))
+        .await
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let waiter = spawn_wait(&sandbox);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "the engine waits for cancellation");
+    ctx.cancel();
+    assert_eq!(waiter.await.unwrap(), Ok(true));
+}
