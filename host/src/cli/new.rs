@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use enginehost::plugin::metadata;
+
 use super::BadInput;
 
 #[derive(clap::Args)]
@@ -43,12 +45,8 @@ const RESERVED: &[&str] = &["test", "core", "std", "alloc", "proc-macro", "self"
 
 /// Why `name` cannot be an engine crate's name, if it cannot.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let shape = matches!(chars.next(), Some('a'..='z'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
-        && !name.ends_with('-')
-        && name.len() <= 64;
-    if !shape {
+    // An engine name the host accepts, that is also a crate name cargo accepts.
+    if !metadata::valid_name(name) || name.ends_with('-') {
         return Err(format!(
             "'{name}' is not a valid engine name: use lowercase letters, digits and '-', starting with a letter \
              (for example 'my-engine')"

@@ -59,7 +59,9 @@ pub fn read(wasm: &[u8]) -> Result<Metadata, Rejection> {
     Ok(meta)
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can name an engine: lowercase letters, digits and '-', starting
+/// with a letter, at most 64 characters.
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
