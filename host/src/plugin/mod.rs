@@ -101,18 +101,25 @@ pub struct Entry {
     pub wasm: Arc<[u8]>,
     /// Set when this directory plugin replaces a built-in engine of its name.
     pub overrides_builtin: bool,
+    /// A built-in engine's conformance cases.
+    builtin_cases: Option<&'static str>,
 }
 
 impl Entry {
+    /// A plugin file that passed the metadata checks.
+    fn file(metadata: Metadata, path: &Path, wasm: Vec<u8>) -> Entry {
+        Entry {
+            metadata,
+            origin: Origin::File(path.to_path_buf()),
+            wasm: wasm.into(),
+            overrides_builtin: false,
+            builtin_cases: None,
+        }
+    }
+
     /// The conformance cases shipped with a built-in engine.
     pub fn builtin_cases(&self) -> Option<&'static str> {
-        if self.origin != Origin::Builtin {
-            return None;
-        }
-        BUILTIN
-            .iter()
-            .find(|(_, wasm, _)| **wasm == *self.wasm)
-            .map(|(_, _, cases)| *cases)
+        self.builtin_cases
     }
 }
 
@@ -131,13 +138,14 @@ impl Catalog {
     /// When an explicitly named directory cannot be read.
     pub fn scan(dir: Option<&Path>) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::default();
-        for (file, wasm, _) in BUILTIN {
+        for (file, wasm, cases) in BUILTIN {
             let meta = metadata::read(wasm).map_err(|r| anyhow::anyhow!("built-in {file} is broken: {r}"))?;
             let entry = Entry {
                 metadata: meta.clone(),
                 origin: Origin::Builtin,
                 wasm: Arc::from(*wasm),
                 overrides_builtin: false,
+                builtin_cases: Some(cases),
             };
             catalog.entries.insert(meta.name, entry);
         }
@@ -166,12 +174,7 @@ impl Catalog {
             };
             match metadata::read(&wasm) {
                 Ok(meta) => {
-                    let entry = Entry {
-                        metadata: meta.clone(),
-                        origin: Origin::File(path.clone()),
-                        wasm: wasm.into(),
-                        overrides_builtin: false,
-                    };
+                    let entry = Entry::file(meta.clone(), &path, wasm);
                     found.entry(meta.name).or_default().push((path, entry));
                 }
                 Err(r) => catalog.rejected.push((path, r)),
@@ -218,13 +221,7 @@ impl Catalog {
         let wasm = std::fs::read(path).map_err(|e| Rejection::Unreadable(e.to_string()))?;
         let meta = metadata::read(&wasm)?;
         let name = meta.name.clone();
-        let entry = Entry {
-            metadata: meta,
-            origin: Origin::File(path.to_path_buf()),
-            wasm: wasm.into(),
-            overrides_builtin: false,
-        };
-        self.entries.insert(name.clone(), entry);
+        self.entries.insert(name.clone(), Entry::file(meta, path, wasm));
         Ok(name)
     }
 
