@@ -8,8 +8,14 @@ mod run;
 mod test;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use enginehost::contract::WorkerControl;
+use enginehost::plugin::{Catalog, Entry};
+use enginehost::runtime::{Runtime, WasmEngine};
+use enginehost::worker::schema;
+use serde_json::Value;
 
 /// Runs CI tasks on engines shipped as WebAssembly components.
 #[derive(Parser)]
@@ -49,6 +55,37 @@ pub struct PluginsArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BadInput(pub String);
+
+/// The engine `name` of `catalog`; an unknown name is bad input.
+fn lookup<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Entry, BadInput> {
+    catalog.get(name).ok_or_else(|| {
+        BadInput(format!(
+            "no engine named '{name}'; available engines: {}",
+            catalog.names().join(", ")
+        ))
+    })
+}
+
+/// Compiles engine `name` and starts it with `config`, which must be valid against
+/// the engine's config schema.
+async fn start_engine(
+    catalog: &Catalog,
+    name: &str,
+    config: Value,
+    worker: Arc<WorkerControl>,
+) -> anyhow::Result<Arc<WasmEngine>> {
+    lookup(catalog, name)?;
+    let runtime = Runtime::new()?;
+    let plugin = catalog.load(&runtime, name)?;
+    let config_schema = runtime.config_schema(&plugin).await?;
+    if let Err(messages) = schema::validate(&config_schema, &config, &format!("engines.{name}")) {
+        anyhow::bail!(
+            "the config for engine '{name}' is not valid:\n  {}",
+            messages.join("\n  ")
+        );
+    }
+    runtime.start_engine(&plugin, config, worker).await
+}
 
 /// Runs the command; returns the exit status.
 pub async fn run(args: Args) -> i32 {

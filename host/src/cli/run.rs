@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
 use enginehost::plugin::Catalog;
-use enginehost::runtime::Runtime;
-use enginehost::worker::{Outcome, TaskFile, run_task, schema};
+use enginehost::worker::{Outcome, TaskFile, run_task};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -57,28 +56,9 @@ pub(super) fn engine_config(path: Option<&Path>, engine: &str) -> anyhow::Result
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let task = read_task(&args.task)?;
     let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
-    if catalog.get(&task.engine).is_none() {
-        return Err(BadInput(format!(
-            "task file {}: no engine named '{}'; available engines: {}",
-            args.task.display(),
-            task.engine,
-            catalog.names().join(", ")
-        ))
-        .into());
-    }
-    let runtime = Runtime::new()?;
-    let plugin = catalog.load(&runtime, &task.engine)?;
     let config = engine_config(args.config.as_deref(), &task.engine)?;
-    let config_schema = runtime.config_schema(&plugin).await?;
-    if let Err(messages) = schema::validate(&config_schema, &config, &format!("engines.{}", task.engine)) {
-        anyhow::bail!(
-            "the operator config for engine '{}' is not valid:\n  {}",
-            task.engine,
-            messages.join("\n  ")
-        );
-    }
     let worker = WorkerControl::new();
-    let engine = runtime.start_engine(&plugin, config, worker.clone()).await?;
+    let engine = super::start_engine(&catalog, &task.engine, config, worker.clone()).await?;
 
     let log = TaskLog::temporary().context("creating the task log")?;
     let mut reader = log.reader().context("opening the task log")?;

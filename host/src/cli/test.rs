@@ -8,8 +8,6 @@ use anyhow::Context as _;
 use enginehost::conformance::{Cases, run_suite};
 use enginehost::contract::{Engine, WorkerControl};
 use enginehost::plugin::Catalog;
-use enginehost::runtime::Runtime;
-use enginehost::worker::schema;
 
 use super::{BadInput, PluginsArgs};
 
@@ -45,12 +43,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
     } else {
         args.engine.clone()
     };
-    let entry = catalog.get(&name).ok_or_else(|| {
-        BadInput(format!(
-            "no engine named '{name}'; available engines: {}",
-            catalog.names().join(", ")
-        ))
-    })?;
+    let entry = super::lookup(&catalog, &name)?;
     let cases_text = match (&args.cases, entry.builtin_cases()) {
         (Some(path), _) => read_cases(path)?,
         (None, Some(text)) => text.to_string(),
@@ -68,15 +61,8 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
         cases.config = super::run::engine_config(Some(config), &name)?;
     }
 
-    let runtime = Runtime::new()?;
-    let plugin = catalog.load(&runtime, &name)?;
-    let config_schema = runtime.config_schema(&plugin).await?;
-    if let Err(m) = schema::validate(&config_schema, &cases.config, &format!("engines.{name}")) {
-        anyhow::bail!("the config for engine '{name}' is not valid:\n  {}", m.join("\n  "));
-    }
-    let engine: Arc<dyn Engine> = runtime
-        .start_engine(&plugin, cases.config.clone(), WorkerControl::new())
-        .await?;
+    let engine: Arc<dyn Engine> =
+        super::start_engine(&catalog, &name, cases.config.clone(), WorkerControl::new()).await?;
     println!("conformance suite for engine '{name}' from {}", entry.origin);
     let report = run_suite(&engine, &cases, |r| println!("{r}")).await;
     if let Err(e) = engine.dispose().await {
