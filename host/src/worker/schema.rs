@@ -75,14 +75,15 @@ pub fn validate(schema: &Value, instance: &Value, root: &str) -> Result<(), Vec<
 /// The seed's `Filter`: only the keys the schema declares (all keys if it allows
 /// additional properties).
 pub fn filter(schema: &Value, instance: &Value) -> Value {
-    let schema = normalize(schema);
     let (Some(obj), Some(props)) = (
         instance.as_object(),
         schema.get("properties").and_then(Value::as_object),
     ) else {
         return instance.clone();
     };
-    if schema.get("additionalProperties") != Some(&Value::Bool(false)) {
+    // Only the top level matters here, and `normalize` would only add
+    // `additionalProperties: false` where the key is missing.
+    if schema.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
         return instance.clone();
     }
     Value::Object(
