@@ -59,6 +59,16 @@ pub fn byte_stream() -> (StreamWriter<u8>, StreamReader<u8>) {
     wit::wit_stream::new::<u8>()
 }
 
+/// A stream that yields `bytes` and ends (written by a task of its own, so the
+/// caller can hand the reader to the host right away).
+pub fn stream_of(bytes: Vec<u8>) -> StreamReader<u8> {
+    let (mut tx, rx) = byte_stream();
+    spawn_local(async move {
+        let _ = tx.write_all(bytes).await;
+    });
+    rx
+}
+
 /// A stream that is already at its end.
 pub fn empty_stream() -> StreamReader<u8> {
     let (tx, rx) = byte_stream();

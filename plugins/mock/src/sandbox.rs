@@ -21,7 +21,7 @@ use std::time::Duration;
 use enginehost_sdk::wit::enginehost::engine::host::stop_now;
 use enginehost_sdk::{
     Display, Engine, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder,
-    Sessions, Signal, StreamReader, TaskContext, byte_stream, malformed, sleep, spawn_local,
+    Sessions, Signal, StreamReader, TaskContext, malformed, sleep, spawn_local, stream_of,
 };
 
 use crate::Payload;
@@ -310,7 +310,7 @@ impl ResultSet for MockTask {
         if content.is_empty() {
             return Err(Error::ResourceNotFound);
         }
-        Ok(bytes_stream(content.into_bytes()))
+        Ok(stream_of(content.into_bytes()))
     }
 
     async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
@@ -327,7 +327,7 @@ impl ResultSet for MockTask {
         // Like the seed: every handler runs, concurrently; any error interrupts.
         let calls = matches
             .into_iter()
-            .map(|(rel, content)| handler.handle_file(rel, bytes_stream(content.into_bytes())));
+            .map(|(rel, content)| handler.handle_file(rel, stream_of(content.into_bytes())));
         let results = futures::future::join_all(calls).await;
         if results.iter().any(|r| r.is_err()) {
             Err(Error::HandlerInterrupt)
@@ -335,13 +335,4 @@ impl ResultSet for MockTask {
             Ok(())
         }
     }
-}
-
-/// A stream that yields `bytes`, written by a spawned task.
-pub(crate) fn bytes_stream(bytes: Vec<u8>) -> StreamReader<u8> {
-    let (mut tx, rx) = byte_stream();
-    spawn_local(async move {
-        let _ = tx.write_all(bytes).await;
-    });
-    rx
 }
