@@ -54,8 +54,8 @@ pub fn mock_payload(delay: u64, function: &str, argument: &str) -> Value {
     json!({"delay": delay, "function": function, "argument": argument})
 }
 
-/// Builds, starts and waits for a mock task; returns the result and the log.
-pub async fn run_mock(
+/// Builds, starts and waits for a task; returns the result and the (closed) log.
+pub async fn run_payload(
     engine: &Arc<dyn Engine>,
     payload: Value,
     env: &[(&str, &str)],
@@ -74,7 +74,12 @@ pub async fn run_mock(
 
 /// Builds and starts a sandbox for `payload`.
 pub async fn started(engine: &Arc<dyn Engine>, payload: Value) -> Arc<dyn Sandbox> {
-    let builder = engine.new_sandbox_builder(context(), payload).await.expect("builder");
+    started_in(engine, context(), payload).await
+}
+
+/// Builds and starts a sandbox for `payload` in the task context `ctx`.
+pub async fn started_in(engine: &Arc<dyn Engine>, ctx: TaskContext, payload: Value) -> Arc<dyn Sandbox> {
+    let builder = engine.new_sandbox_builder(ctx, payload).await.expect("builder");
     builder.start().await.expect("start")
 }
 

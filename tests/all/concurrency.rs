@@ -81,7 +81,7 @@ async fn hundred_sandboxes_run_in_parallel_in_one_engine() {
         let engine = engine.clone();
         tokio::spawn(async move {
             let function = if i % 2 == 0 { "write-log" } else { "write-error-log" };
-            let (r, log) = run_mock(&engine, mock_payload(20, function, &format!("task {i}")), &[]).await;
+            let (r, log) = run_payload(&engine, mock_payload(20, function, &format!("task {i}")), &[]).await;
             (i, r.unwrap().success(), log)
         })
     });

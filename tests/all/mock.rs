@@ -11,9 +11,9 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn true_and_false_decide_success() {
     let engine = start(&MOCK).await;
-    let (r, _) = run_mock(&engine, mock_payload(0, "true", ""), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "true", ""), &[]).await;
     assert!(r.unwrap().success());
-    let (r, _) = run_mock(&engine, mock_payload(0, "false", ""), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "false", ""), &[]).await;
     assert!(!r.unwrap().success());
 }
 
@@ -25,7 +25,7 @@ async fn write_log_functions_write_the_argument() {
         ("write-error-log", false),
         ("write-log-sleep", true),
     ] {
-        let (r, log) = run_mock(&engine, mock_payload(0, function, "Hello World"), &[]).await;
+        let (r, log) = run_payload(&engine, mock_payload(0, function, "Hello World"), &[]).await;
         assert_eq!(r.unwrap().success(), success, "{function}");
         assert_eq!(log, "[taskcluster] Hello World\n", "{function}");
     }
@@ -34,17 +34,17 @@ async fn write_log_functions_write_the_argument() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn print_env_var_succeeds_iff_set() {
     let engine = start(&MOCK).await;
-    let (r, log) = run_mock(&engine, mock_payload(0, "print-env-var", "A"), &[("A", "value of a")]).await;
+    let (r, log) = run_payload(&engine, mock_payload(0, "print-env-var", "A"), &[("A", "value of a")]).await;
     assert!(r.unwrap().success());
     assert!(log.contains("value of a"), "{log}");
-    let (r, _) = run_mock(&engine, mock_payload(0, "print-env-var", "MISSING"), &[("A", "x")]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "print-env-var", "MISSING"), &[("A", "x")]).await;
     assert!(!r.unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_files_are_extractable() {
     let engine = start(&MOCK).await;
-    let (r, _) = run_mock(&engine, mock_payload(0, "write-files", "/a.txt /d/b.txt"), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "write-files", "/a.txt /d/b.txt"), &[]).await;
     let rs = r.unwrap();
     assert_eq!(
         rs.extract_file("/a.txt").await.unwrap().read_to_end().await,
@@ -60,18 +60,18 @@ async fn write_files_are_extractable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_and_malformed_errors_come_back_typed() {
     let engine = start(&MOCK).await;
-    let (r, _) = run_mock(&engine, mock_payload(0, "fatal-internal-error", ""), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "fatal-internal-error", ""), &[]).await;
     assert!(matches!(r, Err(EngineError::FatalInternalError(_))));
-    let (r, _) = run_mock(&engine, mock_payload(0, "nonfatal-internal-error", ""), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "nonfatal-internal-error", ""), &[]).await;
     assert!(matches!(r, Err(EngineError::NonFatalInternalError(_))));
-    let (r, _) = run_mock(
+    let (r, _) = run_payload(
         &engine,
         mock_payload(0, "malformed-payload-after-start", "bad thing"),
         &[],
     )
     .await;
     assert_eq!(r.err(), Some(EngineError::MalformedPayload(vec!["bad thing".into()])));
-    let (r, _) = run_mock(&engine, mock_payload(0, "get-url", "http://example.invalid/"), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "get-url", "http://example.invalid/"), &[]).await;
     assert_eq!(r.err(), Some(EngineError::FeatureNotSupported));
 }
 
@@ -89,7 +89,7 @@ async fn stop_now_reaches_the_worker() {
     let worker = WorkerControl::new();
     let engine = start_with(&MOCK, worker.clone()).await;
     assert!(!worker.stop_requested());
-    let (r, _) = run_mock(&engine, mock_payload(0, "stopNow-sleep", ""), &[]).await;
+    let (r, _) = run_payload(&engine, mock_payload(0, "stopNow-sleep", ""), &[]).await;
     assert!(r.unwrap().success());
     assert!(worker.stop_requested());
 }
@@ -128,7 +128,7 @@ async fn ping_proxy_calls_the_host_handler() {
         assert_eq!(log, "[taskcluster] Pinging\n[taskcluster] pong /x/y\n");
     }
     // No handler for the host: logged, fails.
-    let (r, log) = run_mock(&engine, mock_payload(0, "ping-proxy", "http://other/"), &[]).await;
+    let (r, log) = run_payload(&engine, mock_payload(0, "ping-proxy", "http://other/"), &[]).await;
     assert!(!r.unwrap().success());
     assert!(log.contains("No proxy for hostname: other"), "{log}");
 }

@@ -36,17 +36,9 @@ async fn trap_fails_in_flight_calls_and_the_engine_recovers() {
     assert_eq!(hanging.abort().await.unwrap_err(), trapped);
 
     // The next task gets a fresh instance and succeeds.
-    let ctx = context();
-    let rs = engine
-        .new_sandbox_builder(ctx.clone(), json!({"mode": "ok"}))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    assert!(rs.wait_for_result().await.unwrap().success());
-    ctx.log().close();
-    assert_eq!(ctx.log().read_to_end().await.unwrap(), b"[taskcluster] fixture ok\n");
+    let (result, log) = run_payload(&engine, json!({"mode": "ok"}), &[]).await;
+    assert!(result.unwrap().success());
+    assert_eq!(log, "[taskcluster] fixture ok\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,33 +54,16 @@ async fn a_trap_in_one_engine_leaves_other_engines_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_log_bytes_stream_into_the_task_log() {
     let engine = start(&TRAP).await;
-    let ctx = context();
-    let sandbox = engine
-        .new_sandbox_builder(ctx.clone(), json!({"mode": "raw"}))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    assert!(sandbox.wait_for_result().await.unwrap().success());
-    ctx.log().close();
-    assert_eq!(
-        ctx.log().read_to_end().await.unwrap(),
-        b"raw line 1\nraw line 2\n".repeat(1000)
-    );
+    let (result, log) = run_payload(&engine, json!({"mode": "raw"}), &[]).await;
+    assert!(result.unwrap().success());
+    assert_eq!(log.as_bytes(), b"raw line 1\nraw line 2\n".repeat(1000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engine_sees_task_cancellation() {
     let engine = start(&TRAP).await;
     let ctx = context();
-    let sandbox = engine
-        .new_sandbox_builder(ctx.clone(), json!({"mode": "cancel"}))
-        .await
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let sandbox = started_in(&engine, ctx.clone(), json!({"mode": "cancel"})).await;
     let waiter = spawn_wait(&sandbox);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert!(!waiter.is_finished(), "the engine waits for cancellation");

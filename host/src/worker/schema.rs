@@ -83,7 +83,10 @@ pub fn filter(schema: &Value, instance: &Value) -> Value {
     };
     // Only the top level matters here, and `normalize` would only add
     // `additionalProperties: false` where the key is missing.
-    if schema.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
+    if schema
+        .get("additionalProperties")
+        .is_some_and(|a| a != &Value::Bool(false))
+    {
         return instance.clone();
     }
     Value::Object(
