@@ -48,7 +48,7 @@ pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(base.join(path))
 }
 
-async fn write_stream(target: PathBuf, mut data: ByteStream) -> Result<u64, String> {
+async fn write_stream(target: PathBuf, mut data: ByteStream) -> Result<(), String> {
     if let Some(parent) = target.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -57,17 +57,14 @@ async fn write_stream(target: PathBuf, mut data: ByteStream) -> Result<u64, Stri
     let mut file = tokio::fs::File::create(&target)
         .await
         .map_err(|e| format!("creating {}: {e}", target.display()))?;
-    let mut written = 0u64;
     while let Some(chunk) = data.next_chunk().await {
         file.write_all(&chunk)
             .await
             .map_err(|e| format!("writing {}: {e}", target.display()))?;
-        written += chunk.len() as u64;
     }
     file.flush()
         .await
-        .map_err(|e| format!("writing {}: {e}", target.display()))?;
-    Ok(written)
+        .map_err(|e| format!("writing {}: {e}", target.display()))
 }
 
 /// Why an artifact could not be extracted.
@@ -81,36 +78,29 @@ pub enum ArtifactError {
     Io(String),
 }
 
-/// Extracts `spec` from `result` into `dir`; returns the files written.
-pub async fn extract(result: &dyn ResultSet, spec: &ArtifactSpec, dir: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
+/// Extracts `spec` from `result` into `dir`.
+pub async fn extract(result: &dyn ResultSet, spec: &ArtifactSpec, dir: &Path) -> Result<(), ArtifactError> {
     let target = confined(dir, &spec.name).map_err(ArtifactError::BadName)?;
     match spec.kind {
         ArtifactKind::File => {
             let data = result.extract_file(&spec.path).await.map_err(ArtifactError::Engine)?;
-            write_stream(target.clone(), data).await.map_err(ArtifactError::Io)?;
-            Ok(vec![target])
+            write_stream(target, data).await.map_err(ArtifactError::Io)
         }
         ArtifactKind::Directory => {
-            let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+            // The first write failure; the engine only learns that a handler failed.
             let failure = Arc::new(std::sync::Mutex::new(None::<String>));
-            let (w, f, base) = (written.clone(), failure.clone(), target.clone());
+            let (f, base) = (failure.clone(), target);
             let handler: FileHandler = Arc::new(move |rel: String, data: ByteStream| {
-                let (w, f, base) = (w.clone(), f.clone(), base.clone());
+                let (f, base) = (f.clone(), base.clone());
                 async move {
-                    let result = match confined(&base, &rel) {
-                        Ok(path) => write_stream(path.clone(), data).await.map(|_| path),
+                    let written = match confined(&base, &rel) {
+                        Ok(path) => write_stream(path, data).await,
                         Err(e) => Err(format!("the engine reported an unsafe path: {e}")),
                     };
-                    match result {
-                        Ok(path) => {
-                            w.lock().expect("artifact list lock").push(path);
-                            Ok(())
-                        }
-                        Err(e) => {
-                            f.lock().expect("artifact failure lock").get_or_insert(e.clone());
-                            Err(e)
-                        }
+                    if let Err(e) = &written {
+                        f.lock().expect("artifact failure lock").get_or_insert(e.clone());
                     }
+                    written
                 }
                 .boxed()
             });
@@ -118,10 +108,7 @@ pub async fn extract(result: &dyn ResultSet, spec: &ArtifactSpec, dir: &Path) ->
             if let Some(e) = failure.lock().expect("artifact failure lock").take() {
                 return Err(ArtifactError::Io(e));
             }
-            outcome.map_err(ArtifactError::Engine)?;
-            let mut files = std::mem::take(&mut *written.lock().expect("artifact list lock"));
-            files.sort();
-            Ok(files)
+            outcome.map_err(ArtifactError::Engine)
         }
     }
 }

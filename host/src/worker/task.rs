@@ -167,7 +167,7 @@ async fn stages(
     // stopped: artifacts
     for spec in &task.artifacts {
         match artifacts::extract(result.as_ref(), spec, artifacts_dir).await {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(ArtifactError::Engine(EngineError::ResourceNotFound)) => {
                 ctx.log().log_error(&format!(
                     "artifact '{}': {} was not found in the sandbox",
