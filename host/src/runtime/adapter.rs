@@ -20,7 +20,8 @@ use super::actor::{Acc, Instance};
 use super::bindings::EngineExports;
 use super::bindings::types::Error as WitError;
 use super::imports::TaskContextRes;
-use super::objects::{WasmSandboxBuilder, WasmVolume, WasmVolumeBuilder, guest_stream};
+use super::objects::{WasmSandboxBuilder, WasmVolume, WasmVolumeBuilder};
+use super::streams::guest_stream;
 use crate::contract::{self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
 
 /// Which export a handle belongs to (for `release`).

@@ -9,8 +9,8 @@ use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 
 use super::bindings::{host, types};
 use super::state::HostState;
-use super::streams::{ChannelSink, LogSink};
-use crate::contract::{self, FileHandler, ProxyHandler, TaskContext, byte_pipe};
+use super::streams::{LogSink, guest_stream};
+use crate::contract::{self, FileHandler, ProxyHandler, TaskContext};
 
 /// The host side of a `task-context`.
 pub struct TaskContextRes(pub(crate) TaskContext);
@@ -121,12 +121,8 @@ impl<T> host::HostFileHandlerWithStore<T> for HasSelf<HostState> {
         path: String,
         data: StreamReader<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
-        let (sink, stream) = byte_pipe();
-        let handler = acc.with(|mut a| -> wasmtime::Result<FileHandler> {
-            let handler = a.get().table.get(&r)?.0.clone();
-            data.pipe(&mut a, ChannelSink::new(sink.0))?;
-            Ok(handler)
-        })?;
+        let handler = acc.with(|mut a| a.get().table.get(&r).map(|h| h.0.clone()))?;
+        let stream = guest_stream(acc, data)?;
         Ok(handler(path, stream).await)
     }
 }

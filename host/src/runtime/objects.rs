@@ -8,12 +8,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::FutureExt;
 use tokio::sync::OnceCell;
-use wasmtime::component::{Resource, StreamReader};
+use wasmtime::component::Resource;
 
-use super::actor::Acc;
 use super::adapter::{Handle, Kind, stream_result};
 use super::imports::{FileHandlerRes, ProxyHandlerRes};
-use super::streams::{ChannelSink, ChannelSource};
+use super::streams::{guest_stream, host_stream};
 use crate::contract::{
     self, ByteSink, ByteStream, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result, byte_pipe,
 };
@@ -94,18 +93,6 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
 struct WasmSandbox {
     handle: Handle,
     result: OnceCell<Result<Arc<dyn contract::ResultSet>>>,
-}
-
-/// Pipes a guest stream into a new [`ByteStream`] (inside a job).
-pub(crate) fn guest_stream(acc: &Acc, reader: StreamReader<u8>) -> wasmtime::Result<ByteStream> {
-    let (sink, stream) = byte_pipe();
-    acc.with(|mut a| reader.pipe(&mut a, ChannelSink::new(sink.0)))?;
-    Ok(stream)
-}
-
-/// A new guest stream fed from `source` (inside a job).
-fn host_stream(acc: &Acc, source: ByteStream) -> wasmtime::Result<StreamReader<u8>> {
-    acc.with(|mut a| StreamReader::new(&mut a, ChannelSource::new(source)))
 }
 
 #[async_trait]

@@ -9,9 +9,29 @@ use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::PollSender;
 use wasmtime::StoreContextMut;
-use wasmtime::component::{Destination, Source, StreamConsumer, StreamProducer, StreamResult};
+use wasmtime::component::{
+    Accessor, Destination, HasData, Source, StreamConsumer, StreamProducer, StreamReader, StreamResult,
+};
 
-use crate::contract::{ByteStream, TaskLog};
+use crate::contract::{ByteStream, TaskLog, byte_pipe};
+
+/// Pipes a guest stream into a new [`ByteStream`] (inside a call).
+pub(crate) fn guest_stream<T, D: HasData + ?Sized>(
+    acc: &Accessor<T, D>,
+    reader: StreamReader<u8>,
+) -> wasmtime::Result<ByteStream> {
+    let (sink, stream) = byte_pipe();
+    acc.with(|mut a| reader.pipe(&mut a, ChannelSink::new(sink.0)))?;
+    Ok(stream)
+}
+
+/// A new guest stream fed from `source` (inside a call).
+pub(crate) fn host_stream<T, D: HasData + ?Sized>(
+    acc: &Accessor<T, D>,
+    source: ByteStream,
+) -> wasmtime::Result<StreamReader<u8>> {
+    acc.with(|mut a| StreamReader::new(&mut a, ChannelSource::new(source)))
+}
 
 /// Consumes a guest stream into a channel; the channel ends when the guest's
 /// stream does.
