@@ -3,13 +3,13 @@
 //! framebuffer update request with a 256×256 grey gradient. Kill and abort close the
 //! connection (the server's stream ends).
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use enginehost_sdk::{Display, StreamReader, StreamResult, StreamWriter, byte_stream, spawn_local};
+use enginehost_sdk::{Display, StreamReader, StreamResult, byte_stream, spawn_local};
 
 use crate::sandbox::MockTask;
+use crate::session::{Outlet, Session};
 
 /// The only display's name.
 pub const NAME: &str = "MockDisplay";
@@ -28,41 +28,28 @@ pub fn mock_display() -> Display {
 
 /// One open connection; the sandbox closes it on kill/abort.
 pub struct DisplayConn {
-    writer: RefCell<Option<StreamWriter<u8>>>,
-    closed: Cell<bool>,
-    task: Rc<MockTask>,
+    output: Outlet,
+    session: Session,
 }
 
 impl DisplayConn {
     /// Ends the server's stream and the session (once).
     pub fn close(&self) {
-        self.writer.borrow_mut().take();
-        if !self.closed.replace(true) {
-            self.task.sessions.close();
-        }
+        self.output.close();
+        self.session.close();
     }
 
     async fn send(&self, bytes: Vec<u8>) -> bool {
-        let Some(mut writer) = self.writer.borrow_mut().take() else {
-            return false;
-        };
-        let left = writer.write_all(bytes).await;
-        if !left.is_empty() || self.closed.get() {
-            return false;
-        }
-        *self.writer.borrow_mut() = Some(writer);
-        true
+        self.output.send(bytes).await
     }
 }
 
 /// Opens a connection: returns the server-to-client stream.
 pub(crate) fn open(task: &Rc<MockTask>, client: StreamReader<u8>) -> StreamReader<u8> {
     let (tx, rx) = byte_stream();
-    task.sessions.open();
     let conn = Rc::new(DisplayConn {
-        writer: RefCell::new(Some(tx)),
-        closed: Cell::new(false),
-        task: task.clone(),
+        output: Outlet::new(tx),
+        session: Session::open(task),
     });
     task.displays.borrow_mut().push(conn.clone());
     spawn_local(async move {
@@ -75,7 +62,8 @@ pub(crate) fn open(task: &Rc<MockTask>, client: StreamReader<u8>) -> StreamReade
         )
         .await;
         conn.close();
-        conn.task
+        conn.session
+            .task()
             .displays
             .borrow_mut()
             .retain(|other| !Rc::ptr_eq(other, &conn));

@@ -5,10 +5,11 @@
 //! Payload: `{"delay": ms, "function": name, "argument": string}` (all required).
 //! After `delay` ms the function runs; see [`sandbox`] for each function. Shells
 //! ([`shell`]), the `MockDisplay` RFB server ([`display`]) and in-memory volumes
-//! ([`volume`]) follow the seed.
+//! ([`volume`]) follow the seed; [`session`] is what shells and displays share.
 
 pub mod display;
 pub mod sandbox;
+pub mod session;
 pub mod shell;
 pub mod volume;
 

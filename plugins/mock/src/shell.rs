@@ -4,45 +4,31 @@
 //! `unknown command` and exits true. Both pipes then end. Commands and ttys are not
 //! supported; `set-size` answers feature-not-supported.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use enginehost_sdk::{
-    Error, Result, Shell, Signal, StreamReader, StreamWriter, byte_stream, read_all, sleep, spawn_local,
-};
+use enginehost_sdk::{Error, Result, Shell, Signal, StreamReader, byte_stream, read_all, sleep, spawn_local};
 
 use crate::sandbox::MockTask;
+use crate::session::{Outlet, Session};
 
 /// Shared between the shell handle, its task and the sandbox (which aborts it).
 pub struct ShellState {
-    stdout: RefCell<Option<StreamWriter<u8>>>,
-    stderr: RefCell<Option<StreamWriter<u8>>>,
+    stdout: Outlet,
+    stderr: Outlet,
     result: Signal<Result<bool>>,
-    session_closed: Cell<bool>,
-    task: Rc<MockTask>,
+    session: Session,
 }
 
 impl ShellState {
     /// Resolves the shell (first wins), ends both pipes and the session.
     pub fn finish(&self, result: Result<bool>) -> bool {
         let won = self.result.set(result);
-        self.stdout.borrow_mut().take();
-        self.stderr.borrow_mut().take();
-        if !self.session_closed.replace(true) {
-            self.task.sessions.close();
-        }
+        self.stdout.close();
+        self.stderr.close();
+        self.session.close();
         won
-    }
-
-    async fn write(&self, pipe: &RefCell<Option<StreamWriter<u8>>>, text: &str) {
-        let Some(mut writer) = pipe.borrow_mut().take() else {
-            return;
-        };
-        let _ = writer.write_all(text.as_bytes().to_vec()).await;
-        if !self.result.is_set() {
-            *pipe.borrow_mut() = Some(writer);
-        }
     }
 }
 
@@ -57,13 +43,11 @@ pub struct MockShell {
 pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
     let (out_tx, out_rx) = byte_stream();
     let (err_tx, err_rx) = byte_stream();
-    task.sessions.open();
     let state = Rc::new(ShellState {
-        stdout: RefCell::new(Some(out_tx)),
-        stderr: RefCell::new(Some(err_tx)),
+        stdout: Outlet::new(out_tx),
+        stderr: Outlet::new(err_tx),
         result: Signal::new(),
-        session_closed: Cell::new(false),
-        task: task.clone(),
+        session: Session::open(task),
     });
     task.shells.borrow_mut().push(state.clone());
     let s = state.clone();
@@ -72,8 +56,8 @@ pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
         let script = String::from_utf8_lossy(&script);
         let success = match script.trim() {
             "print-hello" => {
-                s.write(&s.stdout, "Hello World").await;
-                s.write(&s.stderr, "No error!").await;
+                s.stdout.send(b"Hello World".to_vec()).await;
+                s.stderr.send(b"No error!".to_vec()).await;
                 true
             }
             "exit-false" => false,
@@ -82,12 +66,16 @@ pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
                 true
             }
             _ => {
-                s.write(&s.stdout, "unknown command").await;
+                s.stdout.send(b"unknown command".to_vec()).await;
                 true
             }
         };
         s.finish(Ok(success));
-        s.task.shells.borrow_mut().retain(|other| !Rc::ptr_eq(other, &s));
+        s.session
+            .task()
+            .shells
+            .borrow_mut()
+            .retain(|other| !Rc::ptr_eq(other, &s));
     });
     MockShell {
         state,
