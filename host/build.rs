@@ -37,6 +37,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
 
+    ensure_wasm_target();
     build_guests(&root, &plugin_target, SHIPPED);
     build_guests(&root, &fixture_target, FIXTURES);
 
@@ -47,6 +48,40 @@ fn main() {
     }
     let fixture_dir = fixture_target.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=ENGINEHOST_FIXTURE_DIR={}", fixture_dir.display());
+}
+
+/// rustup installs the targets of `rust-toolchain.toml` only together with a
+/// toolchain it installs; on a machine that already has the toolchain but not
+/// `wasm32-wasip2`, this build script adds the target itself (through the same
+/// rustup), so that the first `cargo` command still just works.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else { return };
+    if sysroot.join("lib/rustlib/wasm32-wasip2").is_dir() {
+        return;
+    }
+    let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") else {
+        panic!(
+            "the wasm32-wasip2 target is missing from {} and this toolchain is not managed by rustup; \
+             install the target (rustup target add wasm32-wasip2) or use rustup",
+            sysroot.display()
+        );
+    };
+    println!("cargo:warning=installing the wasm32-wasip2 target for toolchain {toolchain} (rustup target add)");
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2", "--toolchain", &toolchain])
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("`rustup target add wasm32-wasip2 --toolchain {toolchain}` failed ({s}); run it by hand"),
+        Err(e) => panic!("running rustup to add the wasm32-wasip2 target: {e}; run `rustup target add wasm32-wasip2`"),
+    }
 }
 
 fn build_guests(root: &Path, guest_target: &Path, packages: &[(&str, &str)]) {

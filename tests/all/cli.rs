@@ -166,6 +166,11 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     for f in ["Cargo.toml", "src/lib.rs", "cases.json", "README.md"] {
         assert!(krate.join(f).is_file(), "{f}");
     }
+    assert_eq!(
+        std::fs::read_to_string(krate.join("rust-toolchain.toml")).unwrap(),
+        std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap(),
+        "the scaffold pins the toolchain enginehost is tested with"
+    );
     // Never overwrite; refuse bad names.
     let again = enginehost(
         &["new", "hello-engine", "--dir", dir.path().to_str().unwrap()],
@@ -253,4 +258,12 @@ fn ctrl_c_aborts_the_sandbox_and_exits_130() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[test]
+fn new_help_names_each_default_once() {
+    let out = enginehost(&["new", "--help"], Path::new("."));
+    let help = text(&out.stdout);
+    let dir_line = help.lines().find(|l| l.contains("--dir")).expect("--dir is documented");
+    assert_eq!(dir_line.matches("default").count(), 1, "{dir_line}");
 }

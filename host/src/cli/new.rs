@@ -15,7 +15,7 @@ use super::BadInput;
 pub struct NewArgs {
     /// The engine's name: lowercase letters, digits and '-', starting with a letter.
     name: String,
-    /// The directory to create the crate in [default: the current directory].
+    /// The directory to create the crate in.
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// The enginehost guest SDK to depend on [default: this enginehost's own].
@@ -38,6 +38,9 @@ const TEMPLATE: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/template/cases.json.tmpl"),
     ),
     ("README.md", include_str!("../../../guest-sdk/template/README.md.tmpl")),
+    // The same toolchain file as enginehost's own: the first `cargo build` in the
+    // new crate gets the compiler, wasm32-wasip2 and the components from rustup.
+    ("rust-toolchain.toml", include_str!("../../../rust-toolchain.toml")),
     (".gitignore", "target/\n"),
 ];
 
