@@ -18,6 +18,7 @@
 //! `std::thread::sleep`), or the whole engine stalls.
 #![deny(missing_docs)]
 
+pub mod caps;
 mod glue;
 mod log;
 mod sync;
@@ -42,16 +43,22 @@ pub use log::write_log_bytes;
 pub use serde_json as __serde_json;
 pub use sync::{Sessions, Signal};
 pub use traits::{Engine, ResultSet, Sandbox, SandboxBuilder, Shell, Unsupported, Volume, VolumeBuilder};
+/// WASI 0.3 (the version this SDK is built with): `wasip3::sockets` for outbound
+/// TCP/UDP and name lookups (checked against `[plugins.NAME.network]`), clocks,
+/// random, filesystem.
+pub use wasip3;
 pub use wit::enginehost::engine::host::{FileHandler, ProxyHandler, TaskContext};
 pub use wit::enginehost::engine::types::{Display, EngineCapabilities, Error, HttpRequest, HttpResponse, Section};
 pub use wit_bindgen::rt::async_support::{StreamReader, StreamResult, StreamWriter};
 pub use wit_bindgen::{spawn_local, yield_async};
 
+pub use caps::CapError;
+
 /// `Result` with the contract's [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The version of the engine contract this SDK implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 /// A new byte stream: write into the [`StreamWriter`], hand the [`StreamReader`] to
 /// the host. Dropping the writer ends the stream.
@@ -113,7 +120,10 @@ pub const fn __metadata_bytes<const N: usize>(s: &str) -> [u8; N] {
 }
 
 /// Exports an [`Engine`] implementation as the component's engine and embeds the
-/// `enginehost:metadata` section the host reads before compiling the plugin.
+/// sections the host reads before compiling the plugin: `enginehost:metadata`
+/// (name, version, contract version) and `enginehost:capabilities` (the crate's
+/// `capabilities.toml`, next to its `Cargo.toml`: what the engine asks the operator
+/// for; an engine that needs nothing ships a file with comments only).
 ///
 /// `export_engine!(MyEngine)` names the engine after the library crate
 /// (`[lib] name`, which is also the `.wasm` file's name); `export_engine!(MyEngine,
@@ -131,12 +141,18 @@ macro_rules! export_engine {
             const META: &str = concat!(
                 "{\"name\":\"", $name,
                 "\",\"version\":\"", env!("CARGO_PKG_VERSION"),
-                "\",\"contract\":\"0.1.0\"}"
+                "\",\"contract\":\"0.1.1\"}"
             );
             #[cfg(target_arch = "wasm32")]
             #[unsafe(link_section = "enginehost:metadata")]
             #[allow(dead_code)]
             static ENGINEHOST_METADATA: [u8; META.len()] = $crate::__metadata_bytes::<{ META.len() }>(META);
+            const CAPABILITIES: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/capabilities.toml"));
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(link_section = "enginehost:capabilities")]
+            #[allow(dead_code)]
+            static ENGINEHOST_CAPABILITIES: [u8; CAPABILITIES.len()] =
+                *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/capabilities.toml"));
         };
     };
 }
