@@ -18,6 +18,8 @@ const SHIPPED: &[(&str, &str)] = &[("enginehost-plugin-mock", "mock")];
 const FIXTURES: &[(&str, &str)] = &[
     ("enginehost-fixture-trap", "fixture_trap"),
     ("enginehost-fixture-broken-env", "fixture_broken_env"),
+    ("enginehost-fixture-caps", "fixture_caps"),
+    ("enginehost-fixture-caps-narrow", "fixture_caps_narrow"),
 ];
 
 fn main() {

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enginehost::contract::{Engine, TaskContext, TaskInfo, TaskLog, WorkerControl};
+use enginehost::contract::{Engine, TaskContext, TaskInfo, TaskLog};
 use enginehost::plugin::BUILTIN;
-use enginehost::runtime::Runtime;
+use enginehost::runtime::{EngineOptions, Runtime};
 use serde_json::json;
 
 fn rss_kib() -> u64 {
@@ -63,7 +63,7 @@ async fn main() {
     for _ in 0..20 {
         let t = Instant::now();
         let engine = runtime
-            .start_engine(&plugin, json!({}), WorkerControl::new())
+            .start_engine(&plugin, EngineOptions::default())
             .await
             .expect("start");
         starts.push(t.elapsed());
@@ -75,7 +75,7 @@ async fn main() {
     );
 
     let engine: Arc<dyn Engine> = runtime
-        .start_engine(&plugin, json!({}), WorkerControl::new())
+        .start_engine(&plugin, EngineOptions::default())
         .await
         .expect("start");
     let payload = json!({"delay": 60_000, "function": "true", "argument": ""});

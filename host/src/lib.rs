@@ -9,10 +9,15 @@
 //!   metadata, rejections.
 //! - [`conformance`]: the engine conformance suite (the seed's enginetest).
 //! - [`worker`]: running one task through the seed's stages; payload validation.
+//! - [`policy`]: the operator config and the capability policy (request ∩ grant).
+//! - [`caps`]: capabilities engines use on the host (processes, files, network,
+//!   unix sockets, users), each behind one check of the policy.
 //! - `cli` (binary only): the `enginehost` command.
 
+pub mod caps;
 pub mod conformance;
 pub mod contract;
 pub mod plugin;
+pub mod policy;
 pub mod runtime;
 pub mod worker;

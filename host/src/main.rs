@@ -1,5 +1,7 @@
 //! `enginehost`: parse arguments, run the subcommand, turn its result into an exit
-//! status (in one place, `cli::exit_code`).
+//! status (in one place, `cli::exit_code`). Operator logs go to stderr through
+//! `tracing`; `ENGINEHOST_LOG` filters them (default `warn`; e.g. `info`,
+//! `enginehost=debug`).
 
 mod cli;
 
@@ -7,6 +9,12 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENGINEHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.default_log_level()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -128,7 +128,7 @@ fn plugins_lists_mock_with_its_contract_version_and_rejections() {
     let mock = stdout.lines().find(|l| l.starts_with("mock ")).expect("mock is listed");
     assert_eq!(
         mock.split_whitespace().collect::<Vec<_>>(),
-        ["mock", "0.1.0", "0.1.0", "(built", "in)"]
+        ["mock", "0.1.0", "0.1.1", "(built", "in)"]
     );
     assert!(stdout.contains("junk.wasm: not a WebAssembly file"), "{stdout}");
 }
@@ -163,7 +163,13 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let krate = dir.path().join("hello-engine");
-    for f in ["Cargo.toml", "src/lib.rs", "cases.json", "README.md"] {
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "cases.json",
+        "README.md",
+        "capabilities.toml",
+    ] {
         assert!(krate.join(f).is_file(), "{f}");
     }
     assert_eq!(

@@ -6,10 +6,43 @@ use std::sync::{Arc, LazyLock};
 
 use enginehost::contract::{Engine, EngineError, ResultSet, Sandbox, TaskContext, TaskInfo, TaskLog, WorkerControl};
 use enginehost::plugin::BUILTIN;
-use enginehost::runtime::{LoadedPlugin, Runtime};
+use enginehost::policy::HostSettings;
+use enginehost::runtime::{EngineOptions, LoadedPlugin, Runtime};
 use serde_json::{Value, json};
 
-pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| Runtime::new().expect("runtime"));
+/// The work directory of this test process (under cargo's tmp dir, not /tmp);
+/// the ones of earlier test processes that are gone are removed first.
+pub fn test_work_dir() -> PathBuf {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("work");
+    if let Ok(listing) = std::fs::read_dir(&base) {
+        for entry in listing.flatten() {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    base.join(std::process::id().to_string())
+}
+
+pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    let settings = HostSettings {
+        work_dir: Some(test_work_dir()),
+        ..Default::default()
+    };
+    let runtime = Runtime::with_host(settings).expect("runtime");
+    // SAFETY: registering a plain extern "C" function.
+    unsafe { libc::atexit(remove_host_leftovers) };
+    runtime
+});
+
+/// At exit: this test process's cgroup subtree and work directory (a test
+/// process has no teardown hook; everything in them is already dead or gone).
+extern "C" fn remove_host_leftovers() {
+    if let Ok(host) = RUNTIME.host() {
+        host.remove_leftovers();
+    }
+}
 
 pub fn builtin_wasm(name: &str) -> &'static [u8] {
     BUILTIN
@@ -35,7 +68,13 @@ pub async fn start(plugin: &LoadedPlugin) -> Arc<dyn Engine> {
 
 pub async fn start_with(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> Arc<dyn Engine> {
     RUNTIME
-        .start_engine(plugin, json!({}), worker)
+        .start_engine(
+            plugin,
+            EngineOptions {
+                worker,
+                ..Default::default()
+            },
+        )
         .await
         .expect("engine starts")
 }

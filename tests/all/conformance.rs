@@ -5,6 +5,7 @@ use std::sync::Arc;
 use enginehost::conformance::{Cases, SUBTESTS, Verdict, run_suite};
 use enginehost::contract::Engine;
 use enginehost::plugin::BUILTIN;
+use enginehost::runtime::EngineOptions;
 
 use crate::common::*;
 
@@ -19,7 +20,13 @@ async fn every_shipped_engine_passes_with_its_cases() {
         let plugin = RUNTIME.load(name, wasm).unwrap();
         let cases: Cases = serde_json::from_str(cases).unwrap();
         let engine: Arc<dyn Engine> = RUNTIME
-            .start_engine(&plugin, cases.config.clone(), Default::default())
+            .start_engine(
+                &plugin,
+                EngineOptions {
+                    config: cases.config.clone(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         let report = run_suite(&engine, &cases, |_| {}).await;
@@ -39,10 +46,7 @@ async fn every_shipped_engine_passes_with_its_cases() {
 async fn the_broken_engine_fails_exactly_the_naming_conflict_subtest() {
     let wasm = std::fs::read(fixture_path("fixture_broken_env")).unwrap();
     let plugin = RUNTIME.load("broken-env", &wasm).unwrap();
-    let engine: Arc<dyn Engine> = RUNTIME
-        .start_engine(&plugin, serde_json::json!({}), Default::default())
-        .await
-        .unwrap();
+    let engine: Arc<dyn Engine> = RUNTIME.start_engine(&plugin, EngineOptions::default()).await.unwrap();
     let report = run_suite(&engine, &mock_cases(), |_| {}).await;
     let failed: Vec<(&str, &str)> = report
         .results

@@ -8,7 +8,9 @@
 //! - `plugin_dir`: rejected files, duplicates, overrides.
 //! - `conformance`: the suite on every shipped engine and on a broken one.
 //! - `cli`: the `enginehost` binary on the examples.
+//! - `caps`: every capability through real plugins, allowed and denied.
 
+mod caps;
 mod cli;
 mod common;
 mod concurrency;

@@ -10,12 +10,13 @@ mod test;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use enginehost::contract::WorkerControl;
 use enginehost::plugin::{Catalog, Entry};
-use enginehost::runtime::{Runtime, WasmEngine};
+use enginehost::policy::OperatorConfig;
+use enginehost::runtime::{EngineOptions, Runtime, WasmEngine};
 use enginehost::worker::schema;
-use serde_json::Value;
 
 /// Runs CI tasks on engines shipped as WebAssembly components.
 #[derive(Parser)]
@@ -25,15 +26,23 @@ pub struct Args {
     command: Command,
 }
 
+impl Args {
+    /// The log level when `ENGINEHOST_LOG` is not set.
+    pub fn default_log_level(&self) -> &'static str {
+        "warn"
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs one task: validate, build, start, stream the log, wait, extract artifacts.
     /// Exit status: 0 success, 1 failure, 2 malformed payload or task file,
     /// 3 internal error, 130 cancelled (Ctrl-C).
     Run(run::RunArgs),
-    /// Lists the engines available (built in and from the plugin directory) and the
-    /// plugin files that were rejected, with the reason.
-    Plugins(PluginsArgs),
+    /// Lists the engines available (built in and from the plugin directory), what
+    /// each asks for and is granted, and the plugin files that were rejected, with
+    /// the reason.
+    Plugins(plugins::ListArgs),
     /// Runs the conformance suite (every enginetest case) against an engine; one
     /// line per subtest, then `N passed, N failed, N skipped`. Exit status 1 when
     /// anything failed.
@@ -66,32 +75,49 @@ fn lookup<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Entry, BadInput> {
     })
 }
 
-/// Compiles engine `name` and starts it with `config`, which must be valid against
-/// the engine's config schema.
+/// The operator config named by `--config`, or an empty one.
+fn operator_config(path: Option<&std::path::Path>) -> anyhow::Result<OperatorConfig> {
+    match path {
+        Some(path) => Ok(OperatorConfig::load(path)?),
+        None => Ok(OperatorConfig::default()),
+    }
+}
+
+/// Compiles engine `name` and starts it with its config and grants from `config`
+/// (its `[engines.NAME]` table must be valid against the engine's config schema).
 async fn start_engine(
+    runtime: &Runtime,
     catalog: &Catalog,
     name: &str,
-    config: Value,
+    config: &OperatorConfig,
     worker: Arc<WorkerControl>,
 ) -> anyhow::Result<Arc<WasmEngine>> {
     lookup(catalog, name)?;
-    let runtime = Runtime::new()?;
-    let plugin = catalog.load(&runtime, name)?;
+    let plugin = catalog.load(runtime, name)?;
+    let engine_config = config.engine_config(name);
     let config_schema = runtime.config_schema(&plugin).await?;
-    if let Err(messages) = schema::validate(&config_schema, &config, &format!("engines.{name}")) {
+    if let Err(messages) = schema::validate(&config_schema, &engine_config, &format!("engines.{name}")) {
         anyhow::bail!(
             "the config for engine '{name}' is not valid:\n  {}",
             messages.join("\n  ")
         );
     }
-    runtime.start_engine(&plugin, config, worker).await
+    let options = EngineOptions {
+        config: engine_config,
+        grants: config.grants(name),
+        worker,
+    };
+    runtime
+        .start_engine(&plugin, options)
+        .await
+        .with_context(|| format!("starting engine '{name}'"))
 }
 
 /// Runs the command; returns the exit status.
 pub async fn run(args: Args) -> i32 {
     let result = match args.command {
         Command::Run(a) => run::run(a).await,
-        Command::Plugins(a) => plugins::run(a),
+        Command::Plugins(a) => plugins::run(a).await,
         Command::Test(a) => test::run(a).await,
         Command::New(a) => new::run(a),
     };

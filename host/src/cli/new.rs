@@ -38,6 +38,10 @@ const TEMPLATE: &[(&str, &str)] = &[
         include_str!("../../../guest-sdk/template/cases.json.tmpl"),
     ),
     ("README.md", include_str!("../../../guest-sdk/template/README.md.tmpl")),
+    (
+        "capabilities.toml",
+        include_str!("../../../guest-sdk/template/capabilities.toml.tmpl"),
+    ),
     // The same toolchain file as enginehost's own: the first `cargo build` in the
     // new crate gets the compiler, wasm32-wasip2 and the components from rustup.
     ("rust-toolchain.toml", include_str!("../../../rust-toolchain.toml")),

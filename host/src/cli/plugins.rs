@@ -1,14 +1,47 @@
-//! `enginehost plugins`: every engine (name, version, contract version, where it
-//! comes from) and every rejected plugin file with its reason.
+//! `enginehost plugins [--config FILE]`: every engine (name, version, contract
+//! version, where it comes from), what it asks for, what the operator grants it
+//! and what is effective (both), and every rejected plugin file with its reason.
+//! Everything a plugin wrote itself is shown escaped (see [`shown`]).
+
+use std::path::PathBuf;
 
 use enginehost::plugin::Catalog;
+use enginehost::policy::Policy;
 use enginehost::runtime::Runtime;
 
 use super::PluginsArgs;
 
-pub fn run(args: PluginsArgs) -> anyhow::Result<i32> {
-    let mut catalog = Catalog::scan(args.plugins.as_deref())?;
-    let runtime = Runtime::new()?;
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    plugins: PluginsArgs,
+    /// Operator config (TOML) whose `[plugins.NAME.*]` grants to show.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Text a plugin controls, made safe to print: control characters escaped (no
+/// forged lines, no terminal escapes) and at most `max` characters.
+pub fn shown(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
+    let mut catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
+    let config = super::operator_config(args.config.as_deref())?;
+    let runtime = Runtime::with_host(config.host.clone())?;
     catalog.compile_all(&runtime);
     println!("{:<20} {:<10} {:<10} SOURCE", "ENGINE", "VERSION", "CONTRACT");
     for entry in catalog.entries() {
@@ -20,13 +53,40 @@ pub fn run(args: PluginsArgs) -> anyhow::Result<i32> {
         };
         println!(
             "{:<20} {:<10} {:<10} {}{note}",
-            m.name, m.version, m.contract, entry.origin
+            shown(&m.name, 64),
+            shown(&m.version, 32),
+            shown(&m.contract, 16),
+            entry.origin
         );
+        let policy = Policy::new(&m.name, &m.version, m.capabilities.clone(), config.grants(&m.name));
+        for report in policy.describe() {
+            println!("    {}", report.capability);
+            println!("      requested: {}", shown(&report.requested, 400));
+            println!("      granted:   {}", report.granted);
+            println!("      effective: {}", shown(&report.effective, 400));
+        }
+        for ungranted in policy.ungranted() {
+            println!(
+                "    note: requested but not granted (its use will fail): {}",
+                shown(&ungranted, 400)
+            );
+        }
+    }
+    for name in config.plugins.keys() {
+        if catalog.get(name).is_none() {
+            println!("\nnote: the config grants capabilities to '{name}', but no such engine is available");
+        }
     }
     if !catalog.rejected().is_empty() {
         println!("\nrejected plugin files:");
         for (path, why) in catalog.rejected() {
-            println!("  {}: {why}", path.display());
+            println!("  {}: {}", path.display(), shown(&why.to_string(), 2000));
+        }
+    }
+    if args.config.is_some() {
+        match runtime.host() {
+            Ok(host) => println!("\nprocess tree kill: {}", host.tree_kill_mode()),
+            Err(e) => println!("\nprocess tree kill: unusable: {e:#}"),
         }
     }
     Ok(0)

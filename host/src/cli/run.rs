@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
 use enginehost::plugin::Catalog;
+use enginehost::runtime::Runtime;
 use enginehost::worker::{Outcome, TaskFile, run_task};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{BadInput, PluginsArgs};
@@ -19,7 +19,8 @@ pub struct RunArgs {
     task: PathBuf,
     #[command(flatten)]
     plugins: PluginsArgs,
-    /// Operator config (TOML); its `[engines.NAME]` table is the engine's config.
+    /// Operator config (TOML): `[engines.NAME]` is the engine's config,
+    /// `[plugins.NAME.*]` what it is granted, `[host]` where and how it runs.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where artifacts land.
@@ -40,25 +41,13 @@ fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
     })
 }
 
-/// The `[engines.NAME]` table of the operator config, as JSON (`{}` if absent).
-pub(super) fn engine_config(path: Option<&Path>, engine: &str) -> anyhow::Result<Value> {
-    let Some(path) = path else {
-        return Ok(Value::Object(Default::default()));
-    };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-    let config: toml::Table =
-        toml::from_str(&text).with_context(|| format!("config {} is not valid TOML", path.display()))?;
-    let table = config.get("engines").and_then(|e| e.get(engine)).cloned();
-    let table = table.unwrap_or(toml::Value::Table(Default::default()));
-    serde_json::to_value(table).context("converting the engine config to JSON")
-}
-
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let task = read_task(&args.task)?;
     let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
-    let config = engine_config(args.config.as_deref(), &task.engine)?;
+    let config = super::operator_config(args.config.as_deref())?;
+    let runtime = Runtime::with_host(config.host.clone())?;
     let worker = WorkerControl::new();
-    let engine = super::start_engine(&catalog, &task.engine, config, worker.clone()).await?;
+    let engine = super::start_engine(&runtime, &catalog, &task.engine, &config, worker.clone()).await?;
 
     let log = TaskLog::temporary().context("creating the task log")?;
     let mut reader = log.reader().context("opening the task log")?;
@@ -102,5 +91,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if let Err(e) = engine.dispose().await {
         eprintln!("warning: disposing the engine: {e}");
     }
+    drop(engine);
+    // Task users, sandbox directories and cgroups are gone when `run` returns.
+    runtime.shutdown().await;
     Ok(outcome.exit_code())
 }

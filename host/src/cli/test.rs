@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use enginehost::conformance::{Cases, run_suite};
 use enginehost::contract::{Engine, WorkerControl};
 use enginehost::plugin::Catalog;
+use enginehost::runtime::Runtime;
 
 use super::{BadInput, PluginsArgs};
 
@@ -19,8 +20,8 @@ pub struct TestArgs {
     /// FILE.wasm, `cases.json` beside it]
     #[arg(long, value_name = "FILE")]
     cases: Option<PathBuf>,
-    /// Operator config (TOML) whose `[engines.NAME]` table replaces the cases
-    /// file's `config`.
+    /// Operator config (TOML): its `[plugins.NAME.*]` grants apply, and its
+    /// `[engines.NAME]` table replaces the cases file's `config`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -55,17 +56,23 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
             return Err(BadInput(format!("engine '{name}' has no built-in cases; pass --cases FILE")).into());
         }
     };
-    let mut cases: Cases =
+    let cases: Cases =
         serde_json::from_str(&cases_text).map_err(|e| BadInput(format!("the cases file is not valid: {e}")))?;
-    if let Some(config) = &args.config {
-        cases.config = super::run::engine_config(Some(config), &name)?;
-    }
-
-    let engine: Arc<dyn Engine> =
-        super::start_engine(&catalog, &name, cases.config.clone(), WorkerControl::new()).await?;
+    // The operator config decides grants; without an [engines.NAME] table, the
+    // cases file's config is the engine's.
+    let mut config = super::operator_config(args.config.as_deref())?;
+    config
+        .engines
+        .entry(name.clone())
+        .or_insert_with(|| cases.config.clone());
+    let runtime = Runtime::with_host(config.host.clone())?;
+    let engine: Arc<dyn Engine> = super::start_engine(&runtime, &catalog, &name, &config, WorkerControl::new()).await?;
     println!("conformance suite for engine '{name}' from {}", entry.origin);
     let report = run_suite(&engine, &cases, |r| println!("{r}")).await;
-    if let Err(e) = engine.dispose().await {
+    let disposed = engine.dispose().await;
+    drop(engine);
+    runtime.shutdown().await;
+    if let Err(e) = disposed {
         println!("FAIL  engine dispose: {e}");
         println!("{}", report.summary());
         return Ok(1);

@@ -1,21 +1,27 @@
-//! The `enginehost:metadata` custom section the guest SDK's `export_engine!`
-//! embeds: `{"name", "version", "contract"}`, read without compiling the plugin.
-//! The section sits in a nested core module of the component, so the whole binary
-//! is scanned.
+//! The custom sections the guest SDK's `export_engine!` embeds, read without
+//! compiling the plugin: `enginehost:metadata` (`{"name", "version", "contract"}`)
+//! and, since contract 0.1.1, `enginehost:capabilities` (the plugin's
+//! `capabilities.toml`: what it asks the operator for; absent = nothing). The
+//! sections sit in a nested core module of the component, so the whole binary is
+//! scanned.
 
 use serde::Deserialize;
 use wasmparser::{Parser, Payload};
 
 use super::Rejection;
+use crate::policy::Capabilities;
 
-/// The custom section's name.
+/// The metadata section's name.
 pub const SECTION: &str = "enginehost:metadata";
+/// The capabilities section's name.
+pub const CAPABILITIES_SECTION: &str = "enginehost:capabilities";
 
-/// The contract versions this host implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this host implements (the WIT package version). It runs
+/// plugins built for any 0.1.x contract: 0.1.1 only added interfaces.
+pub const CONTRACT_VERSION: &str = "0.1.1";
 
 /// What a plugin says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Metadata {
     /// The engine's name (what task files and `--config` tables use).
     pub name: String,
@@ -23,6 +29,9 @@ pub struct Metadata {
     pub version: String,
     /// The contract version it was built against.
     pub contract: String,
+    /// What it asks the operator for.
+    #[serde(skip)]
+    pub capabilities: Capabilities,
 }
 
 /// Reads and checks the metadata of a candidate plugin file.
@@ -33,20 +42,27 @@ pub fn read(wasm: &[u8]) -> Result<Metadata, Rejection> {
     if Parser::is_core_wasm(wasm) {
         return Err(Rejection::CoreModule);
     }
-    let mut found = None;
+    let (mut found, mut caps) = (None, None);
     for payload in Parser::new(0).parse_all(wasm) {
         match payload {
-            Ok(Payload::CustomSection(c)) if c.name() == SECTION => {
-                found = Some(c.data().to_vec());
-                break;
-            }
+            Ok(Payload::CustomSection(c)) if c.name() == SECTION => found = Some(c.data().to_vec()),
+            Ok(Payload::CustomSection(c)) if c.name() == CAPABILITIES_SECTION => caps = Some(c.data().to_vec()),
             Ok(_) => {}
             Err(e) => return Err(Rejection::Invalid(e.to_string())),
         }
+        if found.is_some() && caps.is_some() {
+            break;
+        }
     }
     let bytes = found.ok_or(Rejection::NoMetadata)?;
-    let meta: Metadata =
+    let mut meta: Metadata =
         serde_json::from_slice(&bytes).map_err(|e| Rejection::BadMetadata(format!("not the expected JSON: {e}")))?;
+    if let Some(caps) = caps {
+        let text = String::from_utf8(caps)
+            .map_err(|_| Rejection::BadMetadata("the capabilities.toml section is not UTF-8".into()))?;
+        meta.capabilities = Capabilities::from_plugin_toml(&text)
+            .map_err(|e| Rejection::BadMetadata(format!("its capabilities.toml is not valid: {e}")))?;
+    }
     if !valid_name(&meta.name) {
         return Err(Rejection::BadMetadata(format!(
             "engine name '{}' is not a lowercase name like 'mock' or 'my-engine' (a-z, 0-9, '-', starting with a letter)",

@@ -22,6 +22,7 @@ use wasmtime::component::Accessor;
 use super::LoadedPlugin;
 use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
+use crate::caps::CapsCtx;
 use crate::contract::{EngineError, WorkerControl};
 
 /// Component handles one instance may hold (see `Instance::spawn`).
@@ -40,8 +41,12 @@ pub(crate) struct Instance {
 
 impl Instance {
     /// Instantiates `plugin` in a new Store and starts its actor.
-    pub(crate) async fn spawn(plugin: &LoadedPlugin, worker: Arc<WorkerControl>) -> anyhow::Result<Arc<Instance>> {
-        let mut store = Store::new(plugin.pre.engine(), HostState::new(worker));
+    pub(crate) async fn spawn(
+        plugin: &LoadedPlugin,
+        worker: Arc<WorkerControl>,
+        caps: CapsCtx,
+    ) -> anyhow::Result<Arc<Instance>> {
+        let mut store = Store::new(plugin.pre.engine(), HostState::new(worker, caps)?);
         // A pending sandbox holds about 10 handles (its resources, the waiting
         // subtasks); wasmtime's default of 100 000 would poison the instance near
         // 10 000 sandboxes. The adapter caps live tasks at MAX_LIVE_TASKS instead.

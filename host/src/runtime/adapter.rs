@@ -15,14 +15,16 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use wasmtime::component::{ResourceAny, StreamReader};
 
-use super::LoadedPlugin;
 use super::actor::{Acc, Instance};
 use super::bindings::EngineExports;
 use super::bindings::types::Error as WitError;
 use super::imports::TaskContextRes;
 use super::objects::{WasmSandboxBuilder, WasmVolume, WasmVolumeBuilder};
 use super::streams::guest_stream;
+use super::{EngineOptions, LoadedPlugin};
+use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskScope};
 use crate::contract::{self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
+use crate::policy::Policy;
 
 /// Which export a handle belongs to (for `release`).
 #[derive(Clone, Copy)]
@@ -49,23 +51,32 @@ pub(crate) struct Handle {
 /// instance run out of component handles (a trap that would fail every task).
 pub const MAX_LIVE_TASKS: usize = 20_000;
 
-/// One live task of an engine; the count goes down when its last object is dropped.
-pub(crate) struct TaskSlot(Arc<AtomicUsize>);
+/// One live task of an engine. When the worker drops the task's last object, the
+/// count goes down and the task's capability scope closes (its processes are
+/// killed, its users and sandbox directory removed).
+pub(crate) struct TaskSlot {
+    live: Arc<AtomicUsize>,
+    scope: Arc<TaskScope>,
+}
 
 impl TaskSlot {
-    fn take(live: &Arc<AtomicUsize>) -> Option<Arc<TaskSlot>> {
+    fn take(live: &Arc<AtomicUsize>, scope: Arc<TaskScope>) -> Option<Arc<TaskSlot>> {
         let taken = live.fetch_add(1, Ordering::SeqCst);
         if taken >= MAX_LIVE_TASKS {
             live.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        Some(Arc::new(TaskSlot(live.clone())))
+        Some(Arc::new(TaskSlot {
+            live: live.clone(),
+            scope,
+        }))
     }
 }
 
 impl Drop for TaskSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.scope.close();
+        self.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -130,9 +141,10 @@ fn parse_schema(what: &str, text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(text).with_context(|| format!("the engine's {what} is not valid JSON"))
 }
 
-/// Instantiates `plugin` once to read its config schema.
-pub(crate) async fn config_schema(plugin: &LoadedPlugin) -> anyhow::Result<Value> {
-    let instance = Instance::spawn(plugin, WorkerControl::new()).await?;
+/// Instantiates `plugin` once, with nothing granted, to read its config schema.
+pub(crate) async fn config_schema(plugin: &LoadedPlugin, host: Arc<HostEnv>) -> anyhow::Result<Value> {
+    let scope = EngineScope::new(host, Arc::new(Policy::none(&plugin.name, &plugin.version)));
+    let instance = Instance::spawn(plugin, WorkerControl::new(), CapsCtx::new(scope, 0)).await?;
     let text = instance.call(|acc, ex| ex.call_config_schema(acc).boxed()).await?;
     parse_schema("config schema", &text)
 }
@@ -150,18 +162,23 @@ pub struct WasmEngine {
     plugin: LoadedPlugin,
     config: String,
     worker: Arc<WorkerControl>,
-    current: tokio::sync::Mutex<Arc<Instance>>,
+    scope: Arc<EngineScope>,
+    /// The live instance and its generation (how many instances came before it).
+    current: tokio::sync::Mutex<(Arc<Instance>, u64)>,
     described: Described,
     live_tasks: Arc<AtomicUsize>,
 }
 
-/// Instantiates and calls `init`.
+/// Instantiates (as instance number `generation` of the engine) and calls `init`.
 async fn init_instance(
     plugin: &LoadedPlugin,
     config: &str,
     worker: &Arc<WorkerControl>,
+    scope: &Arc<EngineScope>,
+    generation: u64,
 ) -> anyhow::Result<Arc<Instance>> {
-    let instance = Instance::spawn(plugin, worker.clone()).await?;
+    let caps = CapsCtx::new(scope.clone(), generation);
+    let instance = Instance::spawn(plugin, worker.clone(), caps).await?;
     let config = config.to_string();
     instance
         .call(move |acc, ex| async move { ex.call_init(acc, config).await }.boxed())
@@ -174,11 +191,17 @@ async fn init_instance(
 impl WasmEngine {
     pub(crate) async fn start(
         plugin: LoadedPlugin,
-        config: Value,
-        worker: Arc<WorkerControl>,
+        host: Arc<HostEnv>,
+        options: EngineOptions,
     ) -> anyhow::Result<Arc<Self>> {
+        let EngineOptions { config, grants, worker } = options;
+        let policy = Policy::new(&plugin.name, &plugin.version, (*plugin.requested).clone(), grants);
+        for ungranted in policy.ungranted() {
+            tracing::warn!(engine = %plugin.name, "requested but not granted (its use will fail): {ungranted}");
+        }
+        let scope = EngineScope::new(host, Arc::new(policy));
         let config = config.to_string();
-        let instance = init_instance(&plugin, &config, &worker).await?;
+        let instance = init_instance(&plugin, &config, &worker, &scope, 0).await?;
         let (payload, volume, docs, caps) = instance
             .call(|acc, ex| {
                 async move {
@@ -202,22 +225,25 @@ impl WasmEngine {
             plugin,
             config,
             worker,
-            current: tokio::sync::Mutex::new(instance),
+            scope,
+            current: tokio::sync::Mutex::new((instance, 0)),
             described,
             live_tasks: Arc::default(),
         }))
     }
 
-    /// The live instance, or a fresh one if the last one died.
-    async fn instance(&self) -> Result<Arc<Instance>> {
+    /// The live instance and its generation, or a fresh one if the last one died.
+    async fn instance(&self) -> Result<(Arc<Instance>, u64)> {
         let mut current = self.current.lock().await;
-        if !current.is_alive() {
-            *current = init_instance(&self.plugin, &self.config, &self.worker)
+        if !current.0.is_alive() {
+            let generation = current.1 + 1;
+            let instance = init_instance(&self.plugin, &self.config, &self.worker, &self.scope, generation)
                 .await
                 .map_err(|e| EngineError::PluginFailed {
                     plugin: self.plugin.name.to_string(),
                     reason: format!("restarting: {e:#}"),
                 })?;
+            *current = (instance, generation);
         }
         Ok(current.clone())
     }
@@ -246,14 +272,15 @@ impl contract::Engine for WasmEngine {
         context: TaskContext,
         payload: Value,
     ) -> Result<Box<dyn contract::SandboxBuilder>> {
-        let slot = TaskSlot::take(&self.live_tasks).ok_or(EngineError::MaxConcurrencyExceeded)?;
-        let instance = self.instance().await?;
+        let (instance, generation) = self.instance().await?;
+        let scope = self.scope.new_task(generation);
+        let slot = TaskSlot::take(&self.live_tasks, scope.clone()).ok_or(EngineError::MaxConcurrencyExceeded)?;
         let payload = payload.to_string();
         let res = flat(
             instance
                 .call(move |acc, ex| {
                     async move {
-                        let ctx = acc.with(|mut a| a.get().table.push(TaskContextRes(context)))?;
+                        let ctx = acc.with(|mut a| a.get().table.push(TaskContextRes { ctx: context, scope }))?;
                         ex.call_new_sandbox_builder(acc, ctx, payload).await
                     }
                     .boxed()
@@ -269,7 +296,7 @@ impl contract::Engine for WasmEngine {
     }
 
     async fn new_volume_builder(&self, options: Value) -> Result<Box<dyn contract::VolumeBuilder>> {
-        let instance = self.instance().await?;
+        let (instance, _) = self.instance().await?;
         let options = options.to_string();
         let res = flat(
             instance
@@ -285,7 +312,7 @@ impl contract::Engine for WasmEngine {
     }
 
     async fn new_volume(&self, options: Value) -> Result<Arc<dyn contract::Volume>> {
-        let instance = self.instance().await?;
+        let (instance, _) = self.instance().await?;
         let options = options.to_string();
         let res = flat(
             instance
@@ -301,7 +328,7 @@ impl contract::Engine for WasmEngine {
     }
 
     async fn dispose(&self) -> Result<()> {
-        let instance = self.instance().await?;
+        let (instance, _) = self.instance().await?;
         flat(instance.call(|acc, ex| ex.call_dispose(acc).boxed()).await)
     }
 }

@@ -1,5 +1,5 @@
 //! The one `bindgen!` of the contract (`wit/engine.wit`). Imported resources map to
-//! the host types in `runtime/imports.rs`.
+//! the host types in `runtime/imports.rs` and `caps/`.
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -11,10 +11,12 @@ mod generated {
             "enginehost:engine/host.task-context": crate::runtime::imports::TaskContextRes,
             "enginehost:engine/host.proxy-handler": crate::runtime::imports::ProxyHandlerRes,
             "enginehost:engine/host.file-handler": crate::runtime::imports::FileHandlerRes,
+            "enginehost:engine/process.process": crate::caps::ProcessRes,
+            "enginehost:engine/users.task-user": crate::caps::TaskUserRes,
         },
     });
 }
 
-pub(crate) use generated::enginehost::engine::{host, types};
+pub(crate) use generated::enginehost::engine::{caps, files, host, process, types, unix_sockets, users};
 pub(crate) use generated::exports::enginehost::engine::engine::Guest as EngineExports;
 pub(crate) use generated::{EnginePlugin, EnginePluginPre};

@@ -10,17 +10,22 @@ use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 use super::bindings::{host, types};
 use super::state::HostState;
 use super::streams::{LogSink, guest_stream};
+use crate::caps::TaskScope;
 use crate::contract::{self, FileHandler, ProxyHandler, TaskContext};
 
-/// The host side of a `task-context`.
-pub struct TaskContextRes(pub(crate) TaskContext);
+/// The host side of a `task-context`: the worker's context and the task's
+/// capability scope.
+pub struct TaskContextRes {
+    pub(crate) ctx: TaskContext,
+    pub(crate) scope: Arc<TaskScope>,
+}
 /// The host side of a `proxy-handler`.
 pub struct ProxyHandlerRes(pub(crate) Arc<dyn ProxyHandler>);
 /// The host side of a `file-handler`.
 pub struct FileHandlerRes(pub(crate) FileHandler);
 
 fn context(state: &mut HostState, r: &Resource<TaskContextRes>) -> wasmtime::Result<TaskContext> {
-    Ok(state.table.get(r)?.0.clone())
+    Ok(state.table.get(r)?.ctx.clone())
 }
 
 impl host::Host for HostState {

@@ -3,8 +3,9 @@
 //! that builds a Store or a Linker.
 //!
 //! - `bindings`: the `bindgen!` of `wit/engine.wit`.
-//! - `state`: the Store data, and the WASI context (grants nothing).
-//! - `imports`: the host API engines import (task context, handlers).
+//! - `state`: the Store data, and the WASI context (what the policy grants).
+//! - `imports`: the host API engines import (task context, handlers); the
+//!   capability imports are `caps`'.
 //! - `streams`: component-model streams ↔ worker byte channels.
 //! - `actor`: one task per engine instance, owning its Store and event loop.
 //! - `adapter`: [`WasmEngine`] and the handle every contract object holds.
@@ -13,14 +14,14 @@
 
 mod actor;
 mod adapter;
-mod bindings;
+pub(crate) mod bindings;
 mod convert;
 pub(crate) mod imports;
 mod objects;
 mod state;
-mod streams;
+pub(crate) mod streams;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -28,51 +29,114 @@ use wasmtime::component::{Component, HasSelf, Linker};
 pub use adapter::{MAX_LIVE_TASKS, WasmEngine};
 pub use state::HostState;
 
+use crate::caps::HostEnv;
 use crate::contract::WorkerControl;
+use crate::policy::{Capabilities, HostSettings};
 
 /// A compiled-and-linked plugin, ready to instantiate (cheap to clone).
 #[derive(Clone)]
 pub struct LoadedPlugin {
     pub(crate) name: Arc<str>,
+    pub(crate) version: Arc<str>,
+    /// What the plugin asks for (its `capabilities.toml`).
+    pub(crate) requested: Arc<Capabilities>,
     pub(crate) pre: bindings::EnginePluginPre<HostState>,
 }
 
-/// The wasmtime engine and linker shared by every plugin of a process.
+impl LoadedPlugin {
+    /// The engine's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// What the plugin asks the operator for.
+    pub fn requested(&self) -> &Capabilities {
+        &self.requested
+    }
+}
+
+/// How an engine is started.
+#[derive(Default)]
+pub struct EngineOptions {
+    /// The engine's config (its `[engines.NAME]` table), valid against its schema.
+    pub config: serde_json::Value,
+    /// What the operator grants the plugin (its `[plugins.NAME]` tables).
+    pub grants: Capabilities,
+    /// The worker's controls (stop-now).
+    pub worker: Arc<WorkerControl>,
+}
+
+/// The wasmtime engine and linker shared by every plugin of a process, and the
+/// host side of capabilities (made on the first engine start).
 pub struct Runtime {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
+    settings: HostSettings,
+    host: OnceLock<Arc<HostEnv>>,
 }
 
 impl Runtime {
-    /// A runtime with the contract's host API and WASI (granting nothing).
+    /// A runtime with the default host settings.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_host(HostSettings::default())
+    }
+
+    /// A runtime with the contract's host API, the capability imports and WASI,
+    /// whose capabilities live under `settings` (`[host]` of the operator config).
+    pub fn with_host(settings: HostSettings) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model_async(true);
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI 0.2")?;
-        wasmtime_wasi::p3::add_to_linker(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI 0.3")?;
-        bindings::host::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking the enginehost host API")?;
-        bindings::types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking the enginehost types")?;
-        Ok(Runtime { engine, linker })
+        link(&mut linker)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            settings,
+            host: OnceLock::new(),
+        })
     }
 
-    /// Compiles a component and links it against the host API.
+    /// The host side of capabilities: made once, on first use (it prepares the work
+    /// directory and cleans up after a worker that was killed).
     ///
     /// # Errors
-    /// When the bytes are not a valid component, or it imports something the host
-    /// does not offer (the message names the import).
+    /// When the work directory cannot be made or the tree-kill mode is unusable.
+    pub fn host(&self) -> anyhow::Result<&Arc<HostEnv>> {
+        if let Some(host) = self.host.get() {
+            return Ok(host);
+        }
+        let host = HostEnv::new(&self.settings)?;
+        Ok(self.host.get_or_init(|| host))
+    }
+
+    /// Waits until every cleanup is done (task users removed, sandbox directories
+    /// and cgroups gone).
+    pub async fn drain(&self) {
+        if let Some(host) = self.host.get() {
+            host.drain().await;
+        }
+    }
+
+    /// Before the process exits, once every engine is dropped: the cleanup, then
+    /// this process's cgroup subtree.
+    pub async fn shutdown(&self) {
+        if let Some(host) = self.host.get() {
+            host.shutdown().await;
+        }
+    }
+
+    /// Compiles a component and links it against the host API; its version and
+    /// requests come from its metadata sections.
+    ///
+    /// # Errors
+    /// When the metadata is missing or wrong, the bytes are not a valid component,
+    /// or it imports something the host does not offer (the message names the
+    /// import).
     pub fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedPlugin> {
+        let meta = crate::plugin::metadata::read(wasm).map_err(|r| anyhow::anyhow!("{r}"))?;
+        let (version, requested) = (meta.version, meta.capabilities);
         let component = Component::new(&self.engine, wasm)
             .map_err(anyhow::Error::from)
             .context("compiling the component")?;
@@ -84,22 +148,56 @@ impl Runtime {
         let pre = bindings::EnginePluginPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("checking the component's exports")?;
-        Ok(LoadedPlugin { name: name.into(), pre })
+        Ok(LoadedPlugin {
+            name: name.into(),
+            version: version.into(),
+            requested: Arc::new(requested),
+            pre,
+        })
     }
 
-    /// Starts the engine of `plugin` with `config` (a JSON object valid against its
-    /// config schema): instantiates it and calls `init`.
-    pub async fn start_engine(
-        &self,
-        plugin: &LoadedPlugin,
-        config: serde_json::Value,
-        worker: Arc<WorkerControl>,
-    ) -> anyhow::Result<Arc<WasmEngine>> {
-        WasmEngine::start(plugin.clone(), config, worker).await
+    /// Starts the engine of `plugin`: instantiates it and calls `init` with
+    /// `options.config` (valid against its config schema), under the policy of its
+    /// request and `options.grants`.
+    pub async fn start_engine(&self, plugin: &LoadedPlugin, options: EngineOptions) -> anyhow::Result<Arc<WasmEngine>> {
+        WasmEngine::start(plugin.clone(), self.host()?.clone(), options).await
     }
 
-    /// The config schema of a plugin (instantiates it once, without `init`).
+    /// The config schema of a plugin (instantiates it once, without `init`, with
+    /// nothing granted).
     pub async fn config_schema(&self, plugin: &LoadedPlugin) -> anyhow::Result<serde_json::Value> {
-        adapter::config_schema(plugin).await
+        adapter::config_schema(plugin, self.host()?.clone()).await
     }
+}
+
+/// Everything a plugin may import: WASI 0.2 and 0.3 (with a checked name lookup),
+/// the host API and the capability imports.
+fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    use wasmtime_wasi::p3;
+    fn ctx(r: wasmtime::Result<()>, what: &str) -> anyhow::Result<()> {
+        r.map_err(anyhow::Error::from)
+            .with_context(|| format!("linking {what}"))
+    }
+    ctx(wasmtime_wasi::p2::add_to_linker_async(linker), "WASI 0.2")?;
+    ctx(p3::cli::add_to_linker(linker), "WASI 0.3 cli")?;
+    ctx(p3::clocks::add_to_linker(linker), "WASI 0.3 clocks")?;
+    ctx(p3::filesystem::add_to_linker(linker), "WASI 0.3 filesystem")?;
+    ctx(p3::random::add_to_linker(linker), "WASI 0.3 random")?;
+    ctx(
+        p3::bindings::sockets::types::add_to_linker::<_, wasmtime_wasi::sockets::WasiSockets>(linker, |s| {
+            wasmtime_wasi::sockets::WasiSocketsView::sockets(s)
+        }),
+        "WASI 0.3 sockets",
+    )?;
+    ctx(crate::caps::link_name_lookup(linker), "the checked name lookup")?;
+    ctx(
+        bindings::host::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s),
+        "the enginehost host API",
+    )?;
+    ctx(
+        bindings::types::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s),
+        "the enginehost types",
+    )?;
+    ctx(crate::caps::add_to_linker(linker), "the capability imports")?;
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! [`HostState`]: what one engine instance's Store holds, and the WASI context it
-//! gets. Deny by default: no preopened directories, no environment, no network, no
-//! stdin; guest stderr is captured so a panic message can name the cause of a trap.
+//! gets. Deny by default: no environment, no stdin, no preopened directory and no
+//! network unless the plugin's policy grants them (`caps::files::preopens`,
+//! `caps::NetCheck`); guest stderr is captured so a panic message can name the
+//! cause of a trap.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::caps::CapsCtx;
 use crate::contract::WorkerControl;
 
 /// Bytes of guest stderr kept for error reports.
@@ -19,20 +22,24 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) worker: Arc<WorkerControl>,
     pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) caps: CapsCtx,
 }
 
 impl HostState {
-    /// A state granting nothing.
-    pub(crate) fn new(worker: Arc<WorkerControl>) -> Self {
+    /// A state granting what `caps`' policy grants, and nothing else.
+    pub(crate) fn new(worker: Arc<WorkerControl>, caps: CapsCtx) -> anyhow::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone());
-        HostState {
+        crate::caps::preopens(&caps.engine, &mut wasi)?;
+        caps.net.configure(&mut wasi);
+        Ok(HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             worker,
             stderr,
-        }
+            caps,
+        })
     }
 }
 

@@ -1,0 +1,170 @@
+//! The network capability: outbound TCP and UDP through WASI sockets (p2 and p3),
+//! and name lookups through WASI 0.3, allowed only where `[plugins.NAME.network]
+//! connect` and the plugin's request both allow.
+//!
+//! wasmtime-wasi checks every socket address with the Store's `socket_addr_check`
+//! before any system call ([`NetCheck::allows`]): the implicit bind of a connect to
+//! the unspecified address, then the connect or send itself. Listening and
+//! accepting are refused. WASI's own name lookup is one switch for all names, so
+//! enginehost replaces `wasi:sockets/ip-name-lookup@0.3.0` with a lookup that checks
+//! the name first ([`link_name_lookup`]) and remembers which addresses a granted name
+//! resolved to, so that a connect to such an address is judged by the name's
+//! patterns (loopback, private and link-local addresses still need an IP or CIDR
+//! grant, or `allow-private`: that also stops DNS rebinding). WASI 0.2 name lookup
+//! stays off. A denial reaches the engine as `access-denied`; the operator's log has
+//! the whole message.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Accessor, HasData, Linker};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup;
+use wasmtime_wasi::p3::bindings::sockets::types::IpAddress;
+use wasmtime_wasi::sockets::SocketAddrUse;
+
+use crate::policy::Policy;
+use crate::runtime::HostState;
+
+/// How long an address learned from a lookup stays attributed to its name.
+const LEARNED_TTL: Duration = Duration::from_secs(600);
+/// Most addresses remembered per engine (a hostile engine looking up names in a
+/// loop cannot grow the map without end; the oldest are forgotten).
+const LEARNED_MAX: usize = 4096;
+
+/// One engine's network checks and what its lookups learned.
+pub(crate) struct NetCheck {
+    policy: Arc<Policy>,
+    learned: RwLock<HashMap<IpAddr, Vec<(String, Instant)>>>,
+}
+
+impl NetCheck {
+    pub(crate) fn new(policy: Arc<Policy>) -> Self {
+        NetCheck {
+            policy,
+            learned: RwLock::default(),
+        }
+    }
+
+    /// Turns WASI's socket switches on as far as the policy needs, and installs the
+    /// per-address check.
+    pub(crate) fn configure(self: &Arc<Self>, wasi: &mut WasiCtxBuilder) {
+        if !self.policy.network_enabled() {
+            return; // every socket stays refused (WASI's default)
+        }
+        wasi.allow_tcp(true).allow_udp(true);
+        let check = self.clone();
+        wasi.socket_addr_check(move |addr, usage| {
+            let ok = check.allows(addr, usage);
+            Box::pin(async move { ok })
+        });
+    }
+
+    /// The socket check: may the engine use `addr` this way?
+    pub(crate) fn allows(&self, addr: SocketAddr, usage: SocketAddrUse) -> bool {
+        match usage {
+            // The implicit bind a connect does first; nothing else may bind.
+            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
+            SocketAddrUse::TcpConnect | SocketAddrUse::UdpSend => self.connect(addr.ip(), addr.port(), true),
+            // A datagram from an address the engine may not talk to is dropped quietly.
+            SocketAddrUse::UdpReceive => self.connect(addr.ip(), addr.port(), false),
+            _ => {
+                tracing::warn!(plugin = self.policy.plugin(), %addr, ?usage, "network: listening and accepting are not allowed");
+                false
+            }
+        }
+    }
+
+    fn connect(&self, ip: IpAddr, port: u16, log: bool) -> bool {
+        let ip = ip.to_canonical();
+        let first = match self.policy.connect_ip(ip, port) {
+            Ok(()) => return true,
+            Err(d) => d,
+        };
+        let names: Vec<String> = {
+            let learned = self.learned.read().expect("learned names");
+            let now = Instant::now();
+            learned
+                .get(&ip)
+                .map(|v| v.iter().filter(|(_, t)| *t > now).map(|(n, _)| n.clone()).collect())
+                .unwrap_or_default()
+        };
+        let mut last = first;
+        for name in names {
+            match self.policy.connect_name(&name, ip, port) {
+                Ok(()) => return true,
+                Err(d) => last = d,
+            }
+        }
+        if log {
+            tracing::warn!(plugin = self.policy.plugin(), grant_key = %last.grant_key, "{}", last.message);
+        }
+        false
+    }
+
+    fn learn(&self, name: &str, ips: &[IpAddr]) {
+        let mut learned = self.learned.write().expect("learned names");
+        let now = Instant::now();
+        if learned.len() + ips.len() > LEARNED_MAX {
+            learned.retain(|_, v| {
+                v.retain(|(_, t)| *t > now);
+                !v.is_empty()
+            });
+            if learned.len() + ips.len() > LEARNED_MAX {
+                learned.clear();
+            }
+        }
+        for ip in ips {
+            let names = learned.entry(ip.to_canonical()).or_default();
+            names.retain(|(n, t)| n != name && *t > now);
+            names.push((name.to_string(), now + LEARNED_TTL));
+        }
+    }
+
+    /// The checked lookup of `name`.
+    async fn lookup(self: Arc<Self>, name: String) -> Result<Vec<IpAddr>, ip_name_lookup::ErrorCode> {
+        use ip_name_lookup::ErrorCode;
+        if let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            return Ok(vec![ip]); // a literal address: checked when it is connected to
+        }
+        if let Err(d) = self.policy.lookup_name(&name) {
+            tracing::warn!(plugin = self.policy.plugin(), grant_key = %d.grant_key, "{}", d.message);
+            return Err(ErrorCode::AccessDenied);
+        }
+        let addrs = tokio::net::lookup_host((name.as_str(), 0))
+            .await
+            .map_err(|_| ErrorCode::NameUnresolvable)?;
+        let ips: Vec<IpAddr> = addrs.map(|a| a.ip().to_canonical()).collect();
+        self.learn(&name, &ips);
+        Ok(ips)
+    }
+}
+
+/// The `HasData` of the checked name lookup.
+pub(crate) struct CheckedLookup;
+
+impl HasData for CheckedLookup {
+    type Data<'a> = &'a mut HostState;
+}
+
+impl ip_name_lookup::Host for &mut HostState {}
+
+impl<U> ip_name_lookup::HostWithStore<U> for CheckedLookup {
+    async fn resolve_addresses(
+        store: &Accessor<U, Self>,
+        name: String,
+    ) -> wasmtime::Result<Result<Vec<IpAddress>, ip_name_lookup::ErrorCode>> {
+        let check = store.with(|mut view| view.get().caps.net.clone());
+        Ok(check
+            .lookup(name)
+            .await
+            .map(|ips| ips.into_iter().map(IpAddress::from).collect()))
+    }
+}
+
+/// Links the checked `wasi:sockets/ip-name-lookup@0.3.0`.
+pub(crate) fn link_name_lookup(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    ip_name_lookup::add_to_linker::<_, CheckedLookup>(linker, |s| s)
+}

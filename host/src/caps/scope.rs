@@ -1,0 +1,538 @@
+//! Who owns what a plugin creates on the host, and when it goes away.
+//!
+//! - [`HostEnv`], one per runtime: the work directory, how process trees are killed
+//!   (cgroup v2, or process groups plus kill-by-user), the janitor.
+//! - [`EngineScope`], one per engine (it outlives instance restarts): the plugin's
+//!   policy, its state and sandboxes directories, its cgroup, its live tasks.
+//! - [`TaskScope`], one per task: the sandbox directory, the task cgroup, task
+//!   users, processes and the host tasks copying their bytes. It closes when the
+//!   worker drops the task's last contract object, or when the instance that made it
+//!   dies ([`InstanceGuard`]): every process is killed at once (synchronously, in
+//!   microseconds), the rest is the janitor's (users, directories, cgroups).
+//!
+//! Layout under the work dir: `engines/<name>/state/`, `engines/<name>/sandboxes/<key>/`,
+//! `journal/<key>.json`; directories a task user must traverse are 0711.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use anyhow::Context as _;
+use tokio::task::AbortHandle;
+
+use super::janitor::{Cleanup, Janitor};
+use super::os::cgroup::{Cgroup, CgroupTree};
+use super::os::users::SystemUser;
+use super::process::ProcEntry;
+use super::{CapResult, invalid, os_error};
+use crate::policy::{HostSettings, Policy, TreeKill};
+use crate::runtime::bindings::caps::CapError;
+
+/// The host side of capabilities, shared by every engine of a runtime.
+pub struct HostEnv {
+    pub(crate) work_dir: PathBuf,
+    /// `None`: the fallback (process groups and kill-by-user).
+    pub(crate) tree: Option<CgroupTree>,
+    tree_note: String,
+    pub(crate) janitor: Arc<Janitor>,
+    /// Next uid to try in a plugin's range (round robin: no immediate reuse).
+    pub(crate) uid_cursor: AtomicU32,
+    engines: AtomicU64,
+}
+
+/// The work directory used when the config names none.
+pub fn default_work_dir() -> PathBuf {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/enginehost");
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("enginehost")
+}
+
+/// Creates `dir` (and parents) and sets its mode.
+pub(crate) fn make_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+impl HostEnv {
+    /// Prepares the work directory, finishes the cleanup of a previous run that was
+    /// killed (journal replay, dead workers' cgroups) and picks the tree-kill mode.
+    ///
+    /// # Errors
+    /// When the work directory cannot be made, or `tree-kill = "cgroup"` and cgroup
+    /// v2 is unusable here.
+    pub fn new(settings: &HostSettings) -> anyhow::Result<Arc<HostEnv>> {
+        let work_dir = settings.work_dir.clone().unwrap_or_else(default_work_dir);
+        // 0711: a task user must traverse it to reach its home; nobody may list it.
+        make_dir(&work_dir, 0o711).with_context(|| format!("creating the work directory {}", work_dir.display()))?;
+        make_dir(&work_dir.join("engines"), 0o711).context("creating the engines directory")?;
+        let janitor = Janitor::start(&work_dir.join("journal")).context("starting the janitor")?;
+        let (tree, tree_note) = match (settings.tree_kill, CgroupTree::create()) {
+            (TreeKill::Fallback, _) => (None, "fallback (tree-kill = \"fallback\")".to_string()),
+            (_, Ok(tree)) => {
+                let note = format!("cgroup v2 at {}", tree.root().display());
+                (Some(tree), note)
+            }
+            (TreeKill::Cgroup, Err(why)) => anyhow::bail!(
+                "[host] tree-kill = \"cgroup\", but cgroup v2 is unusable here: {why}; \
+                 use tree-kill = \"auto\" to fall back to process groups and kill-by-user"
+            ),
+            (TreeKill::Auto, Err(why)) => (
+                None,
+                format!(
+                    "fallback: process groups and kill-by-user ({why}); a task that detaches with setsid and runs as the worker's user can escape"
+                ),
+            ),
+        };
+        if let Some(tree) = &tree {
+            for dead in tree.sweep_dead() {
+                tracing::info!(cgroup = %dead.display(), "removed the cgroup of a worker that is gone");
+            }
+        }
+        tracing::info!(work_dir = %work_dir.display(), "process tree kill: {tree_note}");
+        let replayed = janitor.replay();
+        if replayed > 0 {
+            tracing::info!("cleaning up after {replayed} task(s) of a worker that was killed");
+        }
+        Ok(Arc::new(HostEnv {
+            work_dir,
+            tree,
+            tree_note,
+            janitor,
+            uid_cursor: AtomicU32::new(0),
+            engines: AtomicU64::new(0),
+        }))
+    }
+
+    /// How process trees are killed here, for `enginehost plugins` and the logs.
+    pub fn tree_kill_mode(&self) -> &str {
+        &self.tree_note
+    }
+
+    /// Waits until every cleanup queued so far is done (users removed, directories
+    /// and cgroups gone).
+    pub async fn drain(&self) {
+        self.janitor.drain().await;
+    }
+
+    /// For a process about to exit without dropping its runtime (a test binary):
+    /// kills what is left in this process's cgroup subtree, removes it, and removes
+    /// the work directory. Synchronous; never call it while engines run.
+    pub fn remove_leftovers(&self) {
+        if let Some(tree) = &self.tree {
+            let root = Cgroup::open(tree.root().to_path_buf());
+            root.kill();
+            for _ in 0..200 {
+                if !root.is_populated() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let _ = root.remove();
+        }
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+
+    /// At exit, after the last engine is gone: waits for the cleanup, then removes
+    /// this process's cgroup subtree if nothing is left in it.
+    pub async fn shutdown(&self) {
+        self.drain().await;
+        if let Some(tree) = &self.tree
+            && let Err(e) = tree.remove_if_empty()
+        {
+            tracing::debug!("removing {}: {e}", tree.root().display());
+        }
+    }
+}
+
+/// One engine's capabilities; survives instance restarts.
+pub struct EngineScope {
+    pub(crate) host: Arc<HostEnv>,
+    pub(crate) policy: Arc<Policy>,
+    name: String,
+    id: u64,
+    cgroup: OnceLock<Option<Cgroup>>,
+    tasks: Mutex<Vec<Weak<TaskScope>>>,
+    next_task: AtomicU64,
+    /// Open unix socket connections (capped by `unix-sockets.max-connections`).
+    pub(crate) unix_connections: super::unix_socket::Connections,
+}
+
+impl EngineScope {
+    /// The scope of engine `name` under `policy`.
+    pub fn new(host: Arc<HostEnv>, policy: Arc<Policy>) -> Arc<EngineScope> {
+        let id = host.engines.fetch_add(1, Ordering::SeqCst);
+        Arc::new(EngineScope {
+            name: policy.plugin().to_string(),
+            host,
+            policy,
+            id,
+            cgroup: OnceLock::new(),
+            tasks: Mutex::default(),
+            next_task: AtomicU64::new(0),
+            unix_connections: Default::default(),
+        })
+    }
+
+    fn engine_dir(&self) -> PathBuf {
+        self.host.work_dir.join("engines").join(&self.name)
+    }
+
+    /// The engine's state directory (created on first use, 0700).
+    pub(crate) fn state_dir(&self) -> std::io::Result<PathBuf> {
+        make_dir(&self.engine_dir(), 0o711)?;
+        let dir = self.engine_dir().join("state");
+        make_dir(&dir, 0o700)?;
+        Ok(dir)
+    }
+
+    /// The directory holding the tasks' sandbox directories (created on first use).
+    pub(crate) fn sandboxes_dir(&self) -> std::io::Result<PathBuf> {
+        make_dir(&self.engine_dir(), 0o711)?;
+        let dir = self.engine_dir().join("sandboxes");
+        make_dir(&dir, 0o711)?;
+        Ok(dir)
+    }
+
+    /// The engine's cgroup, when process trees are killed by cgroup.
+    fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup
+            .get_or_init(|| {
+                let tree = self.host.tree.as_ref()?;
+                match Cgroup::create(tree.root(), &format!("{}-{}", self.name, self.id)) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!(engine = %self.name, "cannot create the engine's cgroup: {e}");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// A new task of instance `generation`.
+    pub(crate) fn new_task(self: &Arc<Self>, generation: u64) -> Arc<TaskScope> {
+        let n = self.next_task.fetch_add(1, Ordering::SeqCst);
+        let task = Arc::new(TaskScope {
+            key: format!("{}-{}-{n}", std::process::id(), self.id),
+            engine: self.clone(),
+            generation,
+            ended: AtomicBool::new(false),
+            state: Mutex::default(),
+        });
+        let mut tasks = self.tasks.lock().expect("task registry");
+        tasks.retain(|t| t.strong_count() > 0);
+        tasks.push(Arc::downgrade(&task));
+        task
+    }
+
+    /// Closes every live task of instance `generation` (it trapped or was dropped).
+    fn close_generation(&self, generation: u64) {
+        let tasks: Vec<Arc<TaskScope>> = self
+            .tasks
+            .lock()
+            .expect("task registry")
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|t| t.generation == generation)
+            .collect();
+        for task in tasks {
+            task.close();
+        }
+    }
+}
+
+impl Drop for EngineScope {
+    fn drop(&mut self) {
+        // Every task holds the scope, so none is alive here; only the cgroup is left.
+        if let Some(Some(cgroup)) = self.cgroup.take() {
+            self.host.janitor.submit(Cleanup {
+                cgroup: Some(cgroup.path().to_path_buf()),
+                ..Cleanup::default()
+            });
+        }
+    }
+}
+
+/// Held in the Store: when the instance is gone, so are its tasks' processes.
+pub(crate) struct InstanceGuard {
+    engine: Arc<EngineScope>,
+    generation: u64,
+}
+
+impl InstanceGuard {
+    pub(crate) fn new(engine: Arc<EngineScope>, generation: u64) -> Self {
+        InstanceGuard { engine, generation }
+    }
+}
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        self.engine.close_generation(self.generation);
+    }
+}
+
+/// A task's sandbox directory: its host path and a handle that opens paths
+/// beneath it only (`..`, absolute paths and escaping symlinks are refused).
+pub(crate) struct SandboxDir {
+    pub(crate) path: PathBuf,
+    pub(crate) dir: cap_std::fs::Dir,
+    /// The guest path (`/sandboxes/<key>`).
+    pub(crate) guest: String,
+}
+
+impl SandboxDir {
+    /// Opens `rel` beneath the sandbox as a regular file: for reading, or for
+    /// writing (created or truncated, parents created). FIFOs, devices and a
+    /// symlink as the last part are refused, without blocking on a FIFO.
+    pub(crate) fn open_file(&self, rel: &str, write: bool) -> CapResult<std::fs::File> {
+        use cap_std::fs::{OpenOptions, OpenOptionsExt as _};
+        TaskScope::check_relative(rel)?;
+        if rel.is_empty() {
+            return Err(invalid("the file path is empty"));
+        }
+        if write && let Some(parent) = Path::new(rel).parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.dir
+                .create_dir_all(parent)
+                .map_err(|e| invalid(format!("creating the directory of '{rel}' in the sandbox: {e}")))?;
+        }
+        let mut options = OpenOptions::new();
+        if write {
+            options.write(true).create(true).truncate(true);
+        } else {
+            options.read(true);
+        }
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
+        let file = self
+            .dir
+            .open_with(rel, &options)
+            .map_err(|e| invalid(format!("'{rel}' in the sandbox: {e}")))?;
+        let meta = file.metadata().map_err(|e| os_error("reading file metadata", e))?;
+        if !meta.is_file() {
+            return Err(invalid(format!("'{rel}' in the sandbox is not a regular file")));
+        }
+        let file = file.into_std();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: fcntl on a descriptor this function owns; back to blocking I/O.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+        Ok(file)
+    }
+}
+
+#[derive(Default)]
+struct TaskState {
+    sandbox: Option<Arc<SandboxDir>>,
+    cgroup: Option<Cgroup>,
+    users: Vec<SystemUser>,
+    processes: Vec<Weak<ProcEntry>>,
+    spawned: u32,
+    host_tasks: Vec<AbortHandle>,
+    journal: Option<Cleanup>,
+}
+
+/// One task's capabilities: everything it made on the host.
+pub(crate) struct TaskScope {
+    pub(crate) key: String,
+    pub(crate) engine: Arc<EngineScope>,
+    generation: u64,
+    ended: AtomicBool,
+    state: Mutex<TaskState>,
+}
+
+impl TaskScope {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TaskState> {
+        self.state.lock().expect("task scope lock")
+    }
+
+    /// `task-ended` once the task is over.
+    pub(crate) fn live(&self) -> CapResult<()> {
+        if self.ended.load(Ordering::SeqCst) {
+            return Err(CapError::TaskEnded);
+        }
+        Ok(())
+    }
+
+    /// Whether the task is over.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Records `change` in the task's journal entry before it happens on the host.
+    fn journal(&self, state: &mut TaskState, change: impl FnOnce(&mut Cleanup)) -> CapResult<()> {
+        let entry = state.journal.get_or_insert_with(|| Cleanup {
+            journal: Some(self.engine.host.janitor.entry_path(&self.key)),
+            ..Cleanup::default()
+        });
+        change(entry);
+        self.engine
+            .host
+            .janitor
+            .record(entry)
+            .map_err(|e| os_error("writing the cleanup journal", e))
+    }
+
+    /// The sandbox directory, created (0711, root) on first use.
+    pub(crate) fn sandbox(&self) -> CapResult<Arc<SandboxDir>> {
+        self.live()?;
+        let mut state = self.lock();
+        if let Some(s) = &state.sandbox {
+            return Ok(s.clone());
+        }
+        let parent = self
+            .engine
+            .sandboxes_dir()
+            .map_err(|e| os_error("creating the sandboxes directory", e))?;
+        let path = parent.join(&self.key);
+        self.journal(&mut state, |j| j.sandbox = Some(path.clone()))?;
+        make_dir(&path, 0o711).map_err(|e| os_error("creating the sandbox directory", e))?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&path, cap_std::ambient_authority())
+            .map_err(|e| os_error("opening the sandbox directory", e))?;
+        let sandbox = Arc::new(SandboxDir {
+            guest: format!("/sandboxes/{}", self.key),
+            path,
+            dir,
+        });
+        state.sandbox = Some(sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// The task's cgroup (cgroup mode only), created on first use.
+    pub(crate) fn cgroup(&self) -> CapResult<Option<PathBuf>> {
+        self.live()?;
+        let Some(engine_cgroup) = self.engine.cgroup() else {
+            return Ok(None);
+        };
+        let mut state = self.lock();
+        if let Some(c) = &state.cgroup {
+            return Ok(Some(c.path().to_path_buf()));
+        }
+        let path = engine_cgroup.path().join(&self.key);
+        self.journal(&mut state, |j| j.cgroup = Some(path.clone()))?;
+        let cgroup =
+            Cgroup::create(engine_cgroup.path(), &self.key).map_err(|e| os_error("creating the task's cgroup", e))?;
+        state.cgroup = Some(cgroup);
+        Ok(Some(path))
+    }
+
+    /// Journals a user about to be created; call [`TaskScope::add_user`] once it is.
+    pub(crate) fn journal_user(&self, name: &str, uid: u32) -> CapResult<()> {
+        self.live()?;
+        let mut state = self.lock();
+        self.journal(&mut state, |j| j.users.push((name.to_string(), uid)))
+    }
+
+    /// Takes ownership of a created user (removed when the task ends). When the task
+    /// ended meanwhile, the user is removed at once and this fails.
+    pub(crate) fn add_user(&self, user: SystemUser) -> CapResult<()> {
+        let mut state = self.lock();
+        if self.has_ended() {
+            drop(state);
+            self.engine.host.janitor.submit(Cleanup {
+                users: vec![(user.name, user.uid)],
+                ..Cleanup::default()
+            });
+            return Err(CapError::TaskEnded);
+        }
+        state.users.push(user);
+        Ok(())
+    }
+
+    /// The task's users (for `run-as`).
+    pub(crate) fn has_user(&self, uid: u32) -> bool {
+        self.lock().users.iter().any(|u| u.uid == uid)
+    }
+
+    /// Counts a spawn against `max`; fails beyond it.
+    pub(crate) fn count_spawn(&self, max: Option<u32>) -> CapResult<()> {
+        self.live()?;
+        let mut state = self.lock();
+        if let Some(max) = max
+            && state.spawned >= max
+        {
+            return Err(invalid(format!(
+                "the task already started {max} processes, the operator's limit (process.max-per-task)"
+            )));
+        }
+        state.spawned += 1;
+        Ok(())
+    }
+
+    /// How many processes the task started.
+    pub(crate) fn spawned(&self) -> u32 {
+        self.lock().spawned
+    }
+
+    /// Registers a started process (killed when the task ends). When the task ended
+    /// meanwhile, the process is killed at once and this fails.
+    pub(crate) fn add_process(&self, process: &Arc<ProcEntry>) -> CapResult<()> {
+        let mut state = self.lock();
+        if self.has_ended() {
+            drop(state);
+            process.kill_now();
+            return Err(CapError::TaskEnded);
+        }
+        state.processes.retain(|p| p.strong_count() > 0);
+        state.processes.push(Arc::downgrade(process));
+        Ok(())
+    }
+
+    /// Registers a host task (a copier, a socket relay) aborted when the task ends.
+    pub(crate) fn add_host_task(&self, task: AbortHandle) {
+        let mut state = self.lock();
+        if self.has_ended() {
+            task.abort();
+            return;
+        }
+        state.host_tasks.retain(|t| !t.is_finished());
+        state.host_tasks.push(task);
+    }
+
+    /// Ends the task: kills every process now, stops the host tasks, and leaves the
+    /// users, the cgroup and the sandbox directory to the janitor. Idempotent.
+    pub(crate) fn close(&self) {
+        if self.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut state = self.lock();
+        if let Some(cgroup) = &state.cgroup {
+            cgroup.kill();
+        }
+        for p in state.processes.drain(..).filter_map(|p| p.upgrade()) {
+            p.kill_now();
+        }
+        for task in state.host_tasks.drain(..) {
+            task.abort();
+        }
+        let cleanup = Cleanup {
+            journal: state.journal.as_ref().and_then(|j| j.journal.clone()),
+            cgroup: state.cgroup.take().map(|c| c.path().to_path_buf()),
+            users: state.users.drain(..).map(|u| (u.name, u.uid)).collect(),
+            sandbox: state.sandbox.take().map(|s| s.path.clone()),
+        };
+        drop(state);
+        if cleanup != Cleanup::default() {
+            self.engine.host.janitor.submit(cleanup);
+        }
+    }
+
+    /// A path inside the sandbox, checked lexically (no `..`, not absolute); the
+    /// open itself is done beneath the sandbox directory.
+    pub(crate) fn check_relative(path: &str) -> CapResult<()> {
+        let p = Path::new(path);
+        if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(invalid(format!(
+                "'{path}' must be a path relative to the task's sandbox directory, without '..'"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! The `unix-sockets` capability: connections to unix domain sockets the operator
+//! granted by exact path (`[plugins.NAME.unix-sockets] connect`), or to sockets a
+//! task's processes made in its sandbox directory (`sandbox:*`, `sandbox:<path>`).
+//! Bytes are relayed by the host between the socket and the engine's streams; the
+//! number of open connections per engine is capped by `max-connections`.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
+
+use super::{CapResult, denied, invalid, os_error};
+use crate::contract::{ByteStream, byte_pipe};
+use crate::runtime::HostState;
+use crate::runtime::bindings::unix_sockets as wit;
+use crate::runtime::imports::TaskContextRes;
+use crate::runtime::streams::{guest_stream, host_stream};
+
+/// Open connections of one engine.
+#[derive(Default)]
+pub(crate) struct Connections(Arc<AtomicU32>);
+
+/// Releases a connection slot when the relay ends.
+struct Slot(Arc<AtomicU32>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn take_slot(open: &Arc<AtomicU32>, max: Option<u32>) -> CapResult<Slot> {
+    let n = open.fetch_add(1, Ordering::SeqCst);
+    let slot = Slot(open.clone());
+    if let Some(max) = max
+        && n >= max
+    {
+        return Err(invalid(format!(
+            "the engine already has {max} unix socket connections open, the operator's limit (unix-sockets.max-connections)"
+        )));
+    }
+    Ok(slot)
+}
+
+/// Connects and relays; returns the peer's stream and the relay's abort handle.
+async fn relay<T>(
+    acc: &Accessor<T, HasSelf<HostState>>,
+    path: &Path,
+    mut outgoing: ByteStream,
+    slot: Slot,
+) -> CapResult<(StreamReader<u8>, tokio::task::AbortHandle)> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| os_error(&format!("connecting to {}", path.display()), e))?;
+    let (sink, incoming) = byte_pipe();
+    let (mut read, mut write) = stream.into_split();
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        let to_peer = async move {
+            while let Some(chunk) = outgoing.next_chunk().await {
+                if write.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.shutdown().await;
+        };
+        let from_peer = async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if !sink.send(buf[..n].to_vec()).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        // The connection lives until the peer closes (the engine's end of its
+        // outgoing stream only shuts the write side down).
+        tokio::join!(to_peer, from_peer);
+    });
+    let reader = host_stream(acc, incoming).map_err(|e| os_error("the incoming stream", e))?;
+    Ok((reader, task.abort_handle()))
+}
+
+/// `path` with `.` and doubled slashes removed; `None` if it is not absolute or has `..`.
+fn normalize(path: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return None;
+    }
+    Some(p.components().filter(|c| !matches!(c, Component::CurDir)).collect())
+}
+
+impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
+    async fn connect(
+        acc: &Accessor<T, Self>,
+        path: String,
+        outgoing: StreamReader<u8>,
+    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
+        // Taken over first: a refused call then ends the engine's stream cleanly.
+        let outgoing = guest_stream(acc, outgoing)?;
+        let (policy, open) = acc.with(|mut a| {
+            let caps = &a.get().caps;
+            (caps.policy().clone(), caps.engine.unix_connections.0.clone())
+        });
+        let Some(norm) = normalize(&path) else {
+            return Ok(Err(invalid(format!(
+                "'{path}' is not an absolute path without '..'; for a socket in the task's sandbox use connect-in-sandbox"
+            ))));
+        };
+        if let Err(d) = policy.unix_connect(&norm) {
+            return Ok(denied(&policy, d));
+        }
+        let slot = match take_slot(&open, policy.unix_max_connections()) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(relay(acc, &norm, outgoing, slot).await.map(|(reader, _)| reader))
+    }
+
+    async fn connect_in_sandbox(
+        acc: &Accessor<T, Self>,
+        task: Resource<TaskContextRes>,
+        path: String,
+        outgoing: StreamReader<u8>,
+    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
+        let outgoing = guest_stream(acc, outgoing)?;
+        let (scope, open) = acc.with(|mut a| -> wasmtime::Result<_> {
+            let state = a.get();
+            let scope = state.table.get(&task)?.scope.clone();
+            Ok((scope, state.caps.engine.unix_connections.0.clone()))
+        })?;
+        let policy = scope.engine.policy.clone();
+        if let Err(d) = policy.unix_connect_sandbox(&path) {
+            return Ok(denied(&policy, d));
+        }
+        let result = async {
+            super::TaskScope::check_relative(&path)?;
+            let slot = take_slot(&open, policy.unix_max_connections())?;
+            let sandbox = scope.sandbox()?;
+            // Through the directory's descriptor: no symlink outside is followed at
+            // the top, and the 108-byte sun_path limit does not bite.
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&sandbox.dir);
+            let via = PathBuf::from(format!("/proc/self/fd/{fd}")).join(&path);
+            let meta = std::fs::symlink_metadata(sandbox.path.join(&path))
+                .map_err(|e| invalid(format!("'{path}' in the sandbox: {e}")))?;
+            if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+                return Err(invalid(format!("'{path}' in the sandbox is not a unix socket")));
+            }
+            let (reader, abort) = relay(acc, &via, outgoing, slot).await?;
+            scope.add_host_task(abort);
+            Ok(reader)
+        };
+        Ok(result.await)
+    }
+}
+
+impl wit::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+    use std::path::Path;
+
+    #[test]
+    fn paths_are_normalized_lexically() {
+        assert_eq!(
+            normalize("/var//run/./docker.sock").unwrap(),
+            Path::new("/var/run/docker.sock")
+        );
+        assert!(normalize("var/run/x").is_none());
+        assert!(normalize("/var/../etc/x").is_none());
+    }
+}

@@ -1,0 +1,57 @@
+//! Plugins built for contract 0.1.0 (committed binaries, never rebuilt) load and
+//! pass their conformance suites on this host.
+
+use std::path::PathBuf;
+
+use enginehost::conformance::{Cases, Verdict, run_suite};
+use enginehost::runtime::EngineOptions;
+
+use crate::common::*;
+
+fn fixture(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/contract-0.1.0")
+        .join(file)
+}
+
+async fn suite(name: &str) -> enginehost::conformance::Report {
+    let wasm = std::fs::read(fixture(&format!("{name}.wasm"))).unwrap();
+    let meta = enginehost::plugin::metadata::read(&wasm).expect("a 0.1.0 plugin is accepted");
+    assert_eq!(meta.contract, "0.1.0");
+    let cases: Cases =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.cases.json"))).unwrap()).unwrap();
+    let plugin = RUNTIME
+        .load(name, &wasm)
+        .expect("a 0.1.0 plugin links against the 0.1.1 host");
+    let engine: std::sync::Arc<dyn enginehost::contract::Engine> = RUNTIME
+        .start_engine(
+            &plugin,
+            EngineOptions {
+                config: cases.config.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    run_suite(&engine, &cases, |_| {}).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_0_1_0_mock_passes_its_suite() {
+    let report = suite("mock").await;
+    let failed: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
+        .map(|r| r.to_string())
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(report.skipped(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_0_1_0_template_engine_passes_its_suite() {
+    let report = suite("template_engine").await;
+    assert_eq!(report.failed(), 0, "{:#?}", report.results);
+    assert_eq!(report.passed(), 12, "{}", report.summary());
+}
