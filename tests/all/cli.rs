@@ -273,3 +273,52 @@ fn new_help_names_each_default_once() {
     let dir_line = help.lines().find(|l| l.contains("--dir")).expect("--dir is documented");
     assert_eq!(dir_line.matches("default").count(), 1, "{dir_line}");
 }
+
+#[test]
+fn plugins_with_a_config_shows_requested_granted_and_effective() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(fixture_path("fixture_caps_narrow"), plugins.join("narrow.wasm")).unwrap();
+    let config = format!(
+        "[host]\nwork-dir = \"{}\"\n[plugins.fixture-caps-narrow.process]\nexec = [\"/bin/**\"]\n\
+         run-as = [\"worker\", \"task-user\"]\nmax-per-task = 8\n[plugins.fixture-caps-narrow.network]\n\
+         connect = [\"*:443\"]\n[plugins.nosuch.files]\nsandbox = true\n",
+        dir.path().join("work").display()
+    );
+    std::fs::write(dir.path().join("worker.toml"), config).unwrap();
+    let out = enginehost(
+        &["plugins", "--plugins", "plugins", "--config", "worker.toml"],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for expected in [
+        "      requested: exec [\"/bin/true\", \"/usr/bin/true\"], run-as [worker]",
+        "      granted:   exec [\"/bin/**\"], run-as [worker, task-user], max-per-task 8",
+        "      effective: exec [\"/bin/true\"], run-as [worker], max-per-task 8",
+        "      granted:   connect [\"*:443\"]",
+        "no such engine is available",
+        "process tree kill: ",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn a_bad_operator_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[plugins.mock.process]\nexec = [\"usr/bin/*\"]\n",
+    )
+    .unwrap();
+    let out = enginehost(
+        &["run", &example("mock-hello.json"), "--config", "bad.toml"],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("plugins.mock.process.exec[0]"), "{stderr}");
+    assert!(stderr.contains("\"/usr/bin/*\""), "says what would be right: {stderr}");
+}

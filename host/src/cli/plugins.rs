@@ -88,6 +88,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
             Ok(host) => println!("\nprocess tree kill: {}", host.tree_kill_mode()),
             Err(e) => println!("\nprocess tree kill: unusable: {e:#}"),
         }
+        runtime.shutdown().await;
     }
     Ok(0)
 }
