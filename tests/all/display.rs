@@ -53,14 +53,16 @@ async fn bridge(tcp: TcpStream, sandbox: Arc<dyn Sandbox>, name: &str, traffic: 
 }
 
 /// For people: serves the mock's display on 127.0.0.1:$ENGINEHOST_VNC_PORT (default
-/// 5900) for $ENGINEHOST_VNC_SECONDS (default 60) seconds, printing each second how
-/// many bytes the display sent. Point a VNC viewer at it:
+/// 5900) for $ENGINEHOST_VNC_SECONDS (default 60, at most 290) seconds, printing
+/// each second how many bytes the display sent. Point a VNC viewer at it:
 /// `ENGINEHOST_VNC_PORT=5900 cargo test --release --test all serve_the_mock_display -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "serves the display to a person's VNC viewer; run by hand"]
 async fn serve_the_mock_display_to_a_viewer() {
     let port: u16 = std::env::var("ENGINEHOST_VNC_PORT").map_or(5900, |p| p.parse().expect("a port"));
     let seconds: u64 = std::env::var("ENGINEHOST_VNC_SECONDS").map_or(60, |s| s.parse().expect("seconds"));
+    // The mock's longest task is 300 s; the display goes with it.
+    assert!(seconds <= 290, "ENGINEHOST_VNC_SECONDS is at most 290");
     let engine = start(&MOCK).await;
     let sandbox = started(&engine, mock_payload(300_000, "true", "")).await;
     let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
