@@ -139,8 +139,8 @@ fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
     let out = enginehost(&["test", "mock"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("pass  ")).count(), 27);
-    assert_eq!(stdout.lines().last(), Some("27 passed, 0 failed, 0 skipped"));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("pass  ")).count(), 31);
+    assert_eq!(stdout.lines().last(), Some("31 passed, 0 failed, 0 skipped"));
 
     let cases = root().join("plugins/mock/cases.json");
     let broken = fixture_path("fixture_broken_env");
@@ -151,7 +151,7 @@ fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("FAIL  EnvVar/VariableNameConflict: "), "{stdout}");
-    assert_eq!(stdout.lines().last(), Some("26 passed, 1 failed, 0 skipped"));
+    assert_eq!(stdout.lines().last(), Some("30 passed, 1 failed, 0 skipped"));
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(
         stdout.lines().last(),
-        Some("12 passed, 0 failed, 15 skipped"),
+        Some("12 passed, 0 failed, 19 skipped"),
         "{stdout}"
     );
 }

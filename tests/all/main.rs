@@ -7,6 +7,7 @@
 //! - `traps`: a trapping plugin fails in-flight calls; the next task succeeds.
 //! - `plugin_dir`: rejected files, duplicates, overrides.
 //! - `conformance`: the suite on every shipped engine and on a broken one.
+//! - `display`: the mock's display through a TCP bridge, with a real VNC client.
 //! - `cli`: the `enginehost` binary on the examples.
 //! - `caps`: every capability through real plugins, allowed and denied.
 
@@ -15,6 +16,7 @@ mod cli;
 mod common;
 mod concurrency;
 mod conformance;
+mod display;
 mod mock;
 mod plugin_dir;
 mod traps;

@@ -8,14 +8,17 @@
 //!
 //! - `harness`: the seed's run/dispose rules.
 //! - `cases`: the cases file.
-//! - `basic`, `artifacts`, `shell`, `display`: the subtests.
+//! - `basic`, `artifacts`, `shell`, `display`, `viewer`: the subtests.
+//! - `rfb`: the RFB (VNC) client of the display subtests.
 
 mod artifacts;
 mod basic;
 mod cases;
 mod display;
 mod harness;
+mod rfb;
 mod shell;
+mod viewer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,10 @@ pub const SUBTESTS: &[(&str, &str)] = &[
     ("Display", "Displays"),
     ("Display", "InvalidDisplayName"),
     ("Display", "KillDisplay"),
+    ("Display", "RfbVersions"),
+    ("Display", "FullUpdate"),
+    ("Display", "PixelFormats"),
+    ("Display", "IdleIsQuiet"),
     ("Proxy", "PingProxyPayload"),
     ("Proxy", "Ping404IsUnsuccessful"),
     ("Proxy", "LiveLogging"),
@@ -134,7 +141,7 @@ impl Report {
 
 /// Runs one subtest; `None` when the cases file omits its case type.
 async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str) -> Option<Check> {
-    use {artifacts as a, basic as b, display as d, shell as s};
+    use {artifacts as a, basic as b, display as d, shell as s, viewer as v};
     Some(match (case, name) {
         ("EnvVar", "PrintVariable") => b::print_variable(e, c.env_var.as_ref()?).await,
         ("EnvVar", "VariableNameConflict") => b::variable_name_conflict(e, c.env_var.as_ref()?).await,
@@ -158,6 +165,10 @@ async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str) -> Opti
         ("Display", "Displays") => d::displays(e, c.display.as_ref()?).await,
         ("Display", "InvalidDisplayName") => d::invalid_display_name(e, c.display.as_ref()?).await,
         ("Display", "KillDisplay") => d::kill_display(e, c.display.as_ref()?).await,
+        ("Display", "RfbVersions") => v::rfb_versions(e, c.display.as_ref()?).await,
+        ("Display", "FullUpdate") => v::full_update(e, c.display.as_ref()?).await,
+        ("Display", "PixelFormats") => v::pixel_formats(e, c.display.as_ref()?).await,
+        ("Display", "IdleIsQuiet") => v::idle_is_quiet(e, c.display.as_ref()?).await,
         ("Proxy", "PingProxyPayload") => b::ping_proxy_payload(e, c.proxy.as_ref()?).await,
         ("Proxy", "Ping404IsUnsuccessful") => b::ping_404_is_unsuccessful(e, c.proxy.as_ref()?).await,
         ("Proxy", "LiveLogging") => b::live_logging(e, c.proxy.as_ref()?).await,
