@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Shipped engines: (package, library name). Embedded in the binary.
-const SHIPPED: &[(&str, &str)] = &[("enginehost-plugin-mock", "mock")];
+const SHIPPED: &[(&str, &str)] = &[
+    ("enginehost-plugin-mock", "mock"),
+    ("enginehost-plugin-script", "script"),
+    ("enginehost-plugin-native", "native"),
+];
 
 /// Test fixtures: (package, library name). Built in a second cargo invocation,
 /// because a fixture that wraps a shipped engine needs it without its `export`

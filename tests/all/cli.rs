@@ -322,3 +322,114 @@ fn a_bad_operator_config_names_the_key() {
     assert!(stderr.contains("plugins.mock.process.exec[0]"), "{stderr}");
     assert!(stderr.contains("\"/usr/bin/*\""), "says what would be right: {stderr}");
 }
+
+/// examples/worker.toml with its work directory under `dir` and the context
+/// server's port replaced by `port`.
+fn example_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(example("worker.toml")).unwrap();
+    let text = text
+        .replace(
+            "[host]\n",
+            &format!("[host]\nwork-dir = \"{}\"\n", dir.join("work").display()),
+        )
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    let path = dir.join("worker.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_script_examples_run_with_the_example_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config(dir.path(), 8000);
+    let config = config.to_str().unwrap();
+    let out = enginehost(
+        &["run", &example("script-artifacts.json"), "--config", config],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = text(&out.stdout);
+    assert!(log.contains("the script got: {\"message\":\"keep this\"}\n"), "{log}");
+    assert!(log.contains("[worker:error] a line on stderr\n"), "{log}");
+    let artifact = std::fs::read_to_string(dir.path().join("artifacts/script/payload.json")).unwrap();
+    assert_eq!(artifact, "{\"message\":\"keep this\"}\n");
+}
+
+#[test]
+fn the_native_examples_run_with_the_example_config_and_fail_clearly_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["run", &example("native-hello.json")], dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("not granted") && stderr.contains("[plugins.native."),
+        "{stderr}"
+    );
+    if !crate::caps::is_root() {
+        eprintln!("skipped the rest: the example config creates task users, which needs root");
+        return;
+    }
+    // The context archive comes from the examples folder, served on loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let archive = std::fs::read(example("context.tar.gz")).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                archive.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&archive);
+        }
+    });
+    let config = example_config(dir.path(), port);
+    let config = config.to_str().unwrap();
+    let out = enginehost(&["run", &example("native-hello.json"), "--config", config], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let log = text(&out.stdout);
+    assert!(
+        log.starts_with("Hello from eh-") && log.contains("GREETING=hi\n"),
+        "{log}"
+    );
+    let user = log
+        .trim_start_matches("Hello from ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let task = std::fs::read_to_string(example("native-context.json"))
+        .unwrap()
+        .replace("8000", &port.to_string());
+    std::fs::write(dir.path().join("context.json"), task).unwrap();
+    let out = enginehost(&["run", "context.json", "--config", config], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("hello from the unpacked context, run by eh-"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = enginehost(
+        &["run", &example("native-artifacts.json"), "--config", config],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("artifacts/native/logs/status.txt")).unwrap(),
+        "done\n"
+    );
+    assert!(dir.path().join("artifacts/native/when.txt").is_file());
+    // `run` returned after its cleanup: no user, no sandbox directory is left.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !passwd.lines().any(|l| l.starts_with(&format!("{user}:"))),
+        "{user} is still there"
+    );
+    let sandboxes = dir.path().join("work/engines/native/sandboxes");
+    assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 0);
+}

@@ -10,6 +10,7 @@
 //! - `display`: the mock's display through a TCP bridge, with a real VNC client.
 //! - `cli`: the `enginehost` binary on the examples.
 //! - `caps`: every capability through real plugins, allowed and denied.
+//! - `engines`: the script and native engines beyond their conformance cases.
 
 mod caps;
 mod cli;
@@ -17,6 +18,7 @@ mod common;
 mod concurrency;
 mod conformance;
 mod display;
+mod engines;
 mod mock;
 mod plugin_dir;
 mod traps;

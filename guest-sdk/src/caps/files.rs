@@ -14,6 +14,11 @@ pub async fn sandbox_dir(task: &TaskContext) -> Result<String, CapError> {
     raw::sandbox_dir(task).await
 }
 
+/// The host path of `task`'s sandbox directory, for processes (`HOME`, arguments).
+pub async fn sandbox_host_path(task: &TaskContext) -> Result<String, CapError> {
+    raw::sandbox_host_path(task).await
+}
+
 /// The guest path of the engine's state directory (`/engine`). Needs `files.engine`.
 pub fn state_dir() -> Result<String, CapError> {
     raw::state_dir()
@@ -23,4 +28,17 @@ pub fn state_dir() -> Result<String, CapError> {
 /// on the host, under the `network.connect` grant; returns the size.
 pub async fn download(task: &TaskContext, url: &str, dest: &str) -> Result<u64, CapError> {
     raw::download(task, url.into(), dest.into()).await
+}
+
+/// Streams the regular file `path` under `root` (both relative to the task's
+/// sandbox directory); the host reads it, so handing the stream on (from
+/// `extract-file`) moves no byte through the engine. Symlinks must stay in `root`.
+pub async fn open_file(task: &TaskContext, root: &str, path: &str) -> Result<crate::StreamReader<u8>, CapError> {
+    raw::open_file(task, root.into(), path.into()).await
+}
+
+/// The regular files under `path` (relative to `root`), recursively, relative to
+/// `path`, sorted; symlinks are never followed.
+pub async fn list_files(task: &TaskContext, root: &str, path: &str) -> Result<Vec<String>, CapError> {
+    raw::list_files(task, root.into(), path.into()).await
 }

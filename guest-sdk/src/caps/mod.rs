@@ -25,6 +25,7 @@ impl CapError {
         match self {
             CapError::Denied(d) => d.message.clone(),
             CapError::TaskEnded => "the task has ended: its processes, users and files are gone".into(),
+            CapError::NotFound(what) => format!("not found: {what}"),
             CapError::Invalid(why) => format!("invalid argument: {why}"),
             CapError::Os(why) => format!("the host refused: {why}"),
         }

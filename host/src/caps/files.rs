@@ -8,10 +8,11 @@
 //! decision 4), never another engine's.
 
 mod download;
+mod read;
 
 use std::path::PathBuf;
 
-use wasmtime::component::{Accessor, HasSelf, Resource};
+use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::scope::EngineScope;
@@ -20,6 +21,7 @@ use crate::policy::DirMode;
 use crate::runtime::HostState;
 use crate::runtime::bindings::files as wit;
 use crate::runtime::imports::TaskContextRes;
+use crate::runtime::streams::host_stream;
 
 /// The guest path of the state directory.
 const STATE: &str = "/engine";
@@ -59,6 +61,45 @@ impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
             return Ok(denied(&policy, d));
         }
         Ok(scope.sandbox().map(|s| s.guest.clone()))
+    }
+
+    async fn sandbox_host_path(
+        acc: &Accessor<T, Self>,
+        task: Resource<TaskContextRes>,
+    ) -> wasmtime::Result<CapResult<String>> {
+        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
+        Ok(scope.sandbox().map(|s| s.path.display().to_string()))
+    }
+
+    async fn open_file(
+        acc: &Accessor<T, Self>,
+        task: Resource<TaskContextRes>,
+        root: String,
+        path: String,
+    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
+        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
+        let policy = scope.engine.policy.clone();
+        if let Err(d) = policy.files_sandbox() {
+            return Ok(denied(&policy, d));
+        }
+        match read::open_file(&scope, &root, &path) {
+            Ok(stream) => Ok(Ok(host_stream(acc, stream)?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn list_files(
+        acc: &Accessor<T, Self>,
+        task: Resource<TaskContextRes>,
+        root: String,
+        path: String,
+    ) -> wasmtime::Result<CapResult<Vec<String>>> {
+        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
+        let policy = scope.engine.policy.clone();
+        if let Err(d) = policy.files_sandbox() {
+            return Ok(denied(&policy, d));
+        }
+        Ok(read::list_files(&scope, &root, &path).await)
     }
 
     async fn download(

@@ -324,6 +324,15 @@ impl SandboxDir {
             let flags = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
         }
+        if write {
+            // A file the host makes in a task user's home is the user's.
+            let parent = Path::new(rel).parent().unwrap_or(Path::new(""));
+            if let Ok(meta) = std::fs::metadata(self.path.join(parent)) {
+                use std::os::unix::fs::MetadataExt;
+                // SAFETY: fchown on a descriptor this function owns.
+                unsafe { libc::fchown(fd, meta.uid(), meta.gid()) };
+            }
+        }
         Ok(file)
     }
 }

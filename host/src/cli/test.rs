@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use enginehost::conformance::{Cases, run_suite};
 use enginehost::contract::{Engine, WorkerControl};
 use enginehost::plugin::Catalog;
+use enginehost::policy::Capabilities;
 use enginehost::runtime::Runtime;
 
 use super::{BadInput, PluginsArgs};
@@ -20,8 +21,9 @@ pub struct TestArgs {
     /// FILE.wasm, `cases.json` beside it]
     #[arg(long, value_name = "FILE")]
     cases: Option<PathBuf>,
-    /// Operator config (TOML): its `[plugins.NAME.*]` grants apply, and its
-    /// `[engines.NAME]` table replaces the cases file's `config`.
+    /// Operator config (TOML): its `[plugins.NAME.*]` grants apply (instead of the
+    /// cases file's `grants`), and its `[engines.NAME]` table replaces the cases
+    /// file's `config`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -58,13 +60,23 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
     };
     let cases: Cases =
         serde_json::from_str(&cases_text).map_err(|e| BadInput(format!("the cases file is not valid: {e}")))?;
-    // The operator config decides grants; without an [engines.NAME] table, the
-    // cases file's config is the engine's.
+    // The operator config decides grants; without it, the cases file's grants
+    // apply. Without an [engines.NAME] table, the cases file's config is the engine's.
     let mut config = super::operator_config(args.config.as_deref())?;
     config
         .engines
         .entry(name.clone())
         .or_insert_with(|| cases.config.clone());
+    if args.config.is_none()
+        && let Some(grants) = &cases.grants
+    {
+        let grants: Capabilities = serde_json::from_value(grants.clone())
+            .map_err(|e| BadInput(format!("the cases file's grants are not valid: {e}")))?;
+        grants
+            .check_grant(&name)
+            .map_err(|e| BadInput(format!("the cases file's grants are not valid: {e}")))?;
+        config.plugins.insert(name.clone(), grants);
+    }
     let runtime = Runtime::with_host(config.host.clone())?;
     let engine: Arc<dyn Engine> = super::start_engine(&runtime, &catalog, &name, &config, WorkerControl::new()).await?;
     println!("conformance suite for engine '{name}' from {}", entry.origin);

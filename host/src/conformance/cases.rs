@@ -2,32 +2,98 @@
 //! `enginetest` structs, engine-contract.md §3.2–3.9), as JSON. A case type the
 //! file omits is reported as skipped.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-/// Every case type's values for one engine.
-#[derive(Debug, Clone, Deserialize)]
+/// Every case type's values for one engine. A case type may be given once (an
+/// object) or several times (a list of variants, each run as its own set of
+/// subtests, named by its `variant`). In payloads, `${SERVER}` stands for the base
+/// URL of the file server the suite runs for the cases' `serve` files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Cases {
     /// The engine's config (validated against its config schema).
     #[serde(default = "empty_object")]
     pub config: Value,
+    /// The capabilities the engine needs for these cases, in the tables of an
+    /// operator's `[plugins.NAME.*]`; used when no operator config is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Value>,
+    /// Files the suite serves over HTTP on loopback while it runs (for downloads).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub serve: BTreeMap<String, Served>,
     /// §3.2
-    pub env_var: Option<EnvVarCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub env_var: Vec<EnvVarCase>,
     /// §3.3
-    pub logging: Option<LoggingCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub logging: Vec<LoggingCase>,
     /// §3.4
-    pub kill: Option<KillCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub kill: Vec<KillCase>,
     /// §3.5
-    pub artifact: Option<ArtifactCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub artifact: Vec<ArtifactCase>,
     /// §3.6
-    pub shell: Option<ShellCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub shell: Vec<ShellCase>,
     /// §3.7
-    pub display: Option<DisplayCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub display: Vec<DisplayCase>,
     /// §3.8
-    pub proxy: Option<ProxyCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub proxy: Vec<ProxyCase>,
     /// §3.9
-    pub volume: Option<VolumeCase>,
+    #[serde(default, deserialize_with = "variants")]
+    pub volume: Vec<VolumeCase>,
+}
+
+/// A file the suite serves: its text, or a `.tar.gz` of named texts (mode 0755).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Served {
+    /// The file's contents.
+    Text(String),
+    /// A gzipped tar of these files.
+    TarGz {
+        /// Path in the archive → contents.
+        #[serde(rename = "tarGz")]
+        tar_gz: BTreeMap<String, String>,
+    },
+}
+
+impl Cases {
+    /// These cases with `${SERVER}` replaced by `url` in every string.
+    pub fn with_server(&self, url: &str) -> Cases {
+        fn replace(v: &mut Value, url: &str) {
+            match v {
+                Value::String(s) if s.contains("${SERVER}") => *s = s.replace("${SERVER}", url),
+                Value::Array(a) => a.iter_mut().for_each(|x| replace(x, url)),
+                Value::Object(o) => o.values_mut().for_each(|x| replace(x, url)),
+                _ => {}
+            }
+        }
+        let mut value = serde_json::to_value(self).expect("cases serialize");
+        replace(&mut value, url);
+        serde_json::from_value(value).expect("cases with a URL filled in still parse")
+    }
+}
+
+/// One case, or a list of variants.
+fn variants<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(t)) => vec![t],
+        Some(OneOrMany::Many(v)) => v,
+    })
 }
 
 fn empty_object() -> Value {
@@ -35,9 +101,12 @@ fn empty_object() -> Value {
 }
 
 /// Environment variables.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EnvVarCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// A valid name.
     pub variable_name: String,
     /// Names the engine must refuse with malformed-payload.
@@ -47,9 +116,12 @@ pub struct EnvVarCase {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoggingCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Scopes the task gets.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -64,9 +136,12 @@ pub struct LoggingCase {
 }
 
 /// Kill.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct KillCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Printed before the task keeps running.
     pub target: String,
     /// Prints the target, then keeps running.
@@ -74,9 +149,12 @@ pub struct KillCase {
 }
 
 /// Artifacts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ArtifactCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Text every created file contains.
     pub text: String,
     /// A file containing the text.
@@ -94,9 +172,12 @@ pub struct ArtifactCase {
 }
 
 /// Shells.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ShellCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Piped to the default shell's stdin.
     pub command: String,
     /// Its exact stdout.
@@ -112,7 +193,7 @@ pub struct ShellCase {
 }
 
 /// An expected display.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedDisplay {
     /// Its name.
@@ -129,9 +210,12 @@ pub struct ExpectedDisplay {
 }
 
 /// Displays.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DisplayCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// What list-displays must report.
     pub displays: Vec<ExpectedDisplay>,
     /// A name open-display must refuse.
@@ -141,9 +225,12 @@ pub struct DisplayCase {
 }
 
 /// Proxies.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProxyCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// The name to attach the proxy under.
     pub proxy_name: String,
     /// Logs `Pinging`, GETs `/v1/ping` on the proxy, logs the body, exits success
@@ -152,9 +239,12 @@ pub struct ProxyCase {
 }
 
 /// Volumes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VolumeCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Where the volume is mounted.
     pub mountpoint: String,
     /// Writes something into the volume.

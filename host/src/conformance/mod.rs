@@ -17,6 +17,7 @@ mod cases;
 mod display;
 mod harness;
 mod rfb;
+mod serve;
 mod shell;
 mod viewer;
 
@@ -82,6 +83,8 @@ pub enum Verdict {
 pub struct SubtestResult {
     /// The case type (`Shell`).
     pub case: &'static str,
+    /// The variant of the case type, when the cases file gives several.
+    pub variant: Option<String>,
     /// The subtest (`AbortSleepCommand`).
     pub name: &'static str,
     /// What happened.
@@ -90,10 +93,14 @@ pub struct SubtestResult {
 
 impl std::fmt::Display for SubtestResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let case = match &self.variant {
+            Some(v) => format!("{}({v})", self.case),
+            None => self.case.to_string(),
+        };
         match &self.verdict {
-            Verdict::Pass => write!(f, "pass  {}/{}", self.case, self.name),
-            Verdict::Fail(why) => write!(f, "FAIL  {}/{}: {why}", self.case, self.name),
-            Verdict::Skip(why) => write!(f, "skip  {}/{}: {why}", self.case, self.name),
+            Verdict::Pass => write!(f, "pass  {case}/{}", self.name),
+            Verdict::Fail(why) => write!(f, "FAIL  {case}/{}: {why}", self.name),
+            Verdict::Skip(why) => write!(f, "skip  {case}/{}: {why}", self.name),
         }
     }
 }
@@ -140,60 +147,125 @@ impl Report {
 }
 
 /// Runs one subtest; `None` when the cases file omits its case type.
-async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str) -> Option<Check> {
+async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str, i: usize) -> Option<Check> {
     use {artifacts as a, basic as b, display as d, shell as s, viewer as v};
     Some(match (case, name) {
-        ("EnvVar", "PrintVariable") => b::print_variable(e, c.env_var.as_ref()?).await,
-        ("EnvVar", "VariableNameConflict") => b::variable_name_conflict(e, c.env_var.as_ref()?).await,
-        ("EnvVar", "InvalidVariableNames") => b::invalid_variable_names(e, c.env_var.as_ref()?).await,
-        ("Logging", "LogTarget") => b::log_target(e, c.logging.as_ref()?).await,
-        ("Logging", "LogTargetWhenFailing") => b::log_target_when_failing(e, c.logging.as_ref()?).await,
-        ("Logging", "SilentTask") => b::silent_task(e, c.logging.as_ref()?).await,
-        ("Kill", "Kill") => b::kill(e, c.kill.as_ref()?).await,
-        ("Artifact", "ExtractTextFile") => a::extract_text_file(e, c.artifact.as_ref()?).await,
-        ("Artifact", "ExtractFileNotFound") => a::extract_file_not_found(e, c.artifact.as_ref()?).await,
-        ("Artifact", "ExtractFolderNotFound") => a::extract_folder_not_found(e, c.artifact.as_ref()?).await,
-        ("Artifact", "ExtractNestedFolderPath") => a::extract_nested_folder_path(e, c.artifact.as_ref()?).await,
+        ("EnvVar", "PrintVariable") => b::print_variable(e, c.env_var.get(i)?).await,
+        ("EnvVar", "VariableNameConflict") => b::variable_name_conflict(e, c.env_var.get(i)?).await,
+        ("EnvVar", "InvalidVariableNames") => b::invalid_variable_names(e, c.env_var.get(i)?).await,
+        ("Logging", "LogTarget") => b::log_target(e, c.logging.get(i)?).await,
+        ("Logging", "LogTargetWhenFailing") => b::log_target_when_failing(e, c.logging.get(i)?).await,
+        ("Logging", "SilentTask") => b::silent_task(e, c.logging.get(i)?).await,
+        ("Kill", "Kill") => b::kill(e, c.kill.get(i)?).await,
+        ("Artifact", "ExtractTextFile") => a::extract_text_file(e, c.artifact.get(i)?).await,
+        ("Artifact", "ExtractFileNotFound") => a::extract_file_not_found(e, c.artifact.get(i)?).await,
+        ("Artifact", "ExtractFolderNotFound") => a::extract_folder_not_found(e, c.artifact.get(i)?).await,
+        ("Artifact", "ExtractNestedFolderPath") => a::extract_nested_folder_path(e, c.artifact.get(i)?).await,
         ("Artifact", "ExtractFolderHandlerInterrupt") => {
-            a::extract_folder_handler_interrupt(e, c.artifact.as_ref()?).await
+            a::extract_folder_handler_interrupt(e, c.artifact.get(i)?).await
         }
-        ("Shell", "Command") => s::command(e, c.shell.as_ref()?).await,
-        ("Shell", "BadCommand") => s::bad_command(e, c.shell.as_ref()?).await,
-        ("Shell", "AbortSleepCommand") => s::abort_sleep_command(e, c.shell.as_ref()?).await,
-        ("Shell", "KillSleepCommand") => s::kill_sleep_command(e, c.shell.as_ref()?).await,
-        ("Display", "ListDisplays") => d::list_displays(e, c.display.as_ref()?).await,
-        ("Display", "Displays") => d::displays(e, c.display.as_ref()?).await,
-        ("Display", "InvalidDisplayName") => d::invalid_display_name(e, c.display.as_ref()?).await,
-        ("Display", "KillDisplay") => d::kill_display(e, c.display.as_ref()?).await,
-        ("Display", "RfbVersions") => v::rfb_versions(e, c.display.as_ref()?).await,
-        ("Display", "FullUpdate") => v::full_update(e, c.display.as_ref()?).await,
-        ("Display", "PixelFormats") => v::pixel_formats(e, c.display.as_ref()?).await,
-        ("Display", "IdleIsQuiet") => v::idle_is_quiet(e, c.display.as_ref()?).await,
-        ("Proxy", "PingProxyPayload") => b::ping_proxy_payload(e, c.proxy.as_ref()?).await,
-        ("Proxy", "Ping404IsUnsuccessful") => b::ping_404_is_unsuccessful(e, c.proxy.as_ref()?).await,
-        ("Proxy", "LiveLogging") => b::live_logging(e, c.proxy.as_ref()?).await,
-        ("Volume", "WriteReadVolume") => b::write_read_volume(e, c.volume.as_ref()?).await,
-        ("Volume", "ReadEmptyVolume") => b::read_empty_volume(e, c.volume.as_ref()?).await,
-        ("Volume", "WriteToReadOnlyVolume") => b::write_to_read_only_volume(e, c.volume.as_ref()?).await,
-        ("Volume", "ReadToReadOnlyVolume") => b::read_to_read_only_volume(e, c.volume.as_ref()?).await,
+        ("Shell", "Command") => s::command(e, c.shell.get(i)?).await,
+        ("Shell", "BadCommand") => s::bad_command(e, c.shell.get(i)?).await,
+        ("Shell", "AbortSleepCommand") => s::abort_sleep_command(e, c.shell.get(i)?).await,
+        ("Shell", "KillSleepCommand") => s::kill_sleep_command(e, c.shell.get(i)?).await,
+        ("Display", "ListDisplays") => d::list_displays(e, c.display.get(i)?).await,
+        ("Display", "Displays") => d::displays(e, c.display.get(i)?).await,
+        ("Display", "InvalidDisplayName") => d::invalid_display_name(e, c.display.get(i)?).await,
+        ("Display", "KillDisplay") => d::kill_display(e, c.display.get(i)?).await,
+        ("Display", "RfbVersions") => v::rfb_versions(e, c.display.get(i)?).await,
+        ("Display", "FullUpdate") => v::full_update(e, c.display.get(i)?).await,
+        ("Display", "PixelFormats") => v::pixel_formats(e, c.display.get(i)?).await,
+        ("Display", "IdleIsQuiet") => v::idle_is_quiet(e, c.display.get(i)?).await,
+        ("Proxy", "PingProxyPayload") => b::ping_proxy_payload(e, c.proxy.get(i)?).await,
+        ("Proxy", "Ping404IsUnsuccessful") => b::ping_404_is_unsuccessful(e, c.proxy.get(i)?).await,
+        ("Proxy", "LiveLogging") => b::live_logging(e, c.proxy.get(i)?).await,
+        ("Volume", "WriteReadVolume") => b::write_read_volume(e, c.volume.get(i)?).await,
+        ("Volume", "ReadEmptyVolume") => b::read_empty_volume(e, c.volume.get(i)?).await,
+        ("Volume", "WriteToReadOnlyVolume") => b::write_to_read_only_volume(e, c.volume.get(i)?).await,
+        ("Volume", "ReadToReadOnlyVolume") => b::read_to_read_only_volume(e, c.volume.get(i)?).await,
         _ => Err(format!("no subtest {case}/{name}")),
     })
 }
 
+/// The variants the cases file gives of `case` (their names; none = not given).
+fn variants(c: &Cases, case: &str) -> Vec<Option<String>> {
+    macro_rules! names {
+        ($v:expr) => {
+            $v.iter().map(|x| x.variant.clone()).collect()
+        };
+    }
+    match case {
+        "EnvVar" => names!(c.env_var),
+        "Logging" => names!(c.logging),
+        "Kill" => names!(c.kill),
+        "Artifact" => names!(c.artifact),
+        "Shell" => names!(c.shell),
+        "Display" => names!(c.display),
+        "Proxy" => names!(c.proxy),
+        "Volume" => names!(c.volume),
+        _ => Vec::new(),
+    }
+}
+
 /// Runs every subtest against `engine` with `cases`, one after another (as the
-/// seed does); `progress` sees each result as it comes.
+/// seed does), once per variant of its case type; `progress` sees each result as
+/// it comes. The cases' `serve` files are served for the whole run.
 pub async fn run_suite(engine: &Arc<dyn Engine>, cases: &Cases, mut progress: impl FnMut(&SubtestResult)) -> Report {
     let mut report = Report::default();
+    let server = if cases.serve.is_empty() {
+        None
+    } else {
+        match serve::FileServer::start(&cases.serve).await {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let result = SubtestResult {
+                    case: "Suite",
+                    variant: None,
+                    name: "Serve",
+                    verdict: Verdict::Fail(format!("cannot serve the cases' files: {e}")),
+                };
+                progress(&result);
+                report.results.push(result);
+                return report;
+            }
+        }
+    };
+    let cases = match &server {
+        Some(server) => cases.with_server(server.url()),
+        None => cases.clone(),
+    };
     for &(case, name) in SUBTESTS {
-        let verdict = match tokio::time::timeout(SUBTEST_TIMEOUT, run_one(engine, cases, case, name)).await {
-            Err(_) => Verdict::Fail(format!("did not finish within {SUBTEST_TIMEOUT:?}")),
-            Ok(None) => Verdict::Skip(format!("the cases file has no {case} case")),
-            Ok(Some(Ok(()))) => Verdict::Pass,
-            Ok(Some(Err(why))) => Verdict::Fail(why),
-        };
-        let result = SubtestResult { case, name, verdict };
-        progress(&result);
-        report.results.push(result);
+        let variants = variants(&cases, case);
+        if variants.is_empty() {
+            let verdict = Verdict::Skip(format!("the cases file has no {case} case"));
+            let result = SubtestResult {
+                case,
+                variant: None,
+                name,
+                verdict,
+            };
+            progress(&result);
+            report.results.push(result);
+            continue;
+        }
+        let several = variants.len() > 1;
+        for (i, variant) in variants.into_iter().enumerate() {
+            let verdict = match tokio::time::timeout(SUBTEST_TIMEOUT, run_one(engine, &cases, case, name, i)).await {
+                Err(_) => Verdict::Fail(format!("did not finish within {SUBTEST_TIMEOUT:?}")),
+                Ok(None) => Verdict::Skip(format!("the cases file has no {case} case")),
+                Ok(Some(Ok(()))) => Verdict::Pass,
+                Ok(Some(Err(why))) => Verdict::Fail(why),
+            };
+            let variant = variant.or_else(|| several.then(|| (i + 1).to_string()));
+            let result = SubtestResult {
+                case,
+                variant,
+                name,
+                verdict,
+            };
+            progress(&result);
+            report.results.push(result);
+        }
     }
     report
 }

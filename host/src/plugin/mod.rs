@@ -16,11 +16,23 @@ pub use metadata::{CONTRACT_VERSION, Metadata};
 use crate::runtime::{LoadedPlugin, Runtime};
 
 /// The engines this binary carries: (file name, component bytes, conformance cases).
-pub const BUILTIN: &[(&str, &[u8], &str)] = &[(
-    "mock.wasm",
-    include_bytes!(concat!(env!("OUT_DIR"), "/mock.wasm")),
-    include_str!("../../../plugins/mock/cases.json"),
-)];
+pub const BUILTIN: &[(&str, &[u8], &str)] = &[
+    (
+        "mock.wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/mock.wasm")),
+        include_str!("../../../plugins/mock/cases.json"),
+    ),
+    (
+        "script.wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/script.wasm")),
+        include_str!("../../../plugins/script/cases.json"),
+    ),
+    (
+        "native.wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/native.wasm")),
+        include_str!("../../../plugins/native/cases.json"),
+    ),
+];
 
 /// The plugin directory used without `--plugins`: `$ENGINEHOST_PLUGINS`, else
 /// `/var/lib/enginehost/plugins`. A missing default directory means "no

@@ -157,6 +157,10 @@ fn patterns_and_names(caps: &Capabilities, root: &str) -> Result<(), ConfigError
         )?;
     }
     for (i, group) in caps.users.iter().flat_map(|u| &u.groups).enumerate() {
+        // A request may say "*": any group the operator grants.
+        if group == "*" && root.is_empty() {
+            continue;
+        }
         if !name_like(group, |c| c.is_ascii_lowercase() || c == '_', 32) {
             return Err(ConfigError::new(
                 format!("{}[{i}]", at(root, "users.groups")),

@@ -197,7 +197,7 @@ impl WasmEngine {
         let EngineOptions { config, grants, worker } = options;
         let policy = Policy::new(&plugin.name, &plugin.version, (*plugin.requested).clone(), grants);
         for ungranted in policy.ungranted() {
-            tracing::warn!(engine = %plugin.name, "requested but not granted (its use will fail): {ungranted}");
+            tracing::info!(engine = %plugin.name, "requested but not granted (its use will fail): {ungranted}");
         }
         let scope = EngineScope::new(host, Arc::new(policy));
         let config = config.to_string();

@@ -110,7 +110,10 @@ pub(crate) async fn download(scope: &Arc<TaskScope>, url: &str, dest: &str) -> C
             )));
         }
         let sandbox = scope.sandbox()?;
-        let mut file = tokio::fs::File::from_std(sandbox.open_file(dest, true)?);
+        let file = sandbox.open_file(dest, true)?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| os_error(&format!("setting the mode of {dest}"), e))?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut written = 0u64;
         let result = async {
             while let Some(chunk) = response

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::super::unix_socket::{self, SocketPattern};
 use super::super::{DirMode, RunAs};
 use super::{Denied, EffectiveDir, ExecPattern, Hint, Named, Policy};
+use crate::policy::Capabilities;
 
 impl Policy {
     /// Whether the guest may see `/sandboxes` (its tasks' sandbox dirs).
@@ -146,10 +147,15 @@ impl Policy {
         self.decide("users.create", "create", Hint::SetTrue, granted, requested)
     }
 
-    /// Whether a task user may join `group`.
+    /// Whether a task user may join `group`. A plugin's request may say `"*"`:
+    /// any group the operator grants (it cannot know the host's groups).
     pub fn users_group(&self, group: &str) -> Result<(), Denied> {
-        let [granted, requested] = [&self.granted, &self.requested]
-            .map(|c| c.users.as_ref().is_some_and(|u| u.groups.iter().any(|g| g == group)));
+        let lists = |c: &Capabilities, any: bool| {
+            c.users
+                .as_ref()
+                .is_some_and(|u| u.groups.iter().any(|g| g == group || (any && g == "*")))
+        };
+        let (granted, requested) = (lists(&self.granted, false), lists(&self.requested, true));
         self.decide("users.groups", group, Hint::AddValue(group), granted, requested)
     }
 

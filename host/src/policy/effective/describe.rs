@@ -193,7 +193,7 @@ impl Policy {
                     return "nothing".to_string();
                 }
                 parts.push("create".to_string());
-                let groups = self.requested.users.iter().flat_map(|u| &u.groups);
+                let groups = self.granted.users.iter().flat_map(|u| &u.groups);
                 let groups: Vec<String> = groups.filter(|g| self.users_group(g).is_ok()).cloned().collect();
                 if !groups.is_empty() {
                     parts.push(format!("groups {}", list(groups)));
@@ -245,7 +245,7 @@ impl Policy {
         }
         let users = self.requested.users.clone().unwrap_or_default();
         note(&mut lines, users.create, self.users_create());
-        for group in &users.groups {
+        for group in users.groups.iter().filter(|g| *g != "*") {
             note(&mut lines, true, self.users_group(group));
         }
         lines

@@ -1,0 +1,113 @@
+//! `files.open-file` and `files.list-files`: the host reads a task's files for the
+//! engine (artifacts), beneath a root inside the task's sandbox directory. The
+//! root and every path below it are opened with cap-std, which refuses `..`,
+//! absolute paths and symlinks that lead out of the root; FIFOs and devices are
+//! never read; listing never follows a symlink.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
+use tokio::io::AsyncReadExt;
+
+use crate::caps::scope::TaskScope;
+use crate::caps::{CapResult, invalid, os_error};
+use crate::contract::{ByteStream, byte_pipe};
+use crate::runtime::bindings::caps::CapError;
+
+/// Most files `list-files` returns.
+pub(crate) const MAX_FILES: usize = 100_000;
+/// Bytes per read of `open-file`.
+const CHUNK: usize = 256 * 1024;
+
+fn not_found(what: impl std::fmt::Display) -> CapError {
+    CapError::NotFound(what.to_string())
+}
+
+/// Opens `root` beneath the task's sandbox.
+fn root_dir(scope: &TaskScope, root: &str) -> CapResult<Dir> {
+    TaskScope::check_relative(root)?;
+    let sandbox = scope.sandbox()?;
+    let root = if root.is_empty() { "." } else { root };
+    sandbox
+        .dir
+        .open_dir(root)
+        .map_err(|e| not_found(format!("'{root}' in the sandbox: {e}")))
+}
+
+/// Opens the regular file `path` beneath `root` and streams it from a host task.
+pub(crate) fn open_file(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapResult<ByteStream> {
+    let dir = root_dir(scope, root)?;
+    if path.is_empty() || Path::new(path).is_absolute() {
+        return Err(invalid(format!(
+            "'{path}' must be a non-empty path relative to '{root}'"
+        )));
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(libc::O_NONBLOCK);
+    let file = dir
+        .open_with(path, &options)
+        .map_err(|e| not_found(format!("'{path}': {e}")))?;
+    let meta = file.metadata().map_err(|e| os_error("reading file metadata", e))?;
+    if !meta.is_file() {
+        return Err(not_found(format!("'{path}' is not a regular file")));
+    }
+    let mut file = tokio::fs::File::from_std(file.into_std());
+    let (sink, stream) = byte_pipe();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match file.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if !sink.send(buf[..n].to_vec()).await {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    scope.add_host_task(task.abort_handle());
+    Ok(stream)
+}
+
+/// The regular files under `path` (beneath `root`), relative to `path`, sorted.
+pub(crate) async fn list_files(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapResult<Vec<String>> {
+    let dir = root_dir(scope, root)?;
+    let path = path.trim_end_matches('/').to_string();
+    tokio::task::spawn_blocking(move || {
+        let top = if path.is_empty() { "." } else { path.as_str() };
+        let start = dir.open_dir(top).map_err(|e| not_found(format!("'{path}': {e}")))?;
+        let mut out = Vec::new();
+        walk(&start, "", &mut out)?;
+        out.sort();
+        Ok(out)
+    })
+    .await
+    .map_err(|e| os_error("listing files", e))?
+}
+
+fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> CapResult<()> {
+    let entries = dir.entries().map_err(|e| os_error("reading a directory", e))?;
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if kind.is_dir() {
+            // An unreadable directory is skipped, like an unreadable file.
+            if let Ok(sub) = entry.open_dir() {
+                walk(&sub, &rel, out)?;
+            }
+        } else if kind.is_file() {
+            if out.len() >= MAX_FILES {
+                return Err(invalid(format!("more than {MAX_FILES} files to list")));
+            }
+            out.push(rel);
+        }
+    }
+    Ok(())
+}

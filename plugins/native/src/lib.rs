@@ -1,0 +1,110 @@
+//! The native engine (seed: `engines/native`, engine-contract.md §4.3): the task's
+//! own command runs as a host process in a per-task directory, as a per-task system
+//! user (`createUser`) or as the worker's user; shells run there too, with or
+//! without a tty. Everything it does on the host goes through capabilities the
+//! operator grants (docs/capabilities.md); the host kills every process of the task
+//! and removes its user and directory when the task ends.
+//!
+//! - config `{createUser?: bool (default false), groups?: [string]}`;
+//! - payload `{command: [string], context?: url}`: `context` (a plain file, a
+//!   `.tar.gz`/`.tgz`/`.gz`, or a `.zip`) is downloaded by the host into the task's
+//!   home and unpacked there by `tar`/`gunzip`/`unzip` running as the task's user;
+//! - environment variables named `^[a-zA-Z0-9_-]+$`; the command also gets `HOME`,
+//!   `USER` and `LOGNAME`; its stdout and stderr go to the task log, in order;
+//! - result set paths are relative to the home; a symlink that leads out of it is
+//!   resource-not-found.
+//!
+//! Decisions on the seed's quirks (docs/engines/native.md): `createUser` defaults
+//! to false (the seed required it), so a worker without a config meets the missing
+//! capability grant, which names its key; without `createUser` tasks run in a
+//! per-task directory (the seed used the worker's own home); shells
+//! get the task's whole environment, `HOME`/`USER`/`LOGNAME` included (the seed
+//! gave shells only the builder's variables); `set-size` on an aborted shell is
+//! shell-aborted (the seed said sandbox-aborted).
+
+mod context;
+mod sandbox;
+mod shell;
+
+use std::rc::Rc;
+
+use enginehost_sdk::{Engine, Result, TaskContext, Unsupported, malformed};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use sandbox::{NativeBuilder, NativeResult, NativeSandbox};
+pub use shell::NativeShell;
+
+/// The engine's config.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NativeEngine {
+    #[serde(default)]
+    create_user: bool,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// `task.payload`.
+#[derive(Deserialize, Clone)]
+pub struct Payload {
+    command: Vec<String>,
+    #[serde(default)]
+    context: Option<String>,
+}
+
+impl Engine for NativeEngine {
+    type SandboxBuilder = NativeBuilder;
+    type Sandbox = NativeSandbox;
+    type Shell = NativeShell;
+    type ResultSet = NativeResult;
+    type Volume = Unsupported;
+    type VolumeBuilder = Unsupported;
+
+    fn config_schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "createUser": {
+                    "type": "boolean", "default": false,
+                    "description": "Run each task as a new system user (needs root); else as the worker's user"
+                },
+                "groups": {
+                    "type": "array", "items": {"type": "string", "pattern": "^[a-zA-Z0-9_.-]+$"},
+                    "description": "Groups the task users join (each granted in [plugins.native.users] groups)"
+                }
+            },
+            "additionalProperties": false
+        })
+    }
+
+    async fn new(config: Value) -> Result<Self> {
+        serde_json::from_value(config).map_err(|e| malformed(format!("engines.native: {e}")))
+    }
+
+    fn payload_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "command": {
+                    "type": "array", "items": {"type": "string"}, "minItems": 1,
+                    "description": "The command to run: argv[0] absolute, ./relative to the task's home, or a bare name"
+                },
+                "context": {
+                    "type": "string", "format": "uri",
+                    "description": "A file, .tar.gz or .zip to download into the home before the command runs"
+                }
+            },
+            "required": ["command"],
+            "additionalProperties": false
+        })
+    }
+
+    async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<NativeBuilder> {
+        let payload: Payload = serde_json::from_value(payload).map_err(|e| malformed(format!("task.payload: {e}")))?;
+        Ok(NativeBuilder::new(self, context, payload))
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+enginehost_sdk::export_engine!(NativeEngine);

@@ -1,0 +1,244 @@
+//! One native task: the builder (env vars), the start (user, home, context, the
+//! command), the sandbox (wait, kill, abort, shells) and the result set (files in
+//! the home).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use enginehost_sdk::caps::process::{Command, Output, Process};
+use enginehost_sdk::caps::users::TaskUser;
+use enginehost_sdk::caps::{CapError, files, users};
+use enginehost_sdk::{
+    Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal, StreamReader, TaskContext,
+    malformed, spawn_local,
+};
+
+use crate::shell::{self, NativeShell, ShellState};
+use crate::{NativeEngine, Payload, context};
+
+/// The task's home, relative to its sandbox directory.
+pub(crate) const HOME: &str = "home";
+/// How long a killed task gets between TERM and KILL.
+const KILL_GRACE_MS: u32 = 5_000;
+/// The seed's rule for environment variable names.
+const NAME_RULE: &str = "^[a-zA-Z0-9_-]+$";
+
+/// Collects the environment.
+pub struct NativeBuilder {
+    engine: Rc<NativeEngine>,
+    context: Rc<TaskContext>,
+    payload: Payload,
+    env: RefCell<BTreeMap<String, String>>,
+    started: Cell<bool>,
+}
+
+impl NativeBuilder {
+    pub(crate) fn new(engine: Rc<NativeEngine>, context: TaskContext, payload: Payload) -> Self {
+        NativeBuilder {
+            engine,
+            context: Rc::new(context),
+            payload,
+            env: RefCell::default(),
+            started: Cell::new(false),
+        }
+    }
+}
+
+/// A running task.
+pub struct NativeSandbox(Rc<Task>);
+
+/// What a task and its shells share.
+pub(crate) struct Task {
+    pub(crate) context: Rc<TaskContext>,
+    pub(crate) user: Option<TaskUser>,
+    pub(crate) env: Vec<(String, String)>,
+    process: Process,
+    resolution: Signal<Result<bool>>,
+    killed: Cell<bool>,
+    pub(crate) sessions: Sessions,
+    pub(crate) shells: RefCell<Vec<Rc<ShellState>>>,
+}
+
+impl Task {
+    /// The error for a new shell once the task has its result.
+    fn terminated(&self) -> Option<Error> {
+        match self.resolution.get()? {
+            Err(Error::SandboxAborted) => Some(Error::SandboxAborted),
+            _ => Some(Error::SandboxTerminated),
+        }
+    }
+
+    /// Kills every shell (their wait then gives shell-aborted).
+    async fn abort_shells(&self) {
+        let shells: Vec<Rc<ShellState>> = self.shells.borrow_mut().drain(..).collect();
+        for shell in shells {
+            let _ = shell.abort().await;
+        }
+    }
+}
+
+/// A start failure that is the task author's: the command cannot run.
+fn start_error(e: CapError) -> Error {
+    match e {
+        CapError::Invalid(why) | CapError::NotFound(why) => {
+            malformed(format!("Unable to start specified command: {why}"))
+        }
+        other => other.into(),
+    }
+}
+
+impl SandboxBuilder<NativeEngine> for NativeBuilder {
+    async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(malformed(format!(
+                "Environment variables name: '{name}' doesn't match: {NAME_RULE}"
+            )));
+        }
+        let mut env = self.env.borrow_mut();
+        if env.contains_key(&name) {
+            return Err(Error::NamingConflict);
+        }
+        env.insert(name, value);
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<NativeSandbox> {
+        if self.started.replace(true) {
+            return Err(Error::ContractViolation("start was called twice".into()));
+        }
+        let home = format!("{}/{HOME}", files::sandbox_host_path(&self.context).await?);
+        let user = if self.engine.create_user {
+            Some(users::create_user(&self.context, &self.engine.groups).await?)
+        } else {
+            let dir = files::sandbox_dir(&self.context).await?;
+            std::fs::create_dir_all(format!("{dir}/{HOME}"))
+                .map_err(|e| Error::NonFatalInternalError(format!("creating the task's home: {e}")))?;
+            None
+        };
+        if let Some(url) = &self.payload.context {
+            context::fetch(&self.context, user.as_ref(), url).await?;
+        }
+        let mut env: Vec<(String, String)> = self.env.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.retain(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"));
+        env.push(("HOME".into(), home));
+        if let Some(user) = &user {
+            env.push(("USER".into(), user.name()));
+            env.push(("LOGNAME".into(), user.name()));
+        }
+        let process = Command::from_argv(self.payload.command.clone())
+            .map_err(start_error)?
+            .envs(env.clone())
+            .cwd(HOME)
+            .stdout(Output::TaskLog(String::new()))
+            .stderr(Output::Stdout)
+            .spawn(&self.context, user.as_ref())
+            .await
+            .map_err(start_error)?;
+        let task = Rc::new(Task {
+            context: self.context.clone(),
+            user,
+            env,
+            process,
+            resolution: Signal::new(),
+            killed: Cell::new(false),
+            sessions: Sessions::new(),
+            shells: RefCell::default(),
+        });
+        let waiting = task.clone();
+        spawn_local(async move {
+            let status = waiting.process.wait().await;
+            // Whatever the command left running goes, or its output never ends.
+            let _ = waiting.process.kill_tree(0).await;
+            waiting.process.drained().await;
+            waiting.sessions.idle().await;
+            waiting.resolution.set(Ok(status.success() && !waiting.killed.get()));
+        });
+        Ok(NativeSandbox(task))
+    }
+}
+
+impl Sandbox<NativeEngine> for NativeSandbox {
+    async fn wait_for_result(&self) -> Result<Rc<NativeResult>> {
+        let success = self.0.resolution.wait().await?;
+        Ok(Rc::new(NativeResult {
+            context: self.0.context.clone(),
+            success,
+        }))
+    }
+
+    async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<NativeShell> {
+        if let Some(e) = self.0.terminated() {
+            return Err(e);
+        }
+        shell::start(&self.0, command, tty, stdin).await
+    }
+
+    async fn abort(&self) -> Result<()> {
+        if !self.0.resolution.set(Err(Error::SandboxAborted)) {
+            return Err(Error::SandboxTerminated);
+        }
+        self.0.abort_shells().await;
+        let _ = self.0.process.kill_tree(0).await;
+        Ok(())
+    }
+
+    async fn kill(&self) -> Result<()> {
+        if let Some(resolved) = self.0.resolution.get() {
+            return resolved.map(|_| ());
+        }
+        self.0.killed.set(true);
+        self.0.abort_shells().await;
+        self.0.process.kill_tree(KILL_GRACE_MS).await?;
+        Ok(())
+    }
+}
+
+/// What a finished task leaves: success, and the files in its home.
+pub struct NativeResult {
+    context: Rc<TaskContext>,
+    success: bool,
+}
+
+fn read_error(e: CapError) -> Error {
+    match e {
+        CapError::NotFound(_) => Error::ResourceNotFound,
+        CapError::Invalid(why) => malformed(format!("Unable to evaluate path: {why}")),
+        other => other.into(),
+    }
+}
+
+impl ResultSet for NativeResult {
+    fn success(&self) -> bool {
+        self.success
+    }
+
+    async fn extract_file(&self, path: String) -> Result<StreamReader<u8>> {
+        files::open_file(&self.context, HOME, path.trim_start_matches('/'))
+            .await
+            .map_err(read_error)
+    }
+
+    async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
+        let folder = path.trim_start_matches('/').trim_end_matches('/').to_string();
+        let found = files::list_files(&self.context, HOME, &folder)
+            .await
+            .map_err(read_error)?;
+        for rel in found {
+            let full = if folder.is_empty() {
+                rel.clone()
+            } else {
+                format!("{folder}/{rel}")
+            };
+            let data = match files::open_file(&self.context, HOME, &full).await {
+                Ok(data) => data,
+                Err(_) => continue, // the seed skips files it cannot read
+            };
+            if handler.handle_file(rel, data).await.is_err() {
+                return Err(Error::HandlerInterrupt);
+            }
+        }
+        Ok(())
+    }
+}

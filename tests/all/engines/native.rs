@@ -1,0 +1,171 @@
+//! The native engine: task users, the environment rule, the home's boundary,
+//! shells with a tty, and what happens without the operator's grant.
+
+use enginehost::contract::{ByteStream, EngineError};
+use serde_json::json;
+
+use super::engine_from;
+use crate::caps::{drained, is_root, marker, pgrep};
+use crate::common::*;
+
+const WITH_USERS: &str = r#"
+[engines.native]
+createUser = true
+[plugins.native.files]
+sandbox = true
+[plugins.native.process]
+exec = ["/bin/**", "/usr/bin/**", "sandbox:**"]
+run-as = ["task-user"]
+pty = true
+[plugins.native.users]
+create = true
+"#;
+
+const AS_WORKER: &str = r#"
+[engines.native]
+createUser = false
+[plugins.native.files]
+sandbox = true
+[plugins.native.process]
+exec = ["/bin/**", "/usr/bin/**", "sandbox:**"]
+run-as = ["worker"]
+pty = true
+"#;
+
+fn passwd_has(name: &str) -> bool {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with(&format!("{name}:")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_user_cannot_read_etc_shadow_and_leaves_nothing_behind() {
+    if !is_root() {
+        eprintln!("skipped: createUser needs root");
+        return;
+    }
+    let engine = engine_from("native", WITH_USERS).await;
+    let mark = marker(50);
+    let command = format!("id -un; echo home=$HOME; cat /etc/shadow; setsid sleep {mark} & echo daemon started");
+    let (result, log) = run_payload(&engine, json!({"command": ["sh", "-c", command]}), &[]).await;
+    assert!(result.unwrap().success(), "{log}");
+    assert!(log.contains("Permission denied"), "{log}");
+    let user = log.lines().next().unwrap().to_string();
+    assert!(user.starts_with("eh-"), "{log}");
+    let home = log.lines().find_map(|l| l.strip_prefix("home=")).unwrap().to_string();
+    assert!(home.ends_with("/home"), "{home}");
+    drained().await;
+    assert!(!passwd_has(&user), "the user outlived its task");
+    assert!(pgrep(&mark).is_empty(), "{:?}", pgrep(&mark));
+    assert!(!std::path::Path::new(&home).exists(), "the home outlived its task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_variable_names_follow_the_seeds_rule() {
+    let engine = engine_from("native", AS_WORKER).await;
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"command": ["true"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        builder.set_environment_variable("bad name", "x").await,
+        Err(EngineError::MalformedPayload(vec![
+            "Environment variables name: 'bad name' doesn't match: ^[a-zA-Z0-9_-]+$".into()
+        ]))
+    );
+    builder.set_environment_variable("GOOD_name-1", "x").await.unwrap();
+    assert_eq!(
+        builder.set_environment_variable("GOOD_name-1", "y").await,
+        Err(EngineError::NamingConflict)
+    );
+    builder.discard().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_set_stays_inside_the_home() {
+    let engine = engine_from("native", AS_WORKER).await;
+    let command = "echo in > in.txt; ln -s /etc/passwd out; ln -s .. up; mkdir d; ln -s ../in.txt d/back";
+    let (result, log) = run_payload(&engine, json!({"command": ["sh", "-c", command]}), &[]).await;
+    let result = result.unwrap();
+    assert!(result.success(), "{log}");
+    assert_eq!(
+        result.extract_file("in.txt").await.unwrap().read_to_end().await,
+        b"in\n"
+    );
+    assert_eq!(
+        result.extract_file("d/back").await.unwrap().read_to_end().await,
+        b"in\n",
+        "a symlink inside"
+    );
+    for outside in ["out", "up/home/in.txt", "../in.txt", "/etc/passwd"] {
+        assert_eq!(
+            result.extract_file(outside).await.err(),
+            Some(EngineError::ResourceNotFound),
+            "{outside}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_cannot_start_is_a_malformed_payload() {
+    let engine = engine_from("native", AS_WORKER).await;
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"command": ["/no/such/program"]}))
+        .await
+        .unwrap();
+    match builder.start().await.map(|_| ()) {
+        Err(EngineError::MalformedPayload(m)) => {
+            assert!(m[0].starts_with("Unable to start specified command: "), "{m:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_operators_grant_the_task_fails_naming_the_key() {
+    let engine = engine_from("native", "[engines.native]\ncreateUser = false\n").await;
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"command": ["true"]}))
+        .await
+        .unwrap();
+    match builder.start().await.map(|_| ()) {
+        Err(EngineError::NonFatalInternalError(detail)) => {
+            assert!(
+                detail.contains("not granted") && detail.contains("[plugins.native."),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tty_shell_sees_its_size_change() {
+    let engine = engine_from("native", AS_WORKER).await;
+    let sandbox = started(&engine, json!({"command": ["sleep", "30"]})).await;
+    let shell = sandbox.new_shell(&["/bin/sh".to_string()], true).await.unwrap();
+    let stdin = shell.stdin().unwrap();
+    let mut stdout = shell.stdout().unwrap();
+    let out = tokio::spawn(async move {
+        let mut text = Vec::new();
+        while let Some(chunk) = stdout.next_chunk().await {
+            text.extend(chunk);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    assert!(stdin.send(b"stty size\n".to_vec()).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    shell.set_size(100, 30).await.unwrap();
+    assert!(stdin.send(b"stty size; exit 4\n".to_vec()).await);
+    assert_eq!(shell.wait().await, Ok(false));
+    let text = out.await.unwrap();
+    assert!(text.contains("24 80") && text.contains("30 100"), "{text}");
+    assert_eq!(shell.stderr().unwrap().read_to_end().await, b"", "a tty merges stderr");
+    assert_eq!(shell.set_size(1, 1).await, Err(EngineError::ShellTerminated));
+    let plain = sandbox.new_shell(&[], false).await.unwrap();
+    assert_eq!(plain.set_size(10, 10).await, Err(EngineError::FeatureNotSupported));
+    drop(plain.stdin());
+    let _ = ByteStream::from_bytes(Vec::new());
+    sandbox.abort().await.unwrap();
+}
