@@ -4,7 +4,8 @@
 //! - compiling the mock component, and starting an engine (instantiate + init);
 //! - one call through the actor (list-displays on a live sandbox);
 //! - one whole mock task (builder → start → wait, delay 0) through the worker traits;
-//! - N sandboxes pending at once in one engine: time to start them and RSS growth.
+//! - N sandboxes pending at once in one engine: time to start them and RSS growth;
+//! - then the figures of `enginehost bench` (`enginehost::bench`), one per line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,4 +163,10 @@ async fn main() {
             format!("{aborted:.0?}"),
         );
     }
+    println!();
+    let options = enginehost::bench::Options {
+        quick: false,
+        scratch: std::env::temp_dir().join(format!("enginehost-bench-{}", std::process::id())),
+    };
+    enginehost::bench::run(&options, |f| println!("{f}")).await.expect("the benchmark runs");
 }

@@ -12,8 +12,10 @@
 //! - [`policy`]: the operator config and the capability policy (request ∩ grant).
 //! - [`caps`]: capabilities engines use on the host (processes, files, network,
 //!   unix sockets, users), each behind one check of the policy.
+//! - [`bench`]: the benchmark `enginehost bench` and `cargo bench` print.
 //! - `cli` (binary only): the `enginehost` command.
 
+pub mod bench;
 pub mod caps;
 pub mod conformance;
 pub mod contract;

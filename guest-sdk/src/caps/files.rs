@@ -42,3 +42,52 @@ pub async fn open_file(task: &TaskContext, root: &str, path: &str) -> Result<cra
 pub async fn list_files(task: &TaskContext, root: &str, path: &str) -> Result<Vec<String>, CapError> {
     raw::list_files(task, root.into(), path.into()).await
 }
+
+/// How many files [`extract_folder`] hands to the worker at once.
+pub const EXTRACT_CONCURRENCY: usize = 4;
+
+/// Serves `extract-folder` from a task's files: every regular file under `folder`
+/// (relative to `root`, both in the task's sandbox) goes to `handler`, read by the
+/// host, up to [`EXTRACT_CONCURRENCY`] at once. After a handler error no new call
+/// starts, the ones in flight finish, and the result is `handler-interrupt`; a
+/// missing folder is `resource-not-found` before any call. A file that disappears
+/// or cannot be read meanwhile is skipped.
+pub async fn extract_folder(
+    task: &TaskContext,
+    root: &str,
+    folder: &str,
+    handler: &crate::FileHandler,
+) -> Result<(), crate::Error> {
+    use futures::StreamExt;
+    let folder = folder.trim_start_matches('/').trim_end_matches('/');
+    let found = list_files(task, root, folder).await.map_err(|e| match e {
+        CapError::NotFound(_) => crate::Error::ResourceNotFound,
+        other => other.into(),
+    })?;
+    let interrupted = std::cell::Cell::new(false);
+    let calls = futures::stream::iter(found).map(|rel| {
+        let interrupted = &interrupted;
+        async move {
+            if interrupted.get() {
+                return;
+            }
+            let full = if folder.is_empty() {
+                rel.clone()
+            } else {
+                format!("{folder}/{rel}")
+            };
+            let Ok(data) = open_file(task, root, &full).await else {
+                return;
+            };
+            if handler.handle_file(rel, data).await.is_err() {
+                interrupted.set(true);
+            }
+        }
+    });
+    calls.buffer_unordered(EXTRACT_CONCURRENCY).collect::<Vec<()>>().await;
+    if interrupted.get() {
+        Err(crate::Error::HandlerInterrupt)
+    } else {
+        Ok(())
+    }
+}

@@ -2,6 +2,7 @@
 //! statuses here: 2 for bad input (task file, engine name, payload), 3 for
 //! everything else (operator config, plugins, internal errors).
 
+mod bench;
 mod new;
 mod plugins;
 mod run;
@@ -49,6 +50,9 @@ enum Command {
     Test(test::TestArgs),
     /// Scaffolds a new engine crate that builds and passes `enginehost test` as is.
     New(new::NewArgs),
+    /// Measures the host (throughput, load, lifecycle, concurrency, limits), one
+    /// `name: value` line per figure; exit status 1 when a figure misses its target.
+    Bench(bench::BenchArgs),
 }
 
 /// Where plugins come from.
@@ -120,6 +124,7 @@ pub async fn run(args: Args) -> i32 {
         Command::Plugins(a) => plugins::run(a).await,
         Command::Test(a) => test::run(a).await,
         Command::New(a) => new::run(a),
+        Command::Bench(a) => bench::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -15,14 +15,21 @@ use wasmtime::component::{
 
 use crate::contract::{ByteStream, TaskLog, byte_pipe};
 
-/// Pipes a guest stream into a new [`ByteStream`] (inside a call).
+/// A guest stream as a [`ByteStream`] (inside a call). A stream the host made
+/// itself ([`host_stream`]) and the engine only handed on comes back as the
+/// original channel: no byte is copied through the component model.
 pub(crate) fn guest_stream<T, D: HasData + ?Sized>(
     acc: &Accessor<T, D>,
     reader: StreamReader<u8>,
 ) -> wasmtime::Result<ByteStream> {
-    let (sink, stream) = byte_pipe();
-    acc.with(|mut a| reader.pipe(&mut a, ChannelSink::new(sink.0)))?;
-    Ok(stream)
+    acc.with(|mut a| match reader.try_into::<ByteStream>(&mut a) {
+        Ok(stream) => Ok(stream),
+        Err(reader) => {
+            let (sink, stream) = byte_pipe();
+            reader.pipe(&mut a, ChannelSink::new(sink.0))?;
+            Ok(stream)
+        }
+    })
 }
 
 /// A new guest stream fed from `source` (inside a call).
@@ -81,13 +88,16 @@ impl<D> StreamConsumer<D> for ChannelSink {
 pub(crate) struct ChannelSource {
     rx: mpsc::Receiver<Vec<u8>>,
     pending: Vec<u8>,
+    /// How much of `pending` was already produced (no memmove per partial write).
+    offset: usize,
 }
 
 impl ChannelSource {
     pub(crate) fn new(stream: ByteStream) -> Self {
         ChannelSource {
-            rx: stream.0,
-            pending: Vec::new(),
+            rx: stream.rx,
+            pending: stream.head.unwrap_or_default(),
+            offset: 0,
         }
     }
 }
@@ -103,9 +113,12 @@ impl<D> StreamProducer<D> for ChannelSource {
         dst: Destination<'a, u8, Option<u8>>,
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
-        if self.pending.is_empty() {
+        if self.offset == self.pending.len() {
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => self.pending = chunk,
+                Poll::Ready(Some(chunk)) => {
+                    self.pending = chunk;
+                    self.offset = 0;
+                }
                 Poll::Ready(None) => return Poll::Ready(Ok(StreamResult::Dropped)),
                 Poll::Pending if finish => return Poll::Ready(Ok(StreamResult::Cancelled)),
                 Poll::Pending => return Poll::Pending,
@@ -114,12 +127,28 @@ impl<D> StreamProducer<D> for ChannelSource {
         if dst.remaining(&mut store) == Some(0) {
             return Poll::Ready(Ok(StreamResult::Completed));
         }
-        let mut direct = dst.as_direct(store, self.pending.len());
-        let n = direct.remaining().len().min(self.pending.len());
-        direct.remaining()[..n].copy_from_slice(&self.pending[..n]);
+        let this = &mut *self;
+        let left = &this.pending[this.offset..];
+        let mut direct = dst.as_direct(store, left.len());
+        let n = direct.remaining().len().min(left.len());
+        direct.remaining()[..n].copy_from_slice(&left[..n]);
         direct.mark_written(n);
-        self.pending.drain(..n);
+        this.offset += n;
         Poll::Ready(Ok(StreamResult::Completed))
+    }
+
+    /// Hands the channel back when the stream returns to the host unread
+    /// (see [`guest_stream`]).
+    fn try_into(me: Pin<Box<Self>>, ty: std::any::TypeId) -> Result<Box<dyn std::any::Any>, Pin<Box<Self>>> {
+        if ty != std::any::TypeId::of::<ByteStream>() {
+            return Err(me);
+        }
+        let me = Pin::into_inner(me);
+        let head = me.pending[me.offset..].to_vec();
+        Ok(Box::new(ByteStream {
+            rx: me.rx,
+            head: (!head.is_empty()).then_some(head),
+        }))
     }
 }
 

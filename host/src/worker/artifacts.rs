@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
 use crate::contract::{ByteStream, EngineError, FileHandler, ResultSet};
 
@@ -48,23 +47,23 @@ pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(base.join(path))
 }
 
+/// Writes `data` to `target` on a blocking thread of its own (one per file: tokio's
+/// file I/O would hand every write to the blocking pool separately).
 async fn write_stream(target: PathBuf, mut data: ByteStream) -> Result<(), String> {
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-    }
-    let mut file = tokio::fs::File::create(&target)
-        .await
-        .map_err(|e| format!("creating {}: {e}", target.display()))?;
-    while let Some(chunk) = data.next_chunk().await {
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| format!("writing {}: {e}", target.display()))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| format!("writing {}: {e}", target.display()))
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        let mut file = std::fs::File::create(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+        while let Some(chunk) = data.blocking_next_chunk() {
+            file.write_all(&chunk)
+                .map_err(|e| format!("writing {}: {e}", target.display()))?;
+        }
+        file.flush().map_err(|e| format!("writing {}: {e}", target.display()))
+    })
+    .await
+    .map_err(|e| format!("writing {}: {e}", "an artifact"))?
 }
 
 /// Why an artifact could not be extracted.

@@ -221,24 +221,6 @@ impl ResultSet for NativeResult {
     }
 
     async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
-        let folder = path.trim_start_matches('/').trim_end_matches('/').to_string();
-        let found = files::list_files(&self.context, HOME, &folder)
-            .await
-            .map_err(read_error)?;
-        for rel in found {
-            let full = if folder.is_empty() {
-                rel.clone()
-            } else {
-                format!("{folder}/{rel}")
-            };
-            let data = match files::open_file(&self.context, HOME, &full).await {
-                Ok(data) => data,
-                Err(_) => continue, // the seed skips files it cannot read
-            };
-            if handler.handle_file(rel, data).await.is_err() {
-                return Err(Error::HandlerInterrupt);
-            }
-        }
-        Ok(())
+        files::extract_folder(&self.context, HOME, &path, handler).await
     }
 }

@@ -166,23 +166,6 @@ impl ResultSet for ScriptResult {
     }
 
     async fn extract_folder(&self, path: String, handler: &FileHandler) -> Result<()> {
-        let folder = artifact_path(&path);
-        let found = files::list_files(&self.context, ARTIFACTS, &folder)
-            .await
-            .map_err(read_error)?;
-        for rel in found {
-            let full = if folder.trim_end_matches('/').is_empty() {
-                rel.clone()
-            } else {
-                format!("{}/{rel}", folder.trim_end_matches('/'))
-            };
-            let data = files::open_file(&self.context, ARTIFACTS, &full)
-                .await
-                .map_err(read_error)?;
-            if handler.handle_file(rel, data).await.is_err() {
-                return Err(Error::HandlerInterrupt);
-            }
-        }
-        Ok(())
+        files::extract_folder(&self.context, ARTIFACTS, &path, handler).await
     }
 }

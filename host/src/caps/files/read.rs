@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
-use tokio::io::AsyncReadExt;
 
 use crate::caps::scope::TaskScope;
 use crate::caps::{CapResult, invalid, os_error};
@@ -52,22 +51,26 @@ pub(crate) fn open_file(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapRe
     if !meta.is_file() {
         return Err(not_found(format!("'{path}' is not a regular file")));
     }
-    let mut file = tokio::fs::File::from_std(file.into_std());
+    let mut file = file.into_std();
     let (sink, stream) = byte_pipe();
-    let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
+    // One blocking thread per file, reading in large chunks (tokio's file I/O would
+    // hand every read to the blocking pool on its own); it ends when the reader is
+    // gone, so a task's end (which drops the stream) stops it too.
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
         loop {
-            match file.read(&mut buf).await {
+            // read_to_end into fresh capacity: no zeroing of the buffer first.
+            let mut buf = Vec::with_capacity(CHUNK);
+            match (&mut file).take(CHUNK as u64).read_to_end(&mut buf) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if !sink.send(buf[..n].to_vec()).await {
+                Ok(_) => {
+                    if !sink.blocking_send(buf) {
                         return;
                     }
                 }
             }
         }
     });
-    scope.add_host_task(task.abort_handle());
     Ok(stream)
 }
 

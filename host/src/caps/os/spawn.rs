@@ -110,6 +110,13 @@ fn high_cloexec(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }
 
+/// Output pipes hold 1 MiB (the default 64 KiB makes a fast writer and the host's
+/// copy take turns every 64 KiB); where the system limit is lower, the default stays.
+fn widen(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a pipe this module just made.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
 /// Spawns; an exec failure (ENOENT, EACCES, ENOEXEC...) is returned as the io::Error of this call (std reports it
 /// from the child through a CLOEXEC pipe), with its errno intact. Must be called within a tokio runtime: the reaper
 /// task and the async pipe ends are registered with it.
@@ -174,6 +181,7 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Child> {
             Output::File(f) => Some(f.into()),
             Output::Pipe => {
                 let (r, w) = io::pipe()?;
+                widen(&r);
                 streams.stdout = Some(Box::pin(pipe::Receiver::from_owned_fd(r.into())?));
                 Some(w.into())
             }
@@ -187,6 +195,7 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Child> {
             },
             Stderr::Pipe => {
                 let (r, w) = io::pipe()?;
+                widen(&r);
                 streams.stderr = Some(Box::pin(pipe::Receiver::from_owned_fd(r.into())?));
                 cmd.stderr(w)
             }

@@ -11,7 +11,7 @@ use super::CopyGuard;
 use crate::contract::TaskLog;
 
 /// Bytes read per system call.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 1024 * 1024;
 /// The longest line kept whole; longer ones are split (a process that never writes
 /// a newline cannot make the host buffer without end).
 pub(crate) const MAX_LINE: usize = 64 * 1024;

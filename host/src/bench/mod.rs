@@ -1,0 +1,107 @@
+//! The benchmark behind `enginehost bench` and `cargo bench`: every figure
+//! measured side by side in one run (this machine is shared and noisy: compare
+//! ratios, not absolute numbers), printed as one `name: value` line each, with the
+//! unit and the target, if any, in a trailing comment.
+//!
+//! - `throughput`: process output into the task log vs a shell redirect, and a
+//!   directory artifact vs `cp -r` (the native engine).
+
+mod throughput;
+
+use std::path::PathBuf;
+
+/// How a figure compares with its target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// The value must be at least this.
+    AtLeast(f64),
+    /// The value must be at most this.
+    AtMost(f64),
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// `group.name`, e.g. `throughput.log_ratio`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit ("" for a ratio).
+    pub unit: &'static str,
+    /// What it should be, if anything.
+    pub target: Option<Target>,
+}
+
+impl Figure {
+    fn new(name: &str, value: f64, unit: &'static str) -> Figure {
+        Figure {
+            name: name.to_string(),
+            value,
+            unit,
+            target: None,
+        }
+    }
+
+    fn target(mut self, target: Target) -> Figure {
+        self.target = Some(target);
+        self
+    }
+
+    /// Whether the value meets its target (true without one).
+    pub fn met(&self) -> bool {
+        match self.target {
+            Some(Target::AtLeast(t)) => self.value >= t,
+            Some(Target::AtMost(t)) => self.value <= t,
+            None => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = if self.value.abs() >= 100.0 || self.value.fract() == 0.0 {
+            format!("{:.0}", self.value)
+        } else {
+            format!("{:.2}", self.value)
+        };
+        write!(f, "{}: {value}", self.name)?;
+        let mut notes = Vec::new();
+        if !self.unit.is_empty() {
+            notes.push(self.unit.to_string());
+        }
+        match self.target {
+            Some(Target::AtLeast(t)) => {
+                notes.push(format!("target >= {t}: {}", if self.met() { "met" } else { "MISSED" }))
+            }
+            Some(Target::AtMost(t)) => {
+                notes.push(format!("target <= {t}: {}", if self.met() { "met" } else { "MISSED" }))
+            }
+            None => {}
+        }
+        if !notes.is_empty() {
+            write!(f, "  # {}", notes.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run measures and where.
+pub struct Options {
+    /// Smaller sizes and fewer rounds (under a minute).
+    pub quick: bool,
+    /// Scratch space (sandboxes, files to copy); removed afterwards.
+    pub scratch: PathBuf,
+}
+
+/// Runs every benchmark; `report` sees each figure as it comes.
+///
+/// # Errors
+/// When a benchmark cannot run at all (an engine does not start, a command fails).
+pub async fn run(options: &Options, mut report: impl FnMut(&Figure)) -> anyhow::Result<Vec<Figure>> {
+    let mut all = Vec::new();
+    for figure in throughput::run(options).await? {
+        report(&figure);
+        all.push(figure);
+    }
+    Ok(all)
+}

@@ -1,0 +1,21 @@
+//! `enginehost bench [--quick]`: the benchmark, one `name: value` line per figure
+//! (see `enginehost::bench`); exit status 1 when a figure misses its target.
+
+use enginehost::bench::{self, Options};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Smaller sizes and fewer rounds (under a minute).
+    #[arg(long)]
+    quick: bool,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let scratch = std::env::temp_dir().join(format!("enginehost-bench-{}", std::process::id()));
+    let options = Options {
+        quick: args.quick,
+        scratch,
+    };
+    let figures = bench::run(&options, |f| println!("{f}")).await?;
+    Ok(if figures.iter().all(|f| f.met()) { 0 } else { 1 })
+}
