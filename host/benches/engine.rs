@@ -168,5 +168,7 @@ async fn main() {
         quick: false,
         scratch: std::env::temp_dir().join(format!("enginehost-bench-{}", std::process::id())),
     };
-    enginehost::bench::run(&options, |f| println!("{f}")).await.expect("the benchmark runs");
+    enginehost::bench::run(&options, |f| println!("{f}"))
+        .await
+        .expect("the benchmark runs");
 }

@@ -99,7 +99,8 @@ async fn start_engine(
     lookup(catalog, name)?;
     let plugin = catalog.load(runtime, name)?;
     let engine_config = config.engine_config(name);
-    let config_schema = runtime.config_schema(&plugin).await?;
+    let limits = config.limits_for(name);
+    let config_schema = runtime.config_schema(&plugin, limits).await?;
     if let Err(messages) = schema::validate(&config_schema, &engine_config, &format!("engines.{name}")) {
         anyhow::bail!(
             "the config for engine '{name}' is not valid:\n  {}",
@@ -110,6 +111,7 @@ async fn start_engine(
         config: engine_config,
         grants: config.grants(name),
         worker,
+        limits,
     };
     runtime
         .start_engine(&plugin, options)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Capabilities;
+use super::limits::{Limits, ResolvedLimits};
 use super::reader::{self, join, table_at};
 
 /// A config (or capabilities.toml) problem: where, and what would be right.
@@ -70,6 +71,10 @@ pub struct OperatorConfig {
     pub engines: BTreeMap<String, serde_json::Value>,
     /// `[plugins.NAME]`: each plugin's grants, checked with [`Capabilities::check_grant`].
     pub plugins: BTreeMap<String, Capabilities>,
+    /// `[limits]`: limits of every plugin.
+    pub limits: Limits,
+    /// `[plugins.NAME.limits]`: one plugin's limits over `[limits]`.
+    pub plugin_limits: BTreeMap<String, Limits>,
 }
 
 /// `[host]`: settings of the host itself.
@@ -108,6 +113,8 @@ struct RawConfig {
     engines: toml::Table,
     #[serde(default)]
     plugins: toml::Table,
+    #[serde(default)]
+    limits: toml::Table,
 }
 
 impl OperatorConfig {
@@ -130,6 +137,7 @@ impl OperatorConfig {
             ..OperatorConfig::default()
         };
         super::validate::host(&config.host)?;
+        config.limits = Limits::read(&raw.limits, "limits")?;
         for (name, value) in &raw.engines {
             let path = join("engines", name);
             super::validate::engine_name(name, &path)?;
@@ -139,7 +147,14 @@ impl OperatorConfig {
         for (name, value) in &raw.plugins {
             let path = join("plugins", name);
             super::validate::engine_name(name, &path)?;
-            let grants = reader::capabilities(table_at(value, &path)?, &path)?;
+            let mut table = table_at(value, &path)?.clone();
+            if let Some(limits) = table.remove("limits") {
+                let here = join(&path, "limits");
+                config
+                    .plugin_limits
+                    .insert(name.clone(), Limits::read(table_at(&limits, &here)?, &here)?);
+            }
+            let grants = reader::capabilities(&table, &path)?;
             grants.check_grant(name)?;
             config.plugins.insert(name.clone(), grants);
         }
@@ -163,6 +178,15 @@ impl OperatorConfig {
             .get(engine)
             .cloned()
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+
+    /// The limits of `plugin`: `[plugins.<plugin>.limits]` over `[limits]` over the
+    /// defaults.
+    pub fn limits_for(&self, plugin: &str) -> ResolvedLimits {
+        match self.plugin_limits.get(plugin) {
+            Some(own) => own.over(&self.limits).resolve(),
+            None => self.limits.resolve(),
+        }
     }
 
     /// `[plugins.<plugin>]`: what the operator grants it; nothing when absent.

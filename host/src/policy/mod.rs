@@ -21,6 +21,7 @@ mod addr;
 mod config;
 mod effective;
 mod exec;
+mod limits;
 mod net;
 mod reader;
 mod tables;
@@ -29,6 +30,7 @@ mod validate;
 
 pub use config::{ConfigError, HostSettings, OperatorConfig, TreeKill};
 pub use effective::{CapabilityReport, Denied, EffectiveDir, Policy};
+pub use limits::{Limits, ResolvedLimits};
 pub use tables::{
     Capabilities, DirMode, DirTable, FilesTable, NetworkTable, ProcessTable, RunAs, UnixSocketsTable, UsersTable,
 };

@@ -24,9 +24,7 @@ use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
 use crate::caps::CapsCtx;
 use crate::contract::{EngineError, WorkerControl};
-
-/// Component handles one instance may hold (see `Instance::spawn`).
-const MAX_HANDLES: usize = 1_000_000;
+use crate::policy::ResolvedLimits;
 
 /// What a job receives: the Store's accessor and the engine's exports.
 pub(crate) type Acc = Accessor<HostState>;
@@ -37,6 +35,22 @@ pub(crate) struct Instance {
     plugin: Arc<str>,
     jobs: mpsc::UnboundedSender<Job>,
     death: watch::Receiver<Option<String>>,
+    /// Tears the instance down with a reason (a call that missed its deadline).
+    kill: watch::Sender<Option<String>>,
+    pub(crate) limits: ResolvedLimits,
+}
+
+/// How long a call may take before the instance is torn down.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Deadline {
+    /// `limits.call-timeout`.
+    Quick,
+    /// `limits.start-timeout`.
+    Start,
+    /// `limits.init-timeout`.
+    Init,
+    /// No deadline (wait-for-result, shell wait, extract-folder: bounded elsewhere).
+    None,
 }
 
 impl Instance {
@@ -45,19 +59,27 @@ impl Instance {
         plugin: &LoadedPlugin,
         worker: Arc<WorkerControl>,
         caps: CapsCtx,
+        limits: ResolvedLimits,
     ) -> anyhow::Result<Arc<Instance>> {
-        let mut store = Store::new(plugin.pre.engine(), HostState::new(worker, caps)?);
+        let state = HostState::new(worker, caps, plugin.name.clone(), &limits)?;
+        let mut store = Store::new(plugin.pre.engine(), state);
         // A pending sandbox holds about 10 handles (its resources, the waiting
-        // subtasks); wasmtime's default of 100 000 would poison the instance near
-        // 10 000 sandboxes. The adapter caps live tasks at MAX_LIVE_TASKS instead.
-        store.set_max_component_handles(MAX_HANDLES);
-        let bindings = plugin.pre.instantiate_async(&mut store).await?;
+        // subtasks): limits.handles bounds floods, limits.live-tasks the tasks.
+        super::limits::install(&mut store, &limits, plugin.epochs);
+        let instantiated = tokio::time::timeout(limits.init_timeout, plugin.pre.instantiate_async(&mut store));
+        let bindings = instantiated.await.map_err(|_| {
+            anyhow::anyhow!(
+                "instantiating took longer than {:?} (limits.init-timeout)",
+                limits.init_timeout
+            )
+        })??;
         let (jobs, rx) = mpsc::unbounded_channel();
         let (death_tx, death) = watch::channel(None);
+        let (kill, killed) = watch::channel(None);
         let name = plugin.name.clone();
         tokio::spawn(async move {
             let stderr = store.data().stderr.clone();
-            let message = match run(store, bindings, rx).await {
+            let message = match run(store, bindings, rx, killed).await {
                 Ok(()) => "the engine instance was shut down".to_string(),
                 Err(e) => {
                     let mut message = format!("{e:#}");
@@ -76,7 +98,22 @@ impl Instance {
             plugin: name,
             jobs,
             death,
+            kill,
+            limits,
         }))
+    }
+
+    /// Tears the instance down: every call in flight, and every later one, fails
+    /// with `reason`.
+    pub(crate) fn kill(&self, reason: String) {
+        self.kill.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// Whether the instance can still take calls.
@@ -84,9 +121,32 @@ impl Instance {
         !self.jobs.is_closed() && self.death.borrow().is_none()
     }
 
-    /// Runs `f` in the instance and returns its value; if the instance dies first
-    /// (in `f` or anywhere else), the error names the plugin and the cause.
-    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, EngineError>
+    /// Runs `f` (the call `what`) in the instance and returns its value; if the
+    /// instance dies first (in `f` or anywhere else), the error names the plugin and
+    /// the cause. A call that misses its `deadline` tears the instance down.
+    pub(crate) async fn call<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
+    {
+        let (limit, key) = match deadline {
+            Deadline::Quick => (self.limits.call_timeout, "limits.call-timeout"),
+            Deadline::Start => (self.limits.start_timeout, "limits.start-timeout"),
+            Deadline::Init => (self.limits.init_timeout, "limits.init-timeout"),
+            Deadline::None => return self.call_unbounded(f).await,
+        };
+        match tokio::time::timeout(limit, self.call_unbounded(f)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.kill(format!(
+                    "it did not answer {what} within {limit:?} ({key}); its instance was stopped"
+                ));
+                Err(self.failure().await)
+            }
+        }
+    }
+
+    async fn call_unbounded<R, F>(&self, f: F) -> Result<R, EngineError>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
@@ -129,12 +189,14 @@ impl Instance {
     }
 }
 
-/// The actor's loop: take jobs, run them concurrently, stop at the first error or
-/// when every sender is gone (after the jobs in flight finish).
+/// The actor's loop: take jobs, run them concurrently, stop at the first error,
+/// when told to (`killed`), or when every sender is gone (after the jobs in flight
+/// finish).
 async fn run(
     mut store: Store<HostState>,
     bindings: super::bindings::EnginePlugin,
     mut rx: mpsc::UnboundedReceiver<Job>,
+    mut killed: watch::Receiver<Option<String>>,
 ) -> wasmtime::Result<()> {
     store
         .run_concurrent(async move |acc| -> wasmtime::Result<()> {
@@ -147,6 +209,9 @@ async fn run(
                         None => break,
                     },
                     Some(done) = inflight.next(), if !inflight.is_empty() => done?,
+                    Ok(reason) = killed.wait_for(Option::is_some) => {
+                        return Err(wasmtime::Error::msg(reason.clone().unwrap_or_default()));
+                    }
                 }
             }
             while let Some(done) = inflight.next().await {

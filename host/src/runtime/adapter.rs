@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use wasmtime::component::{ResourceAny, StreamReader};
 
-use super::actor::{Acc, Instance};
+use super::actor::{Acc, Deadline, Instance};
 use super::bindings::EngineExports;
 use super::bindings::types::Error as WitError;
 use super::imports::TaskContextRes;
@@ -24,7 +24,7 @@ use super::streams::guest_stream;
 use super::{EngineOptions, LoadedPlugin};
 use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskScope};
 use crate::contract::{self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
-use crate::policy::Policy;
+use crate::policy::{Policy, ResolvedLimits};
 
 /// Which export a handle belongs to (for `release`).
 #[derive(Clone, Copy)]
@@ -46,9 +46,10 @@ pub(crate) struct Handle {
     slot: Option<Arc<TaskSlot>>,
 }
 
-/// Tasks (builder to result set) one engine keeps alive at once. Beyond it,
-/// `new_sandbox_builder` answers max-concurrency-exceeded rather than letting the
-/// instance run out of component handles (a trap that would fail every task).
+/// Tasks (builder to result set) one engine keeps alive at once, by default
+/// (`limits.live-tasks`). Beyond it, `new_sandbox_builder` answers
+/// max-concurrency-exceeded rather than letting the instance run out of component
+/// handles (a trap that would fail every task).
 pub const MAX_LIVE_TASKS: usize = 20_000;
 
 /// One live task of an engine. When the worker drops the task's last object, the
@@ -60,9 +61,9 @@ pub(crate) struct TaskSlot {
 }
 
 impl TaskSlot {
-    fn take(live: &Arc<AtomicUsize>, scope: Arc<TaskScope>) -> Option<Arc<TaskSlot>> {
+    fn take(live: &Arc<AtomicUsize>, max: u64, scope: Arc<TaskScope>) -> Option<Arc<TaskSlot>> {
         let taken = live.fetch_add(1, Ordering::SeqCst);
-        if taken >= MAX_LIVE_TASKS {
+        if taken as u64 >= max {
             live.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
@@ -103,14 +104,15 @@ impl Drop for Handle {
 type Called<R> = wasmtime::Result<std::result::Result<R, WitError>>;
 
 impl Handle {
-    /// Calls into the guest with this handle's resource; flattens both error layers.
-    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R>
+    /// Calls into the guest (the call `what`, within `deadline`) with this handle's
+    /// resource; flattens both error layers.
+    pub(crate) async fn call<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports, ResourceAny) -> BoxFuture<'a, Called<R>> + Send + 'static,
     {
         let res = self.res;
-        flat(self.instance.call(move |acc, ex| f(acc, ex, res)).await)
+        flat(self.instance.call(what, deadline, move |acc, ex| f(acc, ex, res)).await)
     }
 
     /// A handle for another resource of the same instance.
@@ -142,10 +144,18 @@ fn parse_schema(what: &str, text: &str) -> anyhow::Result<Value> {
 }
 
 /// Instantiates `plugin` once, with nothing granted, to read its config schema.
-pub(crate) async fn config_schema(plugin: &LoadedPlugin, host: Arc<HostEnv>) -> anyhow::Result<Value> {
+pub(crate) async fn config_schema(
+    plugin: &LoadedPlugin,
+    host: Arc<HostEnv>,
+    limits: ResolvedLimits,
+) -> anyhow::Result<Value> {
     let scope = EngineScope::new(host, Arc::new(Policy::none(&plugin.name, &plugin.version)));
-    let instance = Instance::spawn(plugin, WorkerControl::new(), CapsCtx::new(scope, 0)).await?;
-    let text = instance.call(|acc, ex| ex.call_config_schema(acc).boxed()).await?;
+    let instance = Instance::spawn(plugin, WorkerControl::new(), CapsCtx::new(scope, 0), limits).await?;
+    let text = instance
+        .call("config-schema", Deadline::Quick, |acc, ex| {
+            ex.call_config_schema(acc).boxed()
+        })
+        .await?;
     parse_schema("config schema", &text)
 }
 
@@ -163,6 +173,7 @@ pub struct WasmEngine {
     config: String,
     worker: Arc<WorkerControl>,
     scope: Arc<EngineScope>,
+    limits: ResolvedLimits,
     /// The live instance and its generation (how many instances came before it).
     current: tokio::sync::Mutex<(Arc<Instance>, u64)>,
     described: Described,
@@ -176,12 +187,15 @@ async fn init_instance(
     worker: &Arc<WorkerControl>,
     scope: &Arc<EngineScope>,
     generation: u64,
+    limits: ResolvedLimits,
 ) -> anyhow::Result<Arc<Instance>> {
     let caps = CapsCtx::new(scope.clone(), generation);
-    let instance = Instance::spawn(plugin, worker.clone(), caps).await?;
+    let instance = Instance::spawn(plugin, worker.clone(), caps, limits).await?;
     let config = config.to_string();
     instance
-        .call(move |acc, ex| async move { ex.call_init(acc, config).await }.boxed())
+        .call("init", Deadline::Init, move |acc, ex| {
+            async move { ex.call_init(acc, config).await }.boxed()
+        })
         .await
         .map_err(|e| anyhow!(e))?
         .map_err(|e| anyhow!("the engine refused its config: {}", EngineError::from(e)))?;
@@ -194,16 +208,21 @@ impl WasmEngine {
         host: Arc<HostEnv>,
         options: EngineOptions,
     ) -> anyhow::Result<Arc<Self>> {
-        let EngineOptions { config, grants, worker } = options;
+        let EngineOptions {
+            config,
+            grants,
+            worker,
+            limits,
+        } = options;
         let policy = Policy::new(&plugin.name, &plugin.version, (*plugin.requested).clone(), grants);
         for ungranted in policy.ungranted() {
             tracing::info!(engine = %plugin.name, "requested but not granted (its use will fail): {ungranted}");
         }
         let scope = EngineScope::new(host, Arc::new(policy));
         let config = config.to_string();
-        let instance = init_instance(&plugin, &config, &worker, &scope, 0).await?;
+        let instance = init_instance(&plugin, &config, &worker, &scope, 0, limits).await?;
         let (payload, volume, docs, caps) = instance
-            .call(|acc, ex| {
+            .call("the schema and capability calls", Deadline::Quick, |acc, ex| {
                 async move {
                     Ok((
                         ex.call_payload_schema(acc).await?,
@@ -226,6 +245,7 @@ impl WasmEngine {
             config,
             worker,
             scope,
+            limits,
             current: tokio::sync::Mutex::new((instance, 0)),
             described,
             live_tasks: Arc::default(),
@@ -237,12 +257,19 @@ impl WasmEngine {
         let mut current = self.current.lock().await;
         if !current.0.is_alive() {
             let generation = current.1 + 1;
-            let instance = init_instance(&self.plugin, &self.config, &self.worker, &self.scope, generation)
-                .await
-                .map_err(|e| EngineError::PluginFailed {
-                    plugin: self.plugin.name.to_string(),
-                    reason: format!("restarting: {e:#}"),
-                })?;
+            let instance = init_instance(
+                &self.plugin,
+                &self.config,
+                &self.worker,
+                &self.scope,
+                generation,
+                self.limits,
+            )
+            .await
+            .map_err(|e| EngineError::PluginFailed {
+                plugin: self.plugin.name.to_string(),
+                reason: format!("restarting: {e:#}"),
+            })?;
             *current = (instance, generation);
         }
         Ok(current.clone())
@@ -274,11 +301,12 @@ impl contract::Engine for WasmEngine {
     ) -> Result<Box<dyn contract::SandboxBuilder>> {
         let (instance, generation) = self.instance().await?;
         let scope = self.scope.new_task(generation);
-        let slot = TaskSlot::take(&self.live_tasks, scope.clone()).ok_or(EngineError::MaxConcurrencyExceeded)?;
+        let slot = TaskSlot::take(&self.live_tasks, self.limits.live_tasks, scope.clone())
+            .ok_or(EngineError::MaxConcurrencyExceeded)?;
         let payload = payload.to_string();
         let res = flat(
             instance
-                .call(move |acc, ex| {
+                .call("new-sandbox-builder", Deadline::Quick, move |acc, ex| {
                     async move {
                         let ctx = acc.with(|mut a| a.get().table.push(TaskContextRes { ctx: context, scope }))?;
                         ex.call_new_sandbox_builder(acc, ctx, payload).await
@@ -300,7 +328,9 @@ impl contract::Engine for WasmEngine {
         let options = options.to_string();
         let res = flat(
             instance
-                .call(move |acc, ex| ex.call_new_volume_builder(acc, options).boxed())
+                .call("new-volume-builder", Deadline::Quick, move |acc, ex| {
+                    ex.call_new_volume_builder(acc, options).boxed()
+                })
                 .await,
         )?;
         Ok(Box::new(WasmVolumeBuilder(Handle {
@@ -316,7 +346,9 @@ impl contract::Engine for WasmEngine {
         let options = options.to_string();
         let res = flat(
             instance
-                .call(move |acc, ex| ex.call_new_volume(acc, options).boxed())
+                .call("new-volume", Deadline::Quick, move |acc, ex| {
+                    ex.call_new_volume(acc, options).boxed()
+                })
                 .await,
         )?;
         Ok(Arc::new(WasmVolume(Handle {
@@ -329,6 +361,10 @@ impl contract::Engine for WasmEngine {
 
     async fn dispose(&self) -> Result<()> {
         let (instance, _) = self.instance().await?;
-        flat(instance.call(|acc, ex| ex.call_dispose(acc).boxed()).await)
+        flat(
+            instance
+                .call("dispose", Deadline::Quick, |acc, ex| ex.call_dispose(acc).boxed())
+                .await,
+        )
     }
 }

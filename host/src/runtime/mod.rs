@@ -17,6 +17,7 @@ mod adapter;
 pub(crate) mod bindings;
 mod convert;
 pub(crate) mod imports;
+mod limits;
 mod objects;
 mod state;
 pub(crate) mod streams;
@@ -31,7 +32,7 @@ pub use state::HostState;
 
 use crate::caps::HostEnv;
 use crate::contract::WorkerControl;
-use crate::policy::{Capabilities, HostSettings};
+use crate::policy::{Capabilities, HostSettings, ResolvedLimits};
 
 /// A compiled-and-linked plugin, ready to instantiate (cheap to clone).
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct LoadedPlugin {
     /// What the plugin asks for (its `capabilities.toml`).
     pub(crate) requested: Arc<Capabilities>,
     pub(crate) pre: bindings::EnginePluginPre<HostState>,
+    /// Whether the engine it was compiled for interrupts guests (the CPU slice).
+    pub(crate) epochs: bool,
 }
 
 impl LoadedPlugin {
@@ -63,6 +66,8 @@ pub struct EngineOptions {
     pub grants: Capabilities,
     /// The worker's controls (stop-now).
     pub worker: Arc<WorkerControl>,
+    /// Time, memory and size limits (`[limits]`, `[plugins.NAME.limits]`).
+    pub limits: ResolvedLimits,
 }
 
 /// The wasmtime engine and linker shared by every plugin of a process, and the
@@ -72,6 +77,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     settings: HostSettings,
     host: OnceLock<Arc<HostEnv>>,
+    /// Advances the epoch for the CPU slice (`None`: guests are not interrupted).
+    _ticker: Option<limits::Ticker>,
 }
 
 impl Runtime {
@@ -83,18 +90,31 @@ impl Runtime {
     /// A runtime with the contract's host API, the capability imports and WASI,
     /// whose capabilities live under `settings` (`[host]` of the operator config).
     pub fn with_host(settings: HostSettings) -> anyhow::Result<Self> {
+        Self::build(settings, true)
+    }
+
+    /// A runtime whose guests are never interrupted (no epoch checks in compiled
+    /// code, no CPU slice): only for measuring what the checks cost.
+    pub fn without_cpu_limit(settings: HostSettings) -> anyhow::Result<Self> {
+        Self::build(settings, false)
+    }
+
+    fn build(settings: HostSettings, epochs: bool) -> anyhow::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model_async(true);
+        config.epoch_interruption(epochs);
         let engine = wasmtime::Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("configuring wasmtime")?;
         let mut linker = Linker::new(&engine);
         link(&mut linker)?;
+        let ticker = epochs.then(|| limits::Ticker::start(&engine));
         Ok(Runtime {
             engine,
             linker,
             settings,
             host: OnceLock::new(),
+            _ticker: ticker,
         })
     }
 
@@ -153,6 +173,7 @@ impl Runtime {
             version: version.into(),
             requested: Arc::new(requested),
             pre,
+            epochs: self._ticker.is_some(),
         })
     }
 
@@ -165,8 +186,12 @@ impl Runtime {
 
     /// The config schema of a plugin (instantiates it once, without `init`, with
     /// nothing granted).
-    pub async fn config_schema(&self, plugin: &LoadedPlugin) -> anyhow::Result<serde_json::Value> {
-        adapter::config_schema(plugin, self.host()?.clone()).await
+    pub async fn config_schema(
+        &self,
+        plugin: &LoadedPlugin,
+        limits: ResolvedLimits,
+    ) -> anyhow::Result<serde_json::Value> {
+        adapter::config_schema(plugin, self.host()?.clone(), limits).await
     }
 }
 

@@ -10,6 +10,7 @@ use futures::FutureExt;
 use tokio::sync::OnceCell;
 use wasmtime::component::Resource;
 
+use super::actor::Deadline;
 use super::adapter::{Handle, Kind, stream_result};
 use super::imports::{FileHandlerRes, ProxyHandlerRes};
 use super::streams::{guest_stream, host_stream};
@@ -34,7 +35,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
         }
         let (vol, mountpoint) = (volume.0.res, mountpoint.to_string());
         self.0
-            .call(move |acc, ex, res| {
+            .call("attach-volume", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     ex.sandbox_builder()
                         .call_attach_volume(acc, res, mountpoint, vol, read_only)
@@ -48,7 +49,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
     async fn attach_proxy(&self, name: &str, handler: Arc<dyn ProxyHandler>) -> Result<()> {
         let name = name.to_string();
         self.0
-            .call(move |acc, ex, res| {
+            .call("attach-proxy", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let h = acc.with(|mut a| a.get().table.push(ProxyHandlerRes(handler)))?;
                     ex.sandbox_builder().call_attach_proxy(acc, res, name, h).await
@@ -61,7 +62,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
     async fn set_environment_variable(&self, name: &str, value: &str) -> Result<()> {
         let (name, value) = (name.to_string(), value.to_string());
         self.0
-            .call(move |acc, ex, res| {
+            .call("set-environment-variable", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     ex.sandbox_builder()
                         .call_set_environment_variable(acc, res, name, value)
@@ -75,7 +76,9 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
     async fn start(&self) -> Result<Arc<dyn contract::Sandbox>> {
         let sandbox = self
             .0
-            .call(|acc, ex, res| async move { ex.sandbox_builder().call_start(acc, res).await }.boxed())
+            .call("start", Deadline::Start, |acc, ex, res| {
+                async move { ex.sandbox_builder().call_start(acc, res).await }.boxed()
+            })
             .await?;
         Ok(Arc::new(WasmSandbox {
             handle: self.0.sibling(sandbox, Kind::Sandbox),
@@ -85,7 +88,9 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
 
     async fn discard(&self) -> Result<()> {
         self.0
-            .call(|acc, ex, res| async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed())
+            .call("discard", Deadline::Quick, |acc, ex, res| {
+                async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed()
+            })
             .await
     }
 }
@@ -102,7 +107,7 @@ impl contract::Sandbox for WasmSandbox {
         self.result
             .get_or_init(|| async move {
                 let (rs, success) = handle
-                    .call(|acc, ex, res| {
+                    .call("wait-for-result", Deadline::None, |acc, ex, res| {
                         async move {
                             match ex.sandbox().call_wait_for_result(acc, res).await? {
                                 Ok(rs) => Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?))),
@@ -124,7 +129,7 @@ impl contract::Sandbox for WasmSandbox {
         let (stdin_sink, stdin) = byte_pipe();
         let (shell, stdout, stderr) = self
             .handle
-            .call(move |acc, ex, res| {
+            .call("new-shell", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let stdin = host_stream(acc, stdin)?;
                     let shell = match ex.sandbox().call_new_shell(acc, res, command, tty, stdin).await? {
@@ -149,7 +154,9 @@ impl contract::Sandbox for WasmSandbox {
     async fn list_displays(&self) -> Result<Vec<contract::Display>> {
         let displays = self
             .handle
-            .call(|acc, ex, res| async move { ex.sandbox().call_list_displays(acc, res).await }.boxed())
+            .call("list-displays", Deadline::Quick, |acc, ex, res| {
+                async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()
+            })
             .await?;
         Ok(displays.into_iter().map(Into::into).collect())
     }
@@ -159,7 +166,7 @@ impl contract::Sandbox for WasmSandbox {
         let (input, client) = byte_pipe();
         let output = self
             .handle
-            .call(move |acc, ex, res| {
+            .call("open-display", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let client = host_stream(acc, client)?;
                     stream_result(acc, ex.sandbox().call_open_display(acc, res, name, client).await?)
@@ -172,13 +179,17 @@ impl contract::Sandbox for WasmSandbox {
 
     async fn abort(&self) -> Result<()> {
         self.handle
-            .call(|acc, ex, res| async move { ex.sandbox().call_abort(acc, res).await }.boxed())
+            .call("abort", Deadline::Quick, |acc, ex, res| {
+                async move { ex.sandbox().call_abort(acc, res).await }.boxed()
+            })
             .await
     }
 
     async fn kill(&self) -> Result<()> {
         self.handle
-            .call(|acc, ex, res| async move { ex.sandbox().call_kill(acc, res).await }.boxed())
+            .call("kill", Deadline::Quick, |acc, ex, res| {
+                async move { ex.sandbox().call_kill(acc, res).await }.boxed()
+            })
             .await
     }
 }
@@ -203,17 +214,23 @@ impl contract::Shell for WasmShell {
     }
     async fn set_size(&self, columns: u16, rows: u16) -> Result<()> {
         self.handle
-            .call(move |acc, ex, res| async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed())
+            .call("set-size", Deadline::Quick, move |acc, ex, res| {
+                async move { ex.shell().call_set_size(acc, res, columns, rows).await }.boxed()
+            })
             .await
     }
     async fn abort(&self) -> Result<()> {
         self.handle
-            .call(|acc, ex, res| async move { ex.shell().call_abort(acc, res).await }.boxed())
+            .call("abort", Deadline::Quick, |acc, ex, res| {
+                async move { ex.shell().call_abort(acc, res).await }.boxed()
+            })
             .await
     }
     async fn wait(&self) -> Result<bool> {
         self.handle
-            .call(|acc, ex, res| async move { ex.shell().call_wait(acc, res).await }.boxed())
+            .call("wait", Deadline::None, |acc, ex, res| {
+                async move { ex.shell().call_wait(acc, res).await }.boxed()
+            })
             .await
     }
 }
@@ -232,7 +249,7 @@ impl contract::ResultSet for WasmResultSet {
     async fn extract_file(&self, path: &str) -> Result<ByteStream> {
         let path = path.to_string();
         self.handle
-            .call(move |acc, ex, res| {
+            .call("extract-file", Deadline::Quick, move |acc, ex, res| {
                 async move { stream_result(acc, ex.result_set().call_extract_file(acc, res, path).await?) }.boxed()
             })
             .await
@@ -241,7 +258,7 @@ impl contract::ResultSet for WasmResultSet {
     async fn extract_folder(&self, path: &str, handler: FileHandler) -> Result<()> {
         let path = path.to_string();
         self.handle
-            .call(move |acc, ex, res| {
+            .call("extract-folder", Deadline::None, move |acc, ex, res| {
                 async move {
                     let h: Resource<FileHandlerRes> = acc.with(|mut a| a.get().table.push(FileHandlerRes(handler)))?;
                     let borrowed = Resource::new_borrow(h.rep());
@@ -256,7 +273,7 @@ impl contract::ResultSet for WasmResultSet {
 
     async fn archive_sandbox(&self) -> Result<ByteStream> {
         self.handle
-            .call(|acc, ex, res| {
+            .call("archive-sandbox", Deadline::Quick, |acc, ex, res| {
                 async move { stream_result(acc, ex.result_set().call_archive_sandbox(acc, res).await?) }.boxed()
             })
             .await
@@ -264,7 +281,9 @@ impl contract::ResultSet for WasmResultSet {
 
     async fn dispose(&self) -> Result<()> {
         self.handle
-            .call(|acc, ex, res| async move { ex.result_set().call_dispose(acc, res).await }.boxed())
+            .call("dispose", Deadline::Quick, |acc, ex, res| {
+                async move { ex.result_set().call_dispose(acc, res).await }.boxed()
+            })
             .await
     }
 }
@@ -275,7 +294,9 @@ pub(crate) struct WasmVolume(pub(crate) Handle);
 impl contract::Volume for WasmVolume {
     async fn dispose(&self) -> Result<()> {
         self.0
-            .call(|acc, ex, res| async move { ex.volume().call_dispose(acc, res).await }.boxed())
+            .call("dispose", Deadline::Quick, |acc, ex, res| {
+                async move { ex.volume().call_dispose(acc, res).await }.boxed()
+            })
             .await
     }
     fn as_any(&self) -> &dyn Any {
@@ -290,7 +311,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
     async fn write_folder(&self, name: &str) -> Result<()> {
         let name = name.to_string();
         self.0
-            .call(move |acc, ex, res| {
+            .call("write-folder", Deadline::Quick, move |acc, ex, res| {
                 async move { ex.volume_builder().call_write_folder(acc, res, name).await }.boxed()
             })
             .await
@@ -299,7 +320,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
     async fn write_file(&self, name: &str, data: ByteStream) -> Result<()> {
         let name = name.to_string();
         self.0
-            .call(move |acc, ex, res| {
+            .call("write-file", Deadline::None, move |acc, ex, res| {
                 async move {
                     let data = host_stream(acc, data)?;
                     ex.volume_builder().call_write_file(acc, res, name, data).await
@@ -312,14 +333,18 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
     async fn build(&self) -> Result<Arc<dyn contract::Volume>> {
         let volume = self
             .0
-            .call(|acc, ex, res| async move { ex.volume_builder().call_build(acc, res).await }.boxed())
+            .call("build", Deadline::Quick, |acc, ex, res| {
+                async move { ex.volume_builder().call_build(acc, res).await }.boxed()
+            })
             .await?;
         Ok(Arc::new(WasmVolume(self.0.sibling(volume, Kind::Volume))))
     }
 
     async fn discard(&self) -> Result<()> {
         self.0
-            .call(|acc, ex, res| async move { ex.volume_builder().call_discard(acc, res).await }.boxed())
+            .call("discard", Deadline::Quick, |acc, ex, res| {
+                async move { ex.volume_builder().call_discard(acc, res).await }.boxed()
+            })
             .await
     }
 }

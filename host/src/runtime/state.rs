@@ -23,11 +23,20 @@ pub struct HostState {
     pub(crate) worker: Arc<WorkerControl>,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) caps: CapsCtx,
+    /// Memory, instances and tables of the Store.
+    pub(crate) limits: wasmtime::StoreLimits,
+    /// How long the guest has run since it was last entered.
+    pub(crate) cpu: super::limits::CpuWatch,
 }
 
 impl HostState {
-    /// A state granting what `caps`' policy grants, and nothing else.
-    pub(crate) fn new(worker: Arc<WorkerControl>, caps: CapsCtx) -> anyhow::Result<Self> {
+    /// A state granting what `caps`' policy grants, and nothing else, within `limits`.
+    pub(crate) fn new(
+        worker: Arc<WorkerControl>,
+        caps: CapsCtx,
+        plugin: Arc<str>,
+        limits: &crate::policy::ResolvedLimits,
+    ) -> anyhow::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stderr(stderr.clone());
@@ -39,6 +48,8 @@ impl HostState {
             worker,
             stderr,
             caps,
+            limits: super::limits::store_limits(limits),
+            cpu: super::limits::CpuWatch::new(plugin, limits.cpu_slice),
         })
     }
 }

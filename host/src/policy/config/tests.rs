@@ -83,7 +83,7 @@ fn errors_name_the_key_and_what_would_be_right() {
         // Unknown keys, at every level.
         (
             "[limit]",
-            "limit: unknown key; the keys allowed here are host, engines, plugins",
+            "limit: unknown key; the keys allowed here are host, engines, plugins, limits",
         ),
         (
             "[host]\nworkdir = \"/x\"",
@@ -267,4 +267,26 @@ fn errors_from_a_file_name_it() {
             .starts_with(&format!("config {}: cannot read the file: ", missing.display())),
         "{err}"
     );
+}
+
+#[test]
+fn limits_come_from_limits_and_each_plugins_own_table() {
+    let config = OperatorConfig::parse(
+        "[limits]\nmemory = \"64MiB\"\ncall-timeout = \"5s\"\n[plugins.native.limits]\nmemory = \"1GiB\"\n[plugins.native.files]\nsandbox = true\n",
+    )
+    .unwrap();
+    assert_eq!(config.limits_for("native").memory, 1 << 30);
+    assert_eq!(
+        config.limits_for("native").call_timeout,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(config.limits_for("mock").memory, 64 << 20);
+    assert!(
+        config.grants("native").files.is_some(),
+        "the grant tables are still read"
+    );
+    let e = OperatorConfig::parse("[plugins.native.limits]\nmemory = \"lots\"\n").unwrap_err();
+    assert_eq!(e.key, "plugins.native.limits.memory");
+    let e = Capabilities::from_plugin_toml("[limits]\nmemory = \"1GiB\"\n").unwrap_err();
+    assert_eq!(e.key, "limits", "a plugin cannot ask for limits: {e}");
 }
