@@ -24,6 +24,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("enginehost-fixture-broken-env", "fixture_broken_env"),
     ("enginehost-fixture-caps", "fixture_caps"),
     ("enginehost-fixture-caps-narrow", "fixture_caps_narrow"),
+    ("enginehost-fixture-hostile", "fixture_hostile"),
 ];
 
 fn main() {

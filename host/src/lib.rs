@@ -8,7 +8,9 @@
 //! - [`plugin`]: the plugin catalog: built-in engines and a plugin directory,
 //!   metadata, rejections.
 //! - [`conformance`]: the engine conformance suite (the seed's enginetest).
-//! - [`worker`]: running one task through the seed's stages; payload validation.
+//! - [`worker`]: running one task through the seed's stages.
+//! - [`schema`]: JSON Schema validation with the seed's rules (payloads, configs).
+//! - [`text`]: plugin-controlled text made safe to print.
 //! - [`policy`]: the operator config and the capability policy (request ∩ grant).
 //! - [`caps`]: capabilities engines use on the host (processes, files, network,
 //!   unix sockets, users), each behind one check of the policy.
@@ -22,4 +24,6 @@ pub mod contract;
 pub mod plugin;
 pub mod policy;
 pub mod runtime;
+pub mod schema;
+pub mod text;
 pub mod worker;

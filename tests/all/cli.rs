@@ -433,3 +433,55 @@ fn the_native_examples_run_with_the_example_config_and_fail_clearly_without() {
     let sandboxes = dir.path().join("work/engines/native/sandboxes");
     assert_eq!(std::fs::read_dir(&sandboxes).unwrap().count(), 0);
 }
+
+#[test]
+fn a_directory_plugin_that_overrides_a_built_in_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let old_mock = root().join("tests/fixtures/contract-0.1.0/mock.wasm");
+    std::fs::copy(&old_mock, plugins.join("mock.wasm")).unwrap();
+    let out = enginehost(
+        &["run", &example("mock-hello.json"), "--plugins", "plugins"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("plugins/mock.wasm, which overrides the built-in engine of that name"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plugin_metadata_cannot_forge_lines_of_the_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    // A component of one custom section whose version carries a newline and a
+    // terminal escape (the host reads metadata before compiling anything).
+    let meta = b"{\"name\":\"evil\",\"version\":\"1\\nmock 9.9.9 0.1.1 (built in)\\u001b[2J\",\"contract\":\"0.1.1\"}";
+    let name = b"enginehost:metadata";
+    let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+    let body_len = 1 + name.len() + meta.len();
+    wasm.push(0);
+    wasm.push((body_len & 0x7f) as u8 | 0x80);
+    wasm.push((body_len >> 7) as u8);
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.extend_from_slice(meta);
+    std::fs::write(plugins.join("evil.wasm"), wasm).unwrap();
+    let out = enginehost(&["plugins", "--plugins", "plugins"], dir.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "no terminal escape reaches the listing: {stdout:?}"
+    );
+    let mock_lines = stdout.lines().filter(|l| l.starts_with("mock ")).count();
+    assert_eq!(mock_lines, 1, "no forged line: {stdout}");
+    assert!(
+        stdout.contains("evil.wasm: bad enginehost:metadata section"),
+        "{stdout}"
+    );
+}

@@ -11,6 +11,7 @@
 //! - `cli`: the `enginehost` binary on the examples.
 //! - `caps`: every capability through real plugins, allowed and denied.
 //! - `engines`: the script and native engines beyond their conformance cases.
+//! - `limits`: a hostile plugin's abuses, each stopped (time, memory, size).
 
 mod caps;
 mod cli;
@@ -19,6 +20,7 @@ mod concurrency;
 mod conformance;
 mod display;
 mod engines;
+mod limits;
 mod mock;
 mod plugin_dir;
 mod traps;

@@ -127,9 +127,14 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Vec<Figure>> {
         std::fs::remove_dir_all(&dest)?;
         let dest = scratch.join(format!("artifacts-{round}"));
         let t = Instant::now();
-        artifacts::extract(result.as_ref(), &spec, &dest)
-            .await
-            .map_err(|e| anyhow::anyhow!("extracting the artifact: {e:?}"))?;
+        artifacts::extract(
+            result.as_ref(),
+            &spec,
+            &dest,
+            &artifacts::Budget::new(Default::default()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("extracting the artifact: {e:?}"))?;
         extract = extract.min(t.elapsed());
         let got: u64 = std::fs::read_dir(dest.join("out"))?
             .filter_map(|e| e.ok()?.metadata().ok())

@@ -79,6 +79,20 @@ fn lookup<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Entry, BadInput> {
     })
 }
 
+/// The worker's side of an engine's limits.
+fn task_limits(l: &enginehost::policy::ResolvedLimits) -> enginehost::worker::TaskLimits {
+    enginehost::worker::TaskLimits {
+        kill_grace: l.kill_grace,
+        log_size: l.log_size,
+        artifacts: enginehost::worker::artifacts::ArtifactLimits {
+            file_size: l.artifact_size,
+            task_size: l.task_artifacts_size,
+            files: l.artifact_files,
+            stall: l.stall_timeout,
+        },
+    }
+}
+
 /// The operator config named by `--config`, or an empty one.
 fn operator_config(path: Option<&std::path::Path>) -> anyhow::Result<OperatorConfig> {
     match path {

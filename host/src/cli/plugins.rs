@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use enginehost::plugin::Catalog;
 use enginehost::policy::Policy;
 use enginehost::runtime::Runtime;
+use enginehost::text::shown;
 
 use super::PluginsArgs;
 
@@ -18,24 +19,6 @@ pub struct ListArgs {
     /// Operator config (TOML) whose `[plugins.NAME.*]` grants to show.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-}
-
-/// Text a plugin controls, made safe to print: control characters escaped (no
-/// forged lines, no terminal escapes) and at most `max` characters.
-pub fn shown(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 pub async fn run(args: ListArgs) -> anyhow::Result<i32> {

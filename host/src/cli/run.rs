@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
-use enginehost::plugin::Catalog;
+use enginehost::plugin::{Catalog, Origin};
 use enginehost::runtime::Runtime;
 use enginehost::worker::{Outcome, TaskFile, run_task};
 use tokio_util::sync::CancellationToken;
@@ -72,8 +72,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     });
     eprintln!("running a {} task (Ctrl-C aborts it)", task.engine);
+    if let Some(entry) = catalog.get(&task.engine)
+        && let Origin::File(path) = &entry.origin
+    {
+        let note = if entry.overrides_builtin {
+            ", which overrides the built-in engine of that name"
+        } else {
+            ""
+        };
+        eprintln!("engine '{}' is served by {}{note}", task.engine, path.display());
+    }
 
-    let outcome = run_task(engine.as_ref(), &task, &log, &args.artifacts, &cancel).await;
+    let limits = super::task_limits(&config.limits_for(&task.engine));
+    let outcome = run_task(engine.as_ref(), &task, &log, &args.artifacts, &cancel, &limits).await;
     let _ = live.await;
     match &outcome {
         Outcome::Success => eprintln!("task succeeded"),

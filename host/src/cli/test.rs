@@ -79,7 +79,12 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
     }
     let runtime = Runtime::with_host(config.host.clone())?;
     let engine: Arc<dyn Engine> = super::start_engine(&runtime, &catalog, &name, &config, WorkerControl::new()).await?;
-    println!("conformance suite for engine '{name}' from {}", entry.origin);
+    let overrides = if entry.overrides_builtin {
+        " (it overrides the built-in engine of that name)"
+    } else {
+        ""
+    };
+    println!("conformance suite for engine '{name}' from {}{overrides}", entry.origin);
     let report = run_suite(&engine, &cases, |r| println!("{r}")).await;
     let disposed = engine.dispose().await;
     drop(engine);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::contract::{Engine, EngineError, ResultSet, Sandbox, SandboxBuilder, TaskContext, TaskInfo, TaskLog};
-use crate::worker::schema;
 
 /// A subtest's verdict: `Err` carries the reason it failed.
 pub type Check = Result<(), String>;
@@ -70,7 +69,9 @@ impl Run {
     /// Validates `payload` against the payload schema (unfiltered) and creates the
     /// builder.
     pub async fn new_sandbox_builder(&mut self, payload: &Value) -> Check {
-        schema::validate(&self.engine.payload_schema(), payload, "task.payload")
+        self.engine
+            .payload_validator()
+            .validate(payload, "task.payload")
             .map_err(|m| format!("the cases file's payload is not valid for the engine: {}", m.join("; ")))?;
         let builder = step(
             "new-sandbox-builder",

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -21,6 +22,9 @@ struct Inner {
     path: PathBuf,
     file: Mutex<Option<File>>,
     progress: watch::Sender<Progress>,
+    /// Bytes the log may hold (`limits.log-size`); then one notice, then nothing.
+    limit: AtomicU64,
+    full: AtomicBool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -51,6 +55,8 @@ impl TaskLog {
                 path: path.to_owned(),
                 file: Mutex::new(Some(file)),
                 progress,
+                limit: AtomicU64::new(u64::MAX),
+                full: AtomicBool::new(false),
                 _dir: dir,
             }),
         })
@@ -61,16 +67,45 @@ impl TaskLog {
         &self.inner.path
     }
 
-    /// Appends raw bytes (the seed's `LogDrain`). Ignored after close.
-    pub fn write(&self, bytes: &[u8]) {
+    /// Caps the log at `bytes`: what is written beyond is dropped, after one line
+    /// saying so.
+    pub fn set_limit(&self, bytes: u64) {
+        self.inner.limit.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Appends raw bytes (the seed's `LogDrain`). Returns false when they were not
+    /// all kept: the log is closed, or at its limit.
+    pub fn write(&self, bytes: &[u8]) -> bool {
         if bytes.is_empty() {
-            return;
+            return true;
         }
         let mut file = self.inner.file.lock().expect("task log lock poisoned");
-        let Some(f) = file.as_mut() else { return };
-        if f.write_all(bytes).is_ok() {
-            self.inner.progress.send_modify(|p| p.len += bytes.len() as u64);
+        let Some(f) = file.as_mut() else { return false };
+        if self.inner.full.load(Ordering::SeqCst) {
+            return false;
         }
+        let (len, limit) = (
+            self.inner.progress.borrow().len,
+            self.inner.limit.load(Ordering::SeqCst),
+        );
+        let room = limit.saturating_sub(len);
+        let kept = &bytes[..bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        let mut written = 0;
+        if f.write_all(kept).is_ok() {
+            written += kept.len();
+        }
+        if kept.len() < bytes.len() {
+            self.inner.full.store(true, Ordering::SeqCst);
+            let notice = format!(
+                "\n[taskcluster:error] The task log reached its limit of {limit} bytes (limits.log-size); \
+                 the rest of the task's output is dropped.\n"
+            );
+            if f.write_all(notice.as_bytes()).is_ok() {
+                written += notice.len();
+            }
+        }
+        self.inner.progress.send_modify(|p| p.len += written as u64);
+        kept.len() == bytes.len()
     }
 
     /// Writes `[taskcluster] <message>` as a line.
@@ -81,6 +116,16 @@ impl TaskLog {
     /// Writes `[taskcluster:error] <message>` as a line.
     pub fn log_error(&self, message: &str) {
         self.write(format!("[taskcluster:error] {message}\n").as_bytes());
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.inner.progress.borrow().len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Closes the log: readers reach end-of-file, later writes are dropped.
@@ -179,5 +224,21 @@ mod tests {
         assert_eq!(all, "[taskcluster] one\n[taskcluster:error] two\n");
         let rest = early.read_to_end().await.unwrap();
         assert_eq!(rest.len(), all.len() - 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_log_says_so_once_and_keeps_nothing_more() {
+        let log = TaskLog::temporary().unwrap();
+        log.set_limit(10);
+        assert!(log.write(b"12345"));
+        assert!(!log.write(b"6789abcdef"));
+        assert!(!log.write(b"more"));
+        log.close();
+        let all = String::from_utf8(log.read_to_end().await.unwrap()).unwrap();
+        assert!(
+            all.starts_with("123456789a\n[taskcluster:error] The task log reached its limit of 10 bytes"),
+            "{all}"
+        );
+        assert_eq!(all.matches("limit").count(), 2, "one notice: {all}");
     }
 }

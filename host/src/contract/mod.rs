@@ -106,6 +106,8 @@ pub trait Engine: Send + Sync {
     fn documentation(&self) -> Vec<Section>;
     /// JSON Schema of the engine's keys in `task.payload`.
     fn payload_schema(&self) -> Value;
+    /// The payload schema, compiled once (when the engine started).
+    fn payload_validator(&self) -> Arc<crate::schema::Compiled>;
     /// Constant features.
     fn capabilities(&self) -> Capabilities;
     /// JSON Schema of volume options.
@@ -150,6 +152,9 @@ pub trait Sandbox: Send + Sync {
     async fn abort(&self) -> Result<()>;
     /// Kills the task; wait then gives a failed result set.
     async fn kill(&self) -> Result<()>;
+    /// The engine did not end the task (kill and abort were ignored): stop the
+    /// engine itself; calls in flight on it then fail. Default: nothing to stop.
+    async fn terminate(&self, _reason: &str) {}
 }
 
 /// A shell in a sandbox.
@@ -182,6 +187,9 @@ pub trait ResultSet: Send + Sync {
     async fn archive_sandbox(&self) -> Result<ByteStream>;
     /// Frees everything but attached volumes.
     async fn dispose(&self) -> Result<()>;
+    /// The engine stopped making progress (an extraction stalled): stop the engine
+    /// itself; calls in flight on it then fail. Default: nothing to stop.
+    async fn terminate(&self, _reason: &str) {}
 }
 
 /// Storage that outlives tasks.

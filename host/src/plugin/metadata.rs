@@ -16,6 +16,11 @@ pub const SECTION: &str = "enginehost:metadata";
 /// The capabilities section's name.
 pub const CAPABILITIES_SECTION: &str = "enginehost:capabilities";
 
+/// The largest metadata section accepted, in bytes.
+pub const MAX_METADATA: usize = 4 * 1024;
+/// The largest capabilities section accepted, in bytes.
+pub const MAX_CAPABILITIES: usize = 64 * 1024;
+
 /// The contract version this host implements (the WIT package version). It runs
 /// plugins built for any 0.1.x contract: 0.1.1 only added interfaces.
 pub const CONTRACT_VERSION: &str = "0.1.1";
@@ -44,15 +49,26 @@ pub fn read(wasm: &[u8]) -> Result<Metadata, Rejection> {
     }
     let (mut found, mut caps) = (None, None);
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload {
-            Ok(Payload::CustomSection(c)) if c.name() == SECTION => found = Some(c.data().to_vec()),
-            Ok(Payload::CustomSection(c)) if c.name() == CAPABILITIES_SECTION => caps = Some(c.data().to_vec()),
-            Ok(_) => {}
+        let c = match payload {
+            Ok(Payload::CustomSection(c)) => c,
+            Ok(_) => continue,
             Err(e) => return Err(Rejection::Invalid(e.to_string())),
+        };
+        let (slot, name, max) = match c.name() {
+            SECTION => (&mut found, SECTION, MAX_METADATA),
+            CAPABILITIES_SECTION => (&mut caps, CAPABILITIES_SECTION, MAX_CAPABILITIES),
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(Rejection::BadMetadata(format!("two {name} sections; a plugin has one")));
         }
-        if found.is_some() && caps.is_some() {
-            break;
+        if c.data().len() > max {
+            return Err(Rejection::BadMetadata(format!(
+                "the {name} section is {} bytes; at most {max} are accepted",
+                c.data().len()
+            )));
         }
+        *slot = Some(c.data().to_vec());
     }
     let bytes = found.ok_or(Rejection::NoMetadata)?;
     let mut meta: Metadata =
@@ -65,12 +81,19 @@ pub fn read(wasm: &[u8]) -> Result<Metadata, Rejection> {
     }
     if !valid_name(&meta.name) {
         return Err(Rejection::BadMetadata(format!(
-            "engine name '{}' is not a lowercase name like 'mock' or 'my-engine' (a-z, 0-9, '-', starting with a letter)",
-            meta.name
+            "engine name '{}' is not a lowercase name like 'mock' or 'my-engine' (a-z, 0-9, '-', starting with a \
+             letter, at most 64 characters)",
+            crate::text::shown(&meta.name, 80)
+        )));
+    }
+    if !valid_version(&meta.version) {
+        return Err(Rejection::BadMetadata(format!(
+            "engine version '{}' is not a version like '1.2.0' (at most 64 letters, digits, '.', '-' and '+')",
+            crate::text::shown(&meta.version, 80)
         )));
     }
     if !compatible(&meta.contract) {
-        return Err(Rejection::UnknownContract(meta.contract));
+        return Err(Rejection::UnknownContract(crate::text::shown(&meta.contract, 40)));
     }
     Ok(meta)
 }
@@ -82,6 +105,16 @@ pub fn valid_name(name: &str) -> bool {
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
         && name.len() <= 64
+}
+
+/// Whether `version` can be an engine's version: 1 to 64 ASCII letters, digits,
+/// `.`, `-` and `+`.
+pub fn valid_version(version: &str) -> bool {
+    !version.is_empty()
+        && version.len() <= 64
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
 }
 
 /// 0.x versions are compatible within one minor version (0.1.0 ~ 0.1.7).
@@ -101,6 +134,55 @@ mod tests {
         assert!(!valid_name("Mock") && !valid_name("2x") && !valid_name("") && !valid_name("a b"));
         assert!(compatible("0.1.0") && compatible("0.1.9"));
         assert!(!compatible("0.2.0") && !compatible("1.0.0") && !compatible("0.1"));
+    }
+
+    /// A component of only a custom section (the host reads metadata before it
+    /// compiles anything).
+    fn component_with(sections: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+        for (name, data) in sections {
+            let mut body = Vec::new();
+            leb(&mut body, name.len());
+            body.extend_from_slice(name.as_bytes());
+            body.extend_from_slice(data);
+            wasm.push(0);
+            leb(&mut wasm, body.len());
+            wasm.extend(body);
+        }
+        wasm
+    }
+
+    fn leb(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn hostile_metadata_is_rejected_and_shown_safely() {
+        let ok = br#"{"name":"x","version":"1.0.0","contract":"0.1.1"}"#;
+        assert!(read(&component_with(&[(SECTION, ok)])).is_ok());
+        let huge = format!(
+            r#"{{"name":"{}","version":"1","contract":"0.1.1"}}"#,
+            "a".repeat(10 << 20)
+        );
+        let e = read(&component_with(&[(SECTION, huge.as_bytes())])).unwrap_err();
+        assert!(e.to_string().contains("at most 4096"), "{e}");
+        let forged = br#"{"name":"x","version":"1\n\u001b[31mforged","contract":"0.1.1"}"#;
+        let e = read(&component_with(&[(SECTION, forged)])).unwrap_err().to_string();
+        assert!(!e.contains('\n') && !e.contains('\u{1b}'), "{e:?}");
+        assert!(e.contains("\\n"), "the newline is shown escaped: {e}");
+        let e = read(&component_with(&[(SECTION, ok), (SECTION, ok)])).unwrap_err();
+        assert!(e.to_string().contains("two enginehost:metadata sections"), "{e}");
+        let caps = vec![b'#'; MAX_CAPABILITIES + 1];
+        let e = read(&component_with(&[(SECTION, ok), (CAPABILITIES_SECTION, &caps)])).unwrap_err();
+        assert!(e.to_string().contains("capabilities"), "{e}");
     }
 
     #[test]

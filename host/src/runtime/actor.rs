@@ -89,7 +89,7 @@ impl Instance {
                     if let Some(tail) = stderr_tail(&stderr) {
                         message.push_str(&format!("; guest stderr: {tail}"));
                     }
-                    message
+                    crate::text::shown(&message, 4096)
                 }
             };
             death_tx.send_replace(Some(message));

@@ -139,8 +139,24 @@ fn flat<T>(r: Result<std::result::Result<T, WitError>>) -> Result<T> {
     r?.map_err(EngineError::from)
 }
 
+/// A schema an engine gave, size-capped and parsed.
 fn parse_schema(what: &str, text: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text).with_context(|| format!("the engine's {what} is not valid JSON"))
+    if text.len() > crate::schema::MAX_SCHEMA_BYTES {
+        anyhow::bail!(
+            "its {what} is {} bytes; at most {} are accepted",
+            text.len(),
+            crate::schema::MAX_SCHEMA_BYTES
+        );
+    }
+    serde_json::from_str(text).with_context(|| format!("its {what} is not valid JSON"))
+}
+
+/// A schema an engine gave, compiled (rejected when too large or invalid).
+fn compile_schema(what: &str, text: &str) -> anyhow::Result<Arc<crate::schema::Compiled>> {
+    let value = parse_schema(what, text)?;
+    crate::schema::Compiled::new(&value)
+        .map(Arc::new)
+        .map_err(|e| anyhow!("its {what} is rejected: {e}"))
 }
 
 /// Instantiates `plugin` once, with nothing granted, to read its config schema.
@@ -161,8 +177,8 @@ pub(crate) async fn config_schema(
 
 /// What `init` established; constant for the engine's life.
 struct Described {
-    payload_schema: Value,
-    volume_schema: Value,
+    payload: Arc<crate::schema::Compiled>,
+    volume: Arc<crate::schema::Compiled>,
     documentation: Vec<Section>,
     capabilities: Capabilities,
 }
@@ -235,8 +251,8 @@ impl WasmEngine {
             })
             .await?;
         let described = Described {
-            payload_schema: parse_schema("payload schema", &payload)?,
-            volume_schema: parse_schema("volume schema", &volume)?,
+            payload: compile_schema("payload schema", &payload)?,
+            volume: compile_schema("volume schema", &volume)?,
             documentation: docs.into_iter().map(Section::from).collect(),
             capabilities: caps.into(),
         };
@@ -285,13 +301,16 @@ impl contract::Engine for WasmEngine {
         self.described.documentation.clone()
     }
     fn payload_schema(&self) -> Value {
-        self.described.payload_schema.clone()
+        self.described.payload.schema().clone()
+    }
+    fn payload_validator(&self) -> Arc<crate::schema::Compiled> {
+        self.described.payload.clone()
     }
     fn capabilities(&self) -> Capabilities {
         self.described.capabilities
     }
     fn volume_schema(&self) -> Value {
-        self.described.volume_schema.clone()
+        self.described.volume.schema().clone()
     }
 
     async fn new_sandbox_builder(

@@ -24,8 +24,21 @@ pub struct ProxyHandlerRes(pub(crate) Arc<dyn ProxyHandler>);
 /// The host side of a `file-handler`.
 pub struct FileHandlerRes(pub(crate) FileHandler);
 
+/// The longest line `log`/`log-error` keep, in characters (a message's lines are
+/// each prefixed; control characters escaped: no forged lines).
+const MAX_LOG_LINE: usize = 64 * 1024;
+/// The most lines one `log`/`log-error` call writes.
+const MAX_LOG_LINES: usize = 1000;
+
 fn context(state: &mut HostState, r: &Resource<TaskContextRes>) -> wasmtime::Result<TaskContext> {
     Ok(state.table.get(r)?.ctx.clone())
+}
+
+/// The context while its task lives; `None` once the task ended (a kept context
+/// then writes nothing).
+fn live_context(state: &mut HostState, r: &Resource<TaskContextRes>) -> wasmtime::Result<Option<TaskContext>> {
+    let res = state.table.get(r)?;
+    Ok((!res.scope.has_ended()).then(|| res.ctx.clone()))
 }
 
 impl host::Host for HostState {
@@ -49,11 +62,19 @@ impl host::HostTaskContext for HostState {
         Ok(context(self, &r)?.has_scopes(&sets))
     }
     fn log(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
-        context(self, &r)?.log().log(&message);
+        if let Some(ctx) = live_context(self, &r)? {
+            for line in crate::text::lines(&message, MAX_LOG_LINE, MAX_LOG_LINES) {
+                ctx.log().log(&line);
+            }
+        }
         Ok(())
     }
     fn log_error(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
-        context(self, &r)?.log().log_error(&message);
+        if let Some(ctx) = live_context(self, &r)? {
+            for line in crate::text::lines(&message, MAX_LOG_LINE, MAX_LOG_LINES) {
+                ctx.log().log_error(&line);
+            }
+        }
         Ok(())
     }
     fn drop(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<()> {
@@ -66,18 +87,25 @@ impl<T> host::HostTaskContextWithStore<T> for HasSelf<HostState> {
     async fn write_log(
         acc: &Accessor<T, Self>,
         r: Resource<TaskContextRes>,
-        data: StreamReader<u8>,
+        mut data: StreamReader<u8>,
     ) -> wasmtime::Result<u64> {
         let (done, written) = oneshot::channel();
-        acc.with(|mut a| {
-            let log = context(a.get(), &r)?.log().clone();
-            data.pipe(&mut a, LogSink::new(log, done))
+        acc.with(|mut a| match live_context(a.get(), &r)? {
+            Some(ctx) => data.pipe(&mut a, LogSink::new(ctx.log().clone(), done)),
+            // The task ended: its log takes nothing more (the engine's writes end).
+            None => data.close(&mut a),
         })?;
         Ok(written.await.unwrap_or(0))
     }
 
     async fn cancelled(acc: &Accessor<T, Self>, r: Resource<TaskContextRes>) -> wasmtime::Result<()> {
-        let ctx = acc.with(|mut a| context(a.get(), &r))?;
+        let (ctx, scope) = acc.with(|mut a| -> wasmtime::Result<_> {
+            let res = a.get().table.get(&r)?;
+            Ok((res.ctx.clone(), res.scope.clone()))
+        })?;
+        if scope.has_ended() {
+            return Ok(()); // over: nothing to wait for
+        }
         ctx.cancelled().await;
         Ok(())
     }

@@ -192,6 +192,10 @@ impl contract::Sandbox for WasmSandbox {
             })
             .await
     }
+
+    async fn terminate(&self, reason: &str) {
+        self.handle.instance.kill(reason.to_string());
+    }
 }
 
 struct WasmShell {
@@ -285,6 +289,10 @@ impl contract::ResultSet for WasmResultSet {
                 async move { ex.result_set().call_dispose(acc, res).await }.boxed()
             })
             .await
+    }
+
+    async fn terminate(&self, reason: &str) {
+        self.handle.instance.kill(reason.to_string());
     }
 }
 

@@ -40,6 +40,10 @@ pub(crate) fn host_stream<T, D: HasData + ?Sized>(
     acc.with(|mut a| StreamReader::new(&mut a, ChannelSource::new(source)))
 }
 
+/// The most bytes taken from a guest stream per step: memory stays bounded in
+/// bytes (channel depth × this), whatever size the engine writes at once.
+const SLICE: usize = 64 * 1024;
+
 /// Consumes a guest stream into a channel; the channel ends when the guest's
 /// stream does.
 pub(crate) struct ChannelSink {
@@ -70,8 +74,9 @@ impl<D> StreamConsumer<D> for ChannelSink {
             Poll::Ready(Err(_)) => Poll::Ready(Ok(StreamResult::Dropped)), // reader gone
             Poll::Ready(Ok(())) => {
                 let mut src = source.as_direct(store);
-                let chunk = src.remaining().to_vec();
-                src.mark_read(chunk.len());
+                let n = src.remaining().len().min(SLICE);
+                let chunk = src.remaining()[..n].to_vec();
+                src.mark_read(n);
                 if chunk.is_empty() {
                     self.tx.abort_send();
                 } else if self.tx.send_item(chunk).is_err() {
@@ -189,10 +194,14 @@ impl<D> StreamConsumer<D> for LogSink {
         _finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
         let mut src = source.as_direct(store);
-        let n = src.remaining().len();
-        self.log.write(src.remaining());
+        let n = src.remaining().len().min(SLICE);
+        let accepted = self.log.write(&src.remaining()[..n]);
         src.mark_read(n);
         self.written += n as u64;
+        if !accepted {
+            // The log is full or closed: the engine's writes end here.
+            return Poll::Ready(Ok(StreamResult::Dropped));
+        }
         Poll::Ready(Ok(StreamResult::Completed))
     }
 }

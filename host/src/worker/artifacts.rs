@@ -4,6 +4,8 @@
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde::Deserialize;
@@ -47,23 +49,107 @@ pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(base.join(path))
 }
 
+/// Bounds on what a task's artifacts may be (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactLimits {
+    /// Bytes of one file.
+    pub file_size: u64,
+    /// Bytes of all of the task's artifacts.
+    pub task_size: u64,
+    /// Files of one directory artifact.
+    pub files: u64,
+    /// How long a stream or an extraction may make no progress.
+    pub stall: Duration,
+}
+
+impl Default for ArtifactLimits {
+    fn default() -> Self {
+        ArtifactLimits {
+            file_size: 4 << 30,
+            task_size: 16 << 30,
+            files: 100_000,
+            stall: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one task's extractions share: the limits, the bytes written so far, and
+/// the moment of the last progress (a chunk written, a file begun).
+#[derive(Clone)]
+pub struct Budget {
+    limits: ArtifactLimits,
+    task_bytes: Arc<AtomicU64>,
+    last_progress: Arc<std::sync::Mutex<Instant>>,
+}
+
+impl Budget {
+    /// A fresh budget for one task.
+    pub fn new(limits: ArtifactLimits) -> Budget {
+        Budget {
+            limits,
+            task_bytes: Arc::default(),
+            last_progress: Arc::new(std::sync::Mutex::new(Instant::now())),
+        }
+    }
+
+    fn progress(&self) {
+        *self.last_progress.lock().expect("progress lock") = Instant::now();
+    }
+
+    fn since_progress(&self) -> Duration {
+        self.last_progress.lock().expect("progress lock").elapsed()
+    }
+}
+
 /// Writes `data` to `target` on a blocking thread of its own (one per file: tokio's
-/// file I/O would hand every write to the blocking pool separately).
-async fn write_stream(target: PathBuf, mut data: ByteStream) -> Result<(), String> {
+/// file I/O would hand every write to the blocking pool separately), within the
+/// budget's size limits and stall timeout.
+async fn write_stream(target: PathBuf, mut data: ByteStream, budget: Budget) -> Result<(), String> {
+    let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
         }
         let mut file = std::fs::File::create(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
-        while let Some(chunk) = data.blocking_next_chunk() {
+        let limits = budget.limits;
+        let mut size = 0u64;
+        loop {
+            let next = handle.block_on(tokio::time::timeout(limits.stall, data.next_chunk()));
+            let chunk = match next {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(format!(
+                        "{}: the engine sent nothing for {:?} (limits.stall-timeout)",
+                        target.display(),
+                        limits.stall
+                    ));
+                }
+            };
+            size += chunk.len() as u64;
+            if size > limits.file_size {
+                return Err(format!(
+                    "{} is larger than {} bytes (limits.artifact-size)",
+                    target.display(),
+                    limits.file_size
+                ));
+            }
+            let total = budget.task_bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
+            if total > limits.task_size {
+                return Err(format!(
+                    "the task's artifacts are larger than {} bytes (limits.task-artifacts-size)",
+                    limits.task_size
+                ));
+            }
             file.write_all(&chunk)
                 .map_err(|e| format!("writing {}: {e}", target.display()))?;
+            budget.progress();
         }
         file.flush().map_err(|e| format!("writing {}: {e}", target.display()))
     })
     .await
-    .map_err(|e| format!("writing {}: {e}", "an artifact"))?
+    .map_err(|e| format!("writing an artifact: {e}"))?
 }
 
 /// Why an artifact could not be extracted.
@@ -73,28 +159,49 @@ pub enum ArtifactError {
     BadName(String),
     /// The engine's error (not found, not supported, ...).
     Engine(EngineError),
-    /// Writing the files failed.
+    /// Writing the files failed, or a limit was reached (the message says which).
     Io(String),
+    /// The engine stopped making progress; its instance was stopped.
+    Stalled(String),
 }
 
-/// Extracts `spec` from `result` into `dir`.
-pub async fn extract(result: &dyn ResultSet, spec: &ArtifactSpec, dir: &Path) -> Result<(), ArtifactError> {
+/// Extracts `spec` from `result` into `dir`, within `budget`.
+pub async fn extract(
+    result: &dyn ResultSet,
+    spec: &ArtifactSpec,
+    dir: &Path,
+    budget: &Budget,
+) -> Result<(), ArtifactError> {
     let target = confined(dir, &spec.name).map_err(ArtifactError::BadName)?;
+    budget.progress();
     match spec.kind {
         ArtifactKind::File => {
             let data = result.extract_file(&spec.path).await.map_err(ArtifactError::Engine)?;
-            write_stream(target, data).await.map_err(ArtifactError::Io)
+            let written = write_stream(target.clone(), data, budget.clone()).await;
+            if written.is_err() {
+                let _ = std::fs::remove_file(&target);
+            }
+            written.map_err(ArtifactError::Io)
         }
         ArtifactKind::Directory => {
             // The first write failure; the engine only learns that a handler failed.
             let failure = Arc::new(std::sync::Mutex::new(None::<String>));
-            let (f, base) = (failure.clone(), target);
+            let files = Arc::new(AtomicU64::new(0));
+            let (f, base, b) = (failure.clone(), target, budget.clone());
             let handler: FileHandler = Arc::new(move |rel: String, data: ByteStream| {
-                let (f, base) = (f.clone(), base.clone());
+                let (f, base, b, files) = (f.clone(), base.clone(), b.clone(), files.clone());
                 async move {
-                    let written = match confined(&base, &rel) {
-                        Ok(path) => write_stream(path, data).await,
-                        Err(e) => Err(format!("the engine reported an unsafe path: {e}")),
+                    b.progress();
+                    let written = if files.fetch_add(1, Ordering::SeqCst) >= b.limits.files {
+                        Err(format!(
+                            "the directory has more than {} files (limits.artifact-files)",
+                            b.limits.files
+                        ))
+                    } else {
+                        match confined(&base, &rel) {
+                            Ok(path) => write_stream(path, data, b).await,
+                            Err(e) => Err(format!("the engine reported an unsafe path: {e}")),
+                        }
                     };
                     if let Err(e) = &written {
                         f.lock().expect("artifact failure lock").get_or_insert(e.clone());
@@ -103,7 +210,23 @@ pub async fn extract(result: &dyn ResultSet, spec: &ArtifactSpec, dir: &Path) ->
                 }
                 .boxed()
             });
-            let outcome = result.extract_folder(&spec.path, handler).await;
+            let extraction = result.extract_folder(&spec.path, handler);
+            tokio::pin!(extraction);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut extraction => break outcome,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {
+                        if budget.since_progress() > budget.limits.stall {
+                            let reason = format!(
+                                "extracting {} made no progress for {:?} (limits.stall-timeout); the engine was stopped",
+                                spec.path, budget.limits.stall
+                            );
+                            result.terminate(&reason).await;
+                            return Err(ArtifactError::Stalled(reason));
+                        }
+                    }
+                }
+            };
             if let Some(e) = failure.lock().expect("artifact failure lock").take() {
                 return Err(ArtifactError::Io(e));
             }

@@ -3,12 +3,13 @@
 //! wait (with maxRunTime and cancellation) → extract artifacts → dispose. Uses the
 //! contract only.
 //!
-//! - `schema`: payload/config validation (JSON Schema with the seed's rules).
 //! - `task`: the task file and the stages.
 //! - `artifacts`: extracting files and folders into an artifacts directory.
 
 pub mod artifacts;
-pub mod schema;
 pub mod task;
 
-pub use task::{Outcome, TaskFile, run_task};
+/// Payload validation lives in [`crate::schema`] (the runtime uses it too).
+pub use crate::schema;
+
+pub use task::{Outcome, TaskFile, TaskLimits, run_task};

@@ -8,8 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::artifacts::{self, ArtifactError, ArtifactSpec};
-use super::schema;
+use super::artifacts::{self, ArtifactError, ArtifactLimits, ArtifactSpec};
 use crate::contract::{Engine, EngineError, Sandbox, TaskContext, TaskInfo, TaskLog};
 
 /// A task as `enginehost run` reads it.
@@ -94,22 +93,46 @@ fn fail(ctx: &TaskContext, stage: &str, error: EngineError) -> Outcome {
     }
 }
 
+/// What bounds one task on the worker's side (`[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// After maxRunTime's kill, and again after the abort that follows, how long
+    /// the engine gets to end the task before it is stopped.
+    pub kill_grace: Duration,
+    /// Bytes of the task log.
+    pub log_size: u64,
+    /// Bounds on the artifacts.
+    pub artifacts: ArtifactLimits,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        TaskLimits {
+            kill_grace: Duration::from_secs(30),
+            log_size: 1 << 30,
+            artifacts: ArtifactLimits::default(),
+        }
+    }
+}
+
 /// Runs `task` on `engine`, writing the task log to `log` (closed on return) and
-/// artifacts under `artifacts_dir`. `cancel` aborts the sandbox.
+/// artifacts under `artifacts_dir`, within `limits`. `cancel` aborts the sandbox.
 pub async fn run_task(
     engine: &dyn Engine,
     task: &TaskFile,
     log: &TaskLog,
     artifacts_dir: &Path,
     cancel: &CancellationToken,
+    limits: &TaskLimits,
 ) -> Outcome {
     let info = TaskInfo {
         task_id: task.task_id.clone().unwrap_or_else(|| "local-task".into()),
         run_id: 0,
         scopes: task.scopes.clone(),
     };
+    log.set_limit(limits.log_size);
     let ctx = TaskContext::new(info, log.clone());
-    let outcome = stages(engine, task, &ctx, artifacts_dir, cancel).await;
+    let outcome = stages(engine, task, &ctx, artifacts_dir, cancel, limits).await;
     log.close();
     outcome
 }
@@ -120,13 +143,14 @@ async fn stages(
     ctx: &TaskContext,
     artifacts_dir: &Path,
     cancel: &CancellationToken,
+    limits: &TaskLimits,
 ) -> Outcome {
     // prepare: validate against the engine's schema, give it only its keys.
-    let schema = engine.payload_schema();
-    if let Err(messages) = schema::validate(&schema, &task.payload, "task.payload") {
+    let schema = engine.payload_validator();
+    if let Err(messages) = schema.validate(&task.payload, "task.payload") {
         return fail(ctx, "validating the payload", EngineError::MalformedPayload(messages));
     }
-    let payload = schema::filter(&schema, &task.payload);
+    let payload = schema.filter(&task.payload);
     let builder = match engine.new_sandbox_builder(ctx.clone(), payload).await {
         Ok(b) => b,
         Err(e) => return fail(ctx, "creating the sandbox builder", e),
@@ -158,15 +182,18 @@ async fn stages(
     };
 
     // waiting
-    let result = match wait(sandbox.as_ref(), ctx, task.max_run_time, cancel).await {
+    let result = match wait(sandbox.as_ref(), ctx, task.max_run_time, cancel, limits.kill_grace).await {
         Ok(r) => r,
+        // Aborted because maxRunTime's kill was ignored, not by a cancel: failed.
+        Err(EngineError::SandboxAborted) if !cancel.is_cancelled() => return Outcome::Failure,
         Err(e) => return fail(ctx, "waiting for the result", e),
     };
     let mut success = result.success();
 
     // stopped: artifacts
+    let budget = artifacts::Budget::new(limits.artifacts);
     for spec in &task.artifacts {
-        match artifacts::extract(result.as_ref(), spec, artifacts_dir).await {
+        match artifacts::extract(result.as_ref(), spec, artifacts_dir, &budget).await {
             Ok(()) => {}
             Err(ArtifactError::Engine(EngineError::ResourceNotFound)) => {
                 ctx.log().log_error(&format!(
@@ -191,6 +218,16 @@ async fn stages(
                 ctx.log().log_error(&format!("artifact '{}': {e}", spec.name));
                 success = false;
             }
+            Err(ArtifactError::Stalled(reason)) => {
+                return fail(
+                    ctx,
+                    &format!("extracting artifact '{}'", spec.name),
+                    EngineError::PluginFailed {
+                        plugin: engine.name().to_string(),
+                        reason,
+                    },
+                );
+            }
         }
     }
 
@@ -201,41 +238,71 @@ async fn stages(
     if success { Outcome::Success } else { Outcome::Failure }
 }
 
-/// Waits for the result; kills at maxRunTime, aborts on cancel.
+/// Waits for the result. At maxRunTime: kill; when the engine has not ended the
+/// task `grace` later, abort; `grace` after that, stop the engine itself (its
+/// pending wait then fails). Cancellation (Ctrl-C) starts at abort. Nothing an
+/// engine does can make this wait forever once a deadline or a cancel comes.
 async fn wait(
     sandbox: &dyn Sandbox,
     ctx: &TaskContext,
     max_run_time: Option<u64>,
     cancel: &CancellationToken,
+    grace: Duration,
 ) -> Result<std::sync::Arc<dyn crate::contract::ResultSet>, EngineError> {
+    #[derive(PartialEq, PartialOrd)]
+    enum Step {
+        Running,
+        Killed,
+        Aborted,
+        Terminated,
+    }
     let waiting = sandbox.wait_for_result();
     tokio::pin!(waiting);
-    let deadline = async {
-        match max_run_time {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            None => std::future::pending().await,
-        }
+    let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let mut next = match max_run_time {
+        Some(secs) => tokio::time::Instant::now() + Duration::from_secs(secs),
+        None => far,
     };
-    tokio::pin!(deadline);
-    let (mut killed, mut aborted) = (false, false);
+    let mut step = Step::Running;
     loop {
         tokio::select! {
             result = &mut waiting => return result,
-            () = &mut deadline, if !killed => {
-                killed = true;
-                ctx.log().log_error("Task killed because maxRunTime was exceeded");
-                if let Err(e) = sandbox.kill().await
-                    && !matches!(e, EngineError::SandboxTerminated)
-                {
-                    ctx.log().log_error(&format!("killing the sandbox: {e}"));
+            () = tokio::time::sleep_until(next) => match step {
+                Step::Running => {
+                    step = Step::Killed;
+                    ctx.log().log_error("Task killed because maxRunTime was exceeded");
+                    if let Err(e) = sandbox.kill().await
+                        && !matches!(e, EngineError::SandboxTerminated)
+                    {
+                        ctx.log().log_error(&format!("killing the sandbox: {e}"));
+                    }
+                    next = tokio::time::Instant::now() + grace;
                 }
-            }
-            () = cancel.cancelled(), if !aborted => {
-                aborted = true;
+                Step::Killed => {
+                    step = Step::Aborted;
+                    ctx.log().log_error(&format!(
+                        "the engine did not end the task within {grace:?} of the kill (limits.kill-grace); aborting it"
+                    ));
+                    let _ = sandbox.abort().await;
+                    next = tokio::time::Instant::now() + grace;
+                }
+                _ => {
+                    step = Step::Terminated;
+                    let reason = format!(
+                        "it did not end a task within {grace:?} of kill and abort (limits.kill-grace); its instance was stopped"
+                    );
+                    ctx.log().log_error(&format!("the engine {reason}"));
+                    sandbox.terminate(&reason).await;
+                    next = far;
+                }
+            },
+            () = cancel.cancelled(), if step < Step::Aborted => {
+                step = Step::Aborted;
                 ctx.cancel();
                 ctx.log().log_error("Task cancelled: the sandbox is being aborted");
                 // On sandbox-terminated the task ended first: keep waiting for its result.
                 let _ = sandbox.abort().await;
+                next = tokio::time::Instant::now() + grace;
             }
         }
     }

@@ -2,8 +2,81 @@
 //! `schematypes` rules: an object schema that does not say otherwise rejects
 //! unknown keys, and the engine receives only the keys its schema declares. Every
 //! problem becomes one message naming the JSON path and what was expected.
+//!
+//! An engine's schemas come from plugin code: [`Compiled::new`] caps their size and
+//! compiles them once, when the engine starts (an engine with a schema that is too
+//! large or invalid does not start); every task is then validated against that.
 
 use serde_json::{Map, Value};
+
+/// The largest schema an engine may give (its JSON text), in bytes.
+pub const MAX_SCHEMA_BYTES: usize = 1 << 20;
+
+/// A schema, normalized and compiled.
+pub struct Compiled {
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+impl Compiled {
+    /// Normalizes and compiles `schema`.
+    ///
+    /// # Errors
+    /// When it is larger than [`MAX_SCHEMA_BYTES`] or not a valid JSON Schema (the
+    /// message says which).
+    pub fn new(schema: &Value) -> Result<Compiled, String> {
+        let size = schema.to_string().len();
+        if size > MAX_SCHEMA_BYTES {
+            return Err(format!(
+                "it is {size} bytes of JSON; at most {MAX_SCHEMA_BYTES} are accepted"
+            ));
+        }
+        if !schema.is_object() && !schema.is_boolean() {
+            return Err(format!("a schema is a JSON object, not {}", kind(schema)));
+        }
+        let normalized = normalize(schema);
+        let validator =
+            jsonschema::validator_for(&normalized).map_err(|e| format!("it is not a valid JSON Schema: {e}"))?;
+        Ok(Compiled {
+            schema: schema.clone(),
+            validator,
+        })
+    }
+
+    /// The schema as given.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Validates `instance`; `root` names it in messages (`task.payload`).
+    ///
+    /// # Errors
+    /// Every problem, one message each.
+    pub fn validate(&self, instance: &Value, root: &str) -> Result<(), Vec<String>> {
+        let messages: Vec<String> = self
+            .validator
+            .iter_errors(instance)
+            .map(|e| message(&e, root))
+            .collect();
+        if messages.is_empty() { Ok(()) } else { Err(messages) }
+    }
+
+    /// The seed's `Filter` (see [`filter`]).
+    pub fn filter(&self, instance: &Value) -> Value {
+        filter(&self.schema, instance)
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
 
 /// Applies the seed's object default: `additionalProperties: false` wherever an
 /// object schema does not set it.
@@ -39,37 +112,31 @@ fn normalize_child(key: &str, value: &Value) -> Value {
 /// # Errors
 /// Every problem, one message each; or one message if the schema itself is broken.
 pub fn validate(schema: &Value, instance: &Value, root: &str) -> Result<(), Vec<String>> {
-    let schema = normalize(schema);
-    let validator = jsonschema::validator_for(&schema).map_err(|e| {
-        vec![format!(
-            "the engine's schema for {root} is not a valid JSON Schema: {e}"
-        )]
-    })?;
-    let messages: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| {
-            let pointer = e.instance_path.to_string();
-            let path = if pointer.is_empty() {
-                root.to_string()
-            } else {
-                format!(
-                    "{root}{}",
-                    pointer.split('/').skip(1).map(|s| format!(".{s}")).collect::<String>()
-                )
-            };
-            match &e.kind {
-                // The library abbreviates long lists; a task author needs all of them.
-                jsonschema::error::ValidationErrorKind::Enum {
-                    options: Value::Array(options),
-                } => {
-                    let options: Vec<String> = options.iter().map(Value::to_string).collect();
-                    format!("{path}: {} is not one of {}", e.instance, options.join(", "))
-                }
-                _ => format!("{path}: {e}"),
-            }
-        })
-        .collect();
-    if messages.is_empty() { Ok(()) } else { Err(messages) }
+    let compiled = Compiled::new(schema).map_err(|e| vec![format!("the engine's schema for {root}: {e}")])?;
+    compiled.validate(instance, root)
+}
+
+/// One validation problem as a message naming the JSON path.
+fn message(e: &jsonschema::ValidationError<'_>, root: &str) -> String {
+    let pointer = e.instance_path.to_string();
+    let path = if pointer.is_empty() {
+        root.to_string()
+    } else {
+        format!(
+            "{root}{}",
+            pointer.split('/').skip(1).map(|s| format!(".{s}")).collect::<String>()
+        )
+    };
+    match &e.kind {
+        // The library abbreviates long lists; a task author needs all of them.
+        jsonschema::error::ValidationErrorKind::Enum {
+            options: Value::Array(options),
+        } => {
+            let options: Vec<String> = options.iter().map(Value::to_string).collect();
+            format!("{path}: {} is not one of {}", e.instance, options.join(", "))
+        }
+        _ => format!("{path}: {e}"),
+    }
 }
 
 /// The seed's `Filter`: only the keys the schema declares (all keys if it allows
