@@ -290,6 +290,8 @@ fn run_process(mode: &str, config: &str, extra_task: serde_json::Value) -> (Opti
     let config = format!("[host]\nwork-dir = \"{}\"\n{config}", dir.path().join("work").display());
     std::fs::write(dir.path().join("worker.toml"), config).unwrap();
     let t = Instant::now();
+    // Reaped below with wait4, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_enginehost"))
         .args(["run", "task.json", "--plugins", "plugins", "--config", "worker.toml"])
         .current_dir(dir.path())
