@@ -28,6 +28,8 @@ pub fn test_work_dir() -> PathBuf {
 pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     let settings = HostSettings {
         work_dir: Some(test_work_dir()),
+        // Kept between test runs, like an operator's: most runs load from it.
+        cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")),
         ..Default::default()
     };
     let runtime = Runtime::with_host(settings).expect("runtime");

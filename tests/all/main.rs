@@ -9,10 +9,12 @@
 //! - `conformance`: the suite on every shipped engine and on a broken one.
 //! - `display`: the mock's display through a TCP bridge, with a real VNC client.
 //! - `cli`: the `enginehost` binary on the examples.
+//! - `cache`: the compile cache, reused, rebuilt when bad, shared by processes.
 //! - `caps`: every capability through real plugins, allowed and denied.
 //! - `engines`: the script and native engines beyond their conformance cases.
 //! - `limits`: a hostile plugin's abuses, each stopped (time, memory, size).
 
+mod cache;
 mod caps;
 mod cli;
 mod common;

@@ -62,6 +62,20 @@ pub struct PluginsArgs {
     /// $ENGINEHOST_PLUGINS, else /var/lib/enginehost/plugins]
     #[arg(long, value_name = "DIR")]
     plugins: Option<PathBuf>,
+    /// Compile every plugin afresh: neither read nor write the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl PluginsArgs {
+    /// The host settings of `config`, with `--no-cache` applied.
+    fn host_settings(&self, config: &OperatorConfig) -> enginehost::policy::HostSettings {
+        let mut settings = config.host.clone();
+        if self.no_cache {
+            settings.compile_cache = Some(false);
+        }
+        settings
+    }
 }
 
 /// Bad input from the user: exit status 2.

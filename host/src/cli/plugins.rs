@@ -24,7 +24,7 @@ pub struct ListArgs {
 pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
     let mut catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
     let config = super::operator_config(args.config.as_deref())?;
-    let runtime = Runtime::with_host(config.host.clone())?;
+    let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     catalog.compile_all(&runtime);
     println!("{:<20} {:<10} {:<10} SOURCE", "ENGINE", "VERSION", "CONTRACT");
     for entry in catalog.entries() {

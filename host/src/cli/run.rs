@@ -45,7 +45,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let task = read_task(&args.task)?;
     let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
     let config = super::operator_config(args.config.as_deref())?;
-    let runtime = Runtime::with_host(config.host.clone())?;
+    let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     let worker = WorkerControl::new();
     let engine = super::start_engine(&runtime, &catalog, &task.engine, &config, worker.clone()).await?;
 

@@ -77,7 +77,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
             .map_err(|e| BadInput(format!("the cases file's grants are not valid: {e}")))?;
         config.plugins.insert(name.clone(), grants);
     }
-    let runtime = Runtime::with_host(config.host.clone())?;
+    let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     let engine: Arc<dyn Engine> = super::start_engine(&runtime, &catalog, &name, &config, WorkerControl::new()).await?;
     let overrides = if entry.overrides_builtin {
         " (it overrides the built-in engine of that name)"

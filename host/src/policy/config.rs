@@ -86,6 +86,10 @@ pub struct HostSettings {
     pub work_dir: Option<PathBuf>,
     /// `tree-kill`: how a task's process tree is killed.
     pub tree_kill: TreeKill,
+    /// `compile-cache`: keep compiled plugins for the next start (default true).
+    pub compile_cache: Option<bool>,
+    /// `cache-dir`: where (absolute; default `<work-dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `tree-kill`: `"auto"` (cgroup v2 if writable, else the fallback), `"cgroup"`

@@ -104,10 +104,13 @@ pub(super) fn grant(caps: &Capabilities, plugin: &str) -> Result<(), ConfigError
 
 /// Checks `[host]`.
 pub(super) fn host(host: &HostSettings) -> Result<(), ConfigError> {
-    match &host.work_dir {
-        Some(dir) => absolute(dir, "host.work-dir", "/var/lib/enginehost"),
-        None => Ok(()),
+    if let Some(dir) = &host.work_dir {
+        absolute(dir, "host.work-dir", "/var/lib/enginehost")?;
     }
+    if let Some(dir) = &host.cache_dir {
+        absolute(dir, "host.cache-dir", "/var/cache/enginehost")?;
+    }
+    Ok(())
 }
 
 /// Engine and plugin names in `[engines.NAME]` and `[plugins.NAME]` follow the

@@ -15,6 +15,7 @@
 mod actor;
 mod adapter;
 pub(crate) mod bindings;
+mod cache;
 mod convert;
 pub(crate) mod imports;
 mod limits;
@@ -44,6 +45,8 @@ pub struct LoadedPlugin {
     pub(crate) pre: bindings::EnginePluginPre<HostState>,
     /// Whether the engine it was compiled for interrupts guests (the CPU slice).
     pub(crate) epochs: bool,
+    /// Whether it was loaded from the compile cache (not compiled).
+    pub(crate) from_cache: bool,
 }
 
 impl LoadedPlugin {
@@ -54,6 +57,10 @@ impl LoadedPlugin {
     /// What the plugin asks the operator for.
     pub fn requested(&self) -> &Capabilities {
         &self.requested
+    }
+    /// Whether it was loaded from the compile cache instead of compiled.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 }
 
@@ -79,6 +86,8 @@ pub struct Runtime {
     host: OnceLock<Arc<HostEnv>>,
     /// Advances the epoch for the CPU slice (`None`: guests are not interrupted).
     _ticker: Option<limits::Ticker>,
+    /// Compiled plugins kept for the next start (`None`: always compile).
+    cache: OnceLock<Option<cache::CompileCache>>,
 }
 
 impl Runtime {
@@ -115,7 +124,45 @@ impl Runtime {
             settings,
             host: OnceLock::new(),
             _ticker: ticker,
+            cache: OnceLock::new(),
         })
+    }
+
+    /// The compile cache, opened on first use (`[host] compile-cache`, `cache-dir`).
+    fn cache(&self) -> Option<&cache::CompileCache> {
+        self.cache
+            .get_or_init(|| {
+                if self.settings.compile_cache == Some(false) {
+                    return None;
+                }
+                let dir = match &self.settings.cache_dir {
+                    Some(dir) => dir.clone(),
+                    None => self
+                        .settings
+                        .work_dir
+                        .clone()
+                        .unwrap_or_else(crate::caps::default_work_dir)
+                        .join("cache"),
+                };
+                cache::CompileCache::open(&dir)
+            })
+            .as_ref()
+    }
+
+    /// Compiles `wasm`, or loads it from the compile cache (then `true`).
+    fn compile(&self, wasm: &[u8]) -> anyhow::Result<(Component, bool)> {
+        if let Some(cache) = self.cache()
+            && let Some(component) = cache.get(&self.engine, wasm)
+        {
+            return Ok((component, true));
+        }
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        if let Some(cache) = self.cache() {
+            cache.put(&self.engine, wasm, &component);
+        }
+        Ok((component, false))
     }
 
     /// The host side of capabilities: made once, on first use (it prepares the work
@@ -157,9 +204,9 @@ impl Runtime {
     pub fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedPlugin> {
         let meta = crate::plugin::metadata::read(wasm).map_err(|r| anyhow::anyhow!("{r}"))?;
         let (version, requested) = (meta.version, meta.capabilities);
-        let component = Component::new(&self.engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
+        let started = std::time::Instant::now();
+        let (component, from_cache) = self.compile(wasm)?;
+        tracing::debug!(plugin = name, from_cache, elapsed = ?started.elapsed(), "plugin compiled or loaded");
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -174,6 +221,7 @@ impl Runtime {
             requested: Arc::new(requested),
             pre,
             epochs: self._ticker.is_some(),
+            from_cache,
         })
     }
 
