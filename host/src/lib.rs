@@ -7,6 +7,8 @@
 //! - [`runtime`]: wasmtime; loads a plugin and adapts it to the worker traits.
 //! - [`plugin`]: the plugin catalog: built-in engines and a plugin directory,
 //!   metadata, rejections.
+//! - [`native_mock`]: the mock engine in plain Rust (no wasm): the benchmark's
+//!   yardstick and an engine for worker tests.
 //! - [`conformance`]: the engine conformance suite (the seed's enginetest).
 //! - [`worker`]: running one task through the seed's stages.
 //! - [`schema`]: JSON Schema validation with the seed's rules (payloads, configs).
@@ -21,6 +23,7 @@ pub mod bench;
 pub mod caps;
 pub mod conformance;
 pub mod contract;
+pub mod native_mock;
 pub mod plugin;
 pub mod policy;
 pub mod runtime;

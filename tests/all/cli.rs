@@ -485,3 +485,23 @@ fn plugin_metadata_cannot_forge_lines_of_the_listing() {
         "{stdout}"
     );
 }
+
+/// The benchmark's code runs (CI does not run the benchmark itself): every figure
+/// of a group is printed as `name: value`.
+#[test]
+fn bench_prints_each_figure_of_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    for (group, names) in [
+        ("load", &["load.cold_ms", "load.cached_ms", "load.speedup"][..]),
+        ("concurrent", &["concurrent.sandboxes", "concurrent.rss_mb"][..]),
+    ] {
+        let out = enginehost(&["bench", "--quick", "--only", group], dir.path());
+        let stdout = text(&out.stdout);
+        let printed: Vec<&str> = stdout.lines().filter_map(|l| l.split(": ").next()).collect();
+        assert_eq!(printed, names, "{stdout}{}", text(&out.stderr));
+        for line in stdout.lines() {
+            let value = line.split(": ").nth(1).and_then(|v| v.split_whitespace().next());
+            assert!(value.is_some_and(|v| v.parse::<f64>().is_ok_and(|v| v > 0.0)), "{line}");
+        }
+    }
+}

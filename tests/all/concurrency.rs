@@ -94,12 +94,14 @@ async fn hundred_sandboxes_run_in_parallel_in_one_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_live_task_cap_builders_are_refused_not_trapped() {
-    use enginehost::runtime::MAX_LIVE_TASKS;
+    // The default of limits.live-tasks: beyond it, new_sandbox_builder answers
+    // max-concurrency-exceeded instead of the instance running out of handles.
+    let cap = enginehost::policy::ResolvedLimits::default().live_tasks as usize;
     let engine = start(&MOCK).await;
     let log = enginehost::contract::TaskLog::temporary().unwrap();
     let ctx = || enginehost::contract::TaskContext::new(Default::default(), log.clone());
-    let mut builders = Vec::with_capacity(MAX_LIVE_TASKS);
-    for _ in 0..MAX_LIVE_TASKS {
+    let mut builders = Vec::with_capacity(cap);
+    for _ in 0..cap {
         builders.push(
             engine
                 .new_sandbox_builder(ctx(), mock_payload(0, "true", ""))

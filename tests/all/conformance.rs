@@ -99,3 +99,23 @@ async fn omitted_case_types_are_skipped_not_passed() {
     assert!(matches!(report.get("Display", "KillDisplay"), Some(Verdict::Skip(_))));
     assert_eq!(report.failed(), 0);
 }
+
+/// The native mock (no wasm) behaves as the wasm mock on every case type it
+/// offers: the suite with the mock's cases, shells and displays left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_native_mock_passes_the_mocks_cases_but_shells_and_displays() {
+    let mut cases = mock_cases();
+    cases.shell.clear();
+    cases.display.clear();
+    let engine: Arc<dyn Engine> = enginehost::native_mock::NativeMock::new(enginehost::contract::WorkerControl::new());
+    let report = run_suite(&engine, &cases, |_| {}).await;
+    let failures: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
+        .map(|r| r.to_string())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    // Every subtest but the 12 of shells and displays.
+    assert_eq!(report.passed() + 12, SUBTESTS.len(), "{}", report.summary());
+}

@@ -119,6 +119,28 @@ async fn a_busy_loop_in_a_call_fails_it_and_the_engine_recovers() {
     }
 }
 
+/// On one thread (the hardest case: every task shares it), a guest computing inside
+/// its slice yields at every epoch tick, so a task on another engine runs to its
+/// end meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_guest_does_not_starve_other_engines() {
+    let limits = ResolvedLimits {
+        cpu_slice: Duration::from_secs(5),
+        ..small()
+    };
+    let engine = hostile("ok", limits).await.unwrap();
+    let sandbox = started(&engine, json!({"mode": "spin-wait"})).await;
+    let spinning = spawn_wait(&sandbox);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    crate::caps::mock_still_works().await;
+    assert!(
+        !spinning.is_finished(),
+        "the mock task ran while the hostile guest was still spinning"
+    );
+    let error = spinning.await.unwrap().unwrap_err();
+    names_plugin_and_limit(&error.to_string(), "limits.cpu-slice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_that_never_answers_times_out() {
     let engine = hostile("ok", small()).await.unwrap();

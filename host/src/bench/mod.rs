@@ -3,9 +3,12 @@
 //! ratios, not absolute numbers), printed as one `name: value` line each, with the
 //! unit and the target, if any, in a trailing comment.
 //!
+//! - `engine`: loading a plugin (compiled vs cached), one task's lifecycle (wasm
+//!   mock vs the native mock, limits on vs off), 10 000 sandboxes waiting at once.
 //! - `throughput`: process output into the task log vs a shell redirect, and a
 //!   directory artifact vs `cp -r` (the native engine).
 
+mod engine;
 mod throughput;
 
 use std::path::PathBuf;
@@ -91,17 +94,31 @@ pub struct Options {
     pub quick: bool,
     /// Scratch space (sandboxes, files to copy); removed afterwards.
     pub scratch: PathBuf,
+    /// Only the figures whose name starts with this (e.g. `lifecycle`).
+    pub only: Option<String>,
+}
+
+impl Options {
+    /// Whether the figures of `group` are wanted.
+    pub(crate) fn wants(&self, group: &str) -> bool {
+        self.only
+            .as_deref()
+            .is_none_or(|o| o.starts_with(group) || group.starts_with(o))
+    }
 }
 
 /// Runs every benchmark; `report` sees each figure as it comes.
 ///
 /// # Errors
 /// When a benchmark cannot run at all (an engine does not start, a command fails).
-pub async fn run(options: &Options, mut report: impl FnMut(&Figure)) -> anyhow::Result<Vec<Figure>> {
-    let mut all = Vec::new();
-    for figure in throughput::run(options).await? {
-        report(&figure);
-        all.push(figure);
+pub async fn run(options: &Options, mut report: impl FnMut(&Figure) + Send) -> anyhow::Result<Vec<Figure>> {
+    let mut all = engine::run(options, &mut report).await?;
+    if options.wants("throughput") {
+        for figure in throughput::run(options).await? {
+            report(&figure);
+            all.push(figure);
+        }
     }
+    let _ = std::fs::remove_dir_all(&options.scratch);
     Ok(all)
 }

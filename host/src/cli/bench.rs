@@ -8,6 +8,9 @@ pub struct BenchArgs {
     /// Smaller sizes and fewer rounds (under a minute).
     #[arg(long)]
     quick: bool,
+    /// Only the figures of one group (load, lifecycle, limits, concurrent, throughput).
+    #[arg(long, value_name = "GROUP")]
+    only: Option<String>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
@@ -15,6 +18,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let options = Options {
         quick: args.quick,
         scratch,
+        only: args.only,
     };
     let figures = bench::run(&options, |f| println!("{f}")).await?;
     Ok(if figures.iter().all(|f| f.met()) { 0 } else { 1 })

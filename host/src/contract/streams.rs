@@ -29,6 +29,19 @@ impl ByteStream {
         self.rx.recv().await
     }
 
+    /// The next chunk if one is there now: `Some(Some(chunk))`, `Some(None)` at the
+    /// end, `None` when the writer has not sent the next one yet.
+    pub fn try_next_chunk(&mut self) -> Option<Option<Vec<u8>>> {
+        if let Some(head) = self.head.take() {
+            return Some(Some(head));
+        }
+        match self.rx.try_recv() {
+            Ok(chunk) => Some(Some(chunk)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        }
+    }
+
     /// The next chunk, from a blocking thread (never from async code).
     pub fn blocking_next_chunk(&mut self) -> Option<Vec<u8>> {
         if let Some(head) = self.head.take() {

@@ -101,6 +101,28 @@ impl Default for ResolvedLimits {
     }
 }
 
+impl ResolvedLimits {
+    /// No limit at all (deadlines never, sizes and counts at their maximum): only
+    /// for measuring what the limits cost (`enginehost bench`'s `limits.overhead`).
+    pub fn unlimited() -> Self {
+        ResolvedLimits {
+            cpu_slice: Duration::MAX,
+            memory: u64::MAX,
+            handles: u64::MAX,
+            live_tasks: u64::MAX,
+            init_timeout: Duration::MAX,
+            call_timeout: Duration::MAX,
+            start_timeout: Duration::MAX,
+            kill_grace: Duration::MAX,
+            stall_timeout: Duration::MAX,
+            log_size: u64::MAX,
+            artifact_size: u64::MAX,
+            task_artifacts_size: u64::MAX,
+            artifact_files: u64::MAX,
+        }
+    }
+}
+
 impl Limits {
     /// `self` over `base`: what `self` names wins.
     pub fn over(&self, base: &Limits) -> Limits {

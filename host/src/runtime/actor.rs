@@ -11,6 +11,7 @@
 //! starts a fresh instance for the next use.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -135,6 +136,9 @@ impl Instance {
             Deadline::Init => (self.limits.init_timeout, "limits.init-timeout"),
             Deadline::None => return self.call_unbounded(f).await,
         };
+        if limit == Duration::MAX {
+            return self.call_unbounded(f).await;
+        }
         match tokio::time::timeout(limit, self.call_unbounded(f)).await {
             Ok(result) => result,
             Err(_) => {

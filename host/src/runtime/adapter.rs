@@ -46,12 +46,6 @@ pub(crate) struct Handle {
     slot: Option<Arc<TaskSlot>>,
 }
 
-/// Tasks (builder to result set) one engine keeps alive at once, by default
-/// (`limits.live-tasks`). Beyond it, `new_sandbox_builder` answers
-/// max-concurrency-exceeded rather than letting the instance run out of component
-/// handles (a trap that would fail every task).
-pub const MAX_LIVE_TASKS: usize = 20_000;
-
 /// One live task of an engine. When the worker drops the task's last object, the
 /// count goes down and the task's capability scope closes (its processes are
 /// killed, its users and sandbox directory removed).

@@ -8,6 +8,9 @@
 //! call, or a guest task resumed after an await) and resets the count; the
 //! callback traps when one entry has lasted more than the slice. Time in host
 //! calls and time waiting counts for nothing: a guest that awaits is never stopped.
+//! Below the slice, the callback yields to the executor at every tick, so a guest
+//! that computes never holds the thread it shares with other tasks for more than
+//! a tick.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +73,9 @@ impl CpuWatch {
             plugin,
             depth: 0,
             ticks: 0,
-            slice_ticks: (slice.as_millis() / TICK.as_millis()).max(1) as u64,
+            slice_ticks: u64::try_from(slice.as_millis() / TICK.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
             slice,
         }
     }
@@ -108,7 +113,10 @@ pub(crate) fn install(store: &mut Store<HostState>, limits: &ResolvedLimits, epo
                 )));
             }
         }
-        Ok(UpdateDeadline::Continue(1))
+        // Yield to the executor at every tick: a guest that computes for a while
+        // shares the thread with every other task instead of holding it for its
+        // whole slice.
+        Ok(UpdateDeadline::Yield(1))
     });
     store.call_hook(|mut ctx, hook| {
         let watch = &mut ctx.data_mut().cpu;

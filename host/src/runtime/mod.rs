@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-pub use adapter::{MAX_LIVE_TASKS, WasmEngine};
+pub use adapter::WasmEngine;
 pub use state::HostState;
 
 use crate::caps::HostEnv;

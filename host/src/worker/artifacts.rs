@@ -115,7 +115,12 @@ async fn write_stream(target: PathBuf, mut data: ByteStream, budget: Budget) -> 
         let limits = budget.limits;
         let mut size = 0u64;
         loop {
-            let next = handle.block_on(tokio::time::timeout(limits.stall, data.next_chunk()));
+            // A timer only when the next chunk is not there yet (a timer per chunk
+            // costs a trip through the runtime's timer wheel).
+            let next = match data.try_next_chunk() {
+                Some(ready) => Ok(ready),
+                None => handle.block_on(tokio::time::timeout(limits.stall, data.next_chunk())),
+            };
             let chunk = match next {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,

@@ -87,7 +87,7 @@ fn errors_name_the_key_and_what_would_be_right() {
         ),
         (
             "[host]\nworkdir = \"/x\"",
-            "host.workdir: unknown key; the keys allowed here are work-dir, tree-kill",
+            "host.workdir: unknown key; the keys allowed here are work-dir, tree-kill, compile-cache, cache-dir",
         ),
         (
             "[plugins.native.proces]",
@@ -213,6 +213,14 @@ fn errors_name_the_key_and_what_would_be_right() {
         (
             "[plugins.native.users]\nuid-range = [1]",
             "plugins.native.users.uid-range: invalid length 1, expected an array of length 2",
+        ),
+        (
+            "[host]\ncache-dir = \"cache\"",
+            "host.cache-dir: \"cache\" is not absolute; write an absolute path, e.g. \"/var/cache/enginehost\"",
+        ),
+        (
+            "[host]\ncompile-cache = \"yes\"",
+            "host.compile-cache: invalid type: string \"yes\", expected a boolean",
         ),
         (
             "[engines.x]\nn = nan",
