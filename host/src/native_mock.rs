@@ -24,46 +24,11 @@ use crate::contract::{
 };
 use crate::schema::Compiled;
 
-/// Every function the payload may name (the wasm mock's list).
-const FUNCTIONS: &[&str] = &[
-    "true",
-    "false",
-    "write-volume",
-    "read-volume",
-    "get-url",
-    "ping-proxy",
-    "write-log",
-    "write-error-log",
-    "write-log-sleep",
-    "write-files",
-    "print-env-var",
-    "fatal-internal-error",
-    "nonfatal-internal-error",
-    "malformed-payload-initial",
-    "malformed-payload-after-start",
-    "stopNow-sleep",
-];
+/// The wasm mock's payload schema, the same file.
+const PAYLOAD_SCHEMA: &str = include_str!("../../plugins/mock/payload-schema.json");
 
 fn payload_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "delay": {
-                "type": "integer", "minimum": 0, "maximum": 300000,
-                "description": "Milliseconds to wait before running the function"
-            },
-            "function": {
-                "type": "string", "enum": FUNCTIONS,
-                "description": "What the mock task does"
-            },
-            "argument": {
-                "type": "string", "maxLength": 255,
-                "description": "The function's argument"
-            }
-        },
-        "required": ["delay", "function", "argument"],
-        "additionalProperties": false
-    })
+    serde_json::from_str(PAYLOAD_SCHEMA).expect("the mock's payload schema is JSON")
 }
 
 static VALIDATOR: LazyLock<Arc<Compiled>> =

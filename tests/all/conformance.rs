@@ -14,6 +14,16 @@ fn mock_cases() -> Cases {
     serde_json::from_str(BUILTIN[0].2).expect("the mock's cases file parses")
 }
 
+/// Every failed subtest of `report`, printed.
+fn failures(report: &enginehost::conformance::Report) -> Vec<String> {
+    report
+        .results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
+        .map(|r| r.to_string())
+        .collect()
+}
+
 /// Runs the suite on a shipped engine with a cases file (and its grants).
 pub async fn suite_of(name: &str, cases_text: &str) -> enginehost::conformance::Report {
     let (_, wasm, _) = BUILTIN.iter().find(|(f, _, _)| *f == format!("{name}.wasm")).unwrap();
@@ -46,12 +56,7 @@ async fn every_shipped_engine_passes_every_case_it_claims() {
             continue;
         }
         let report = suite_of(name, cases).await;
-        let failures: Vec<String> = report
-            .results
-            .iter()
-            .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
-            .map(|r| r.to_string())
-            .collect();
+        let failures = failures(&report);
         assert!(failures.is_empty(), "{name}: {failures:#?}");
         assert!(report.passed() > 0, "{name}: {}", report.summary());
         if name == "mock" {
@@ -109,12 +114,7 @@ async fn the_native_mock_passes_the_mocks_cases_but_shells_and_displays() {
     cases.display.clear();
     let engine: Arc<dyn Engine> = enginehost::native_mock::NativeMock::new(enginehost::contract::WorkerControl::new());
     let report = run_suite(&engine, &cases, |_| {}).await;
-    let failures: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
-        .map(|r| r.to_string())
-        .collect();
+    let failures = failures(&report);
     assert!(failures.is_empty(), "{failures:#?}");
     // Every subtest but the 12 of shells and displays.
     assert_eq!(report.passed() + 12, SUBTESTS.len(), "{}", report.summary());

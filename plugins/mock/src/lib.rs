@@ -17,38 +17,23 @@ use std::rc::Rc;
 
 use enginehost_sdk::{Engine, Result, TaskContext, malformed, sleep};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use sandbox::{MockSandbox, MockSandboxBuilder, MockTask};
 pub use shell::MockShell;
 pub use volume::{MockVolume, MockVolumeBuilder};
 
-/// Every function the payload may name.
-pub const FUNCTIONS: &[&str] = &[
-    "true",
-    "false",
-    "write-volume",
-    "read-volume",
-    "get-url",
-    "ping-proxy",
-    "write-log",
-    "write-error-log",
-    "write-log-sleep",
-    "write-files",
-    "print-env-var",
-    "fatal-internal-error",
-    "nonfatal-internal-error",
-    "malformed-payload-initial",
-    "malformed-payload-after-start",
-    "stopNow-sleep",
-];
+/// The payload schema (shared with the host's native mock,
+/// `host/src/native_mock.rs`): `delay`, `function` (every function of
+/// [`sandbox`]) and `argument`, all required.
+pub const PAYLOAD_SCHEMA: &str = include_str!("../payload-schema.json");
 
 /// The mock payload.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Payload {
     /// Milliseconds to wait before running `function`.
     pub delay: u64,
-    /// One of [`FUNCTIONS`].
+    /// One of the functions of [`sandbox`].
     pub function: String,
     /// The function's argument.
     pub argument: String,
@@ -70,25 +55,7 @@ impl Engine for MockEngine {
     }
 
     fn payload_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "delay": {
-                    "type": "integer", "minimum": 0, "maximum": 300000,
-                    "description": "Milliseconds to wait before running the function"
-                },
-                "function": {
-                    "type": "string", "enum": FUNCTIONS,
-                    "description": "What the mock task does"
-                },
-                "argument": {
-                    "type": "string", "maxLength": 255,
-                    "description": "The function's argument"
-                }
-            },
-            "required": ["delay", "function", "argument"],
-            "additionalProperties": false
-        })
+        serde_json::from_str(PAYLOAD_SCHEMA).expect("the mock's payload schema is JSON")
     }
 
     async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<MockSandboxBuilder> {
