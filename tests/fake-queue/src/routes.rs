@@ -118,3 +118,15 @@ pub fn route_object(
         ))),
     }
 }
+
+/// Route an `/api/auth/v1/...` request: only `currentScopes`, which a worker calls at start to
+/// check its credentials and scopes (the fake has no other auth endpoint).
+pub fn route_auth(caller: &Caller, method: &str, segs: &[&str]) -> Result<Reply, ApiError> {
+    match (method, segs) {
+        ("GET", ["scopes", "current"]) => Ok(Reply::ok(serde_json::json!({ "scopes": caller.scopes }))),
+        _ => Err(ApiError::not_found(format!(
+            "this fake auth service has no endpoint {method} {}",
+            segs.join("/")
+        ))),
+    }
+}

@@ -5,7 +5,7 @@
 use crate::hawk_auth::{AuthInput, Caller, authenticate};
 use crate::records::RequestRecord;
 use crate::reply::{ApiError, Reply};
-use crate::routes::{decode, route_object, route_queue};
+use crate::routes::{decode, route_auth, route_object, route_queue};
 use crate::state::State;
 use crate::{objects, runs};
 use chrono::Utc;
@@ -157,6 +157,7 @@ async fn dispatch(
         match service {
             "queue" => route_queue(&mut st, &caller, method, &segs, &body),
             "object" => route_object(&mut st, &caller, method, &segs, &body),
+            "auth" => route_auth(&caller, method, &segs),
             _ => Err(ApiError::not_found(format!("no service `{service}` in this fake"))),
         }
     };

@@ -28,6 +28,30 @@ async fn wrong_access_token_is_401() {
 }
 
 #[tokio::test]
+async fn current_scopes_answers_the_callers_scopes() {
+    let env = setup(fast_options()).await;
+    let auth = |creds: &Credentials| {
+        taskcluster::Auth::new(
+            ClientBuilder::new(env.queue.root_url())
+                .credentials(creds.clone())
+                .retry(no_retry()),
+        )
+        .unwrap()
+    };
+    let res = auth(&env.worker).currentScopes().await.unwrap();
+    assert_eq!(
+        res["scopes"],
+        json!([
+            format!("queue:claim-work:{TASK_QUEUE}"),
+            format!("queue:worker-id:{WORKER_GROUP}/{WORKER_ID}")
+        ])
+    );
+    let bad = Credentials::new("worker/wg/w1", "not-the-token");
+    let err = auth(&bad).currentScopes().await.unwrap_err();
+    assert_eq!(status_of(&err), 401);
+}
+
+#[tokio::test]
 async fn missing_authorization_is_401_with_taskcluster_body() {
     let env = setup(fast_options()).await;
     let url = format!("{}/api/queue/v1/task/abc/status", env.queue.root_url());
