@@ -36,6 +36,8 @@ impl FakeQueue {
             worker_group: r.worker_group.clone(),
             worker_id: r.worker_id.clone(),
             taken_until: r.taken_until,
+            started: r.started,
+            resolved: r.resolved,
         })
         .collect()
     }

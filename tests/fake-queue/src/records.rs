@@ -56,6 +56,10 @@ pub struct RunRecord {
     pub worker_id: Option<String>,
     /// End of the current claim, once claimed.
     pub taken_until: Option<DateTime<Utc>>,
+    /// When it was claimed.
+    pub started: Option<DateTime<Utc>>,
+    /// When it was resolved (by a report, claim expiry or the deadline).
+    pub resolved: Option<DateTime<Utc>>,
 }
 
 /// One accepted `reportCompleted`/`reportFailed`/`reportException` call.
