@@ -187,6 +187,11 @@ fn root_url(text: &str, key: &str) -> Result<String, ConfigError> {
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(bad("has a query, fragment or user name"));
     }
+    if url.path() != "/" {
+        return Err(bad(
+            "has a path (a root URL is the deployment's origin; its APIs are under /api/)",
+        ));
+    }
     Ok(text.trim_end_matches('/').to_string())
 }
 
@@ -460,6 +465,7 @@ access-token = "secret"
                 .contains("worker.root-url: \"tc.example.com\" is not a URL")
         );
         assert!(swap("https://tc.example.com/", "ftp://x").contains("is not an http(s) URL"));
+        assert!(swap("https://tc.example.com/", "https://tc.example.com/api/queue/v1").contains("has a path"));
         assert!(
             swap("proj-ci/enginehost", "enginehost")
                 .contains("worker.task-queue-id: \"enginehost\" is not <provisionerId>/<workerType>")
