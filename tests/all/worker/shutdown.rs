@@ -65,6 +65,52 @@ async fn with_shutdown_finish_sigterm_lets_the_running_task_end() {
     assert_eq!(status.code(), Some(0), "{}", worker.log());
     assert_eq!(only_resolution(&fake, &task).state, "completed");
     assert!(backing_log(&fake, &task, 0).contains("finished anyway"));
+
+    // A second signal aborts what the first let run.
+    let mut worker = WorkerProcess::start(&fake, Config::new("hurried").worker("shutdown = \"finish\""));
+    let task = create(&fake, TASK_QUEUE, mock(120_000, "true", ""), |_| {});
+    wait_for("the task to run", Duration::from_secs(60), &[&worker], || {
+        executing(&fake, &task, 0)
+    })
+    .await;
+    worker.signal(libc::SIGTERM);
+    wait_for(
+        "the first signal to be seen",
+        Duration::from_secs(30),
+        &[&worker],
+        || worker.log().contains("the running tasks finish"),
+    )
+    .await;
+    assert!(fake.resolutions(&task).is_empty(), "the task still runs");
+    worker.signal(libc::SIGINT);
+    let status = worker.wait(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(0), "{}", worker.log());
+    let resolution = only_resolution(&fake, &task);
+    assert_eq!(
+        (resolution.state.as_str(), resolution.reason.as_str()),
+        ("exception", "worker-shutdown")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_credentials_stop_the_worker_with_a_clear_message() {
+    let fake = fake(Duration::from_secs(60)).await;
+    let mut worker = WorkerProcess::start(&fake, Config::new("revoked"));
+    let task = create(&fake, TASK_QUEUE, mock(0, "write-log", "before"), |_| {});
+    wait_for("the task", Duration::from_secs(60), &[&worker], || {
+        !fake.resolutions(&task).is_empty()
+    })
+    .await;
+    // The client's access token is reset in the deployment.
+    fake.add_client("worker/revoked", "a-new-token", worker_scopes(TASK_QUEUE, "revoked"));
+    let status = worker.wait(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(3), "{}", worker.log());
+    let log = worker.log();
+    assert!(
+        log.contains("the queue refused the worker's credentials; check [worker] credentials"),
+        "{log}"
+    );
+    assert_eq!(only_resolution(&fake, &task).state, "completed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,15 @@ pub fn create(st: &mut State, caller: &Caller, ids: (&str, &str), name: &str, bo
             "`{extra}` is not allowed for {storage_type} artifacts"
         )));
     }
+    // The schema's length limits (in characters, as JSON Schema counts them).
+    for (field, max) in [("contentType", 255), ("message", 4096)] {
+        let len = obj.get(field).and_then(Value::as_str).map(|v| v.chars().count());
+        if len.is_some_and(|n| n > max) {
+            return Err(ApiError::invalid_schema(format!(
+                "`{field}` is longer than {max} characters"
+            )));
+        }
+    }
     let expires = parse_time(body, "expires")?;
     let task = task_ref(st, task_id)?;
     if expires > task.expires {

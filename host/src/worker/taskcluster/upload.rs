@@ -172,8 +172,10 @@ impl Uploader<'_> {
         self.s3(name, gz, "text/plain; charset=utf-8", Some("gzip")).await
     }
 
-    /// An `error` artifact: a GET of `name` answers 424 with `reason` and `message`.
+    /// An `error` artifact: a GET of `name` answers 424 with `reason` and `message`
+    /// (cut to the queue's 4096 characters).
     pub async fn error(&self, name: &str, reason: ErrorReason, message: &str) -> Result<(), CallError> {
+        let message: String = message.chars().take(4096).collect();
         let body = json!({
             "storageType": "error",
             "expires": self.expires(),

@@ -49,6 +49,17 @@ async fn expires_after_the_task_is_400() {
         status_of(&q.createArtifact(&task_id, "0", "public/x", &body).await.unwrap_err()),
         400
     );
+    // And the schema's length limits.
+    let long = "x".repeat(4097);
+    let body = json!({"storageType": "error", "expires": exp(1), "reason": "file-missing-on-worker", "message": long});
+    let err = q.createArtifact(&task_id, "0", "public/y", &body).await.unwrap_err();
+    assert_eq!(status_of(&err), 400);
+    assert!(format!("{err:#}").contains("`message` is longer than 4096"), "{err:#}");
+    let body = json!({"storageType": "s3", "expires": exp(1), "contentType": "x".repeat(256)});
+    assert_eq!(
+        status_of(&q.createArtifact(&task_id, "0", "public/z", &body).await.unwrap_err()),
+        400
+    );
 }
 
 #[tokio::test]
