@@ -339,7 +339,7 @@ async fn claimed(
         .await
     {
         Ok(size) => {
-            tracing::info!(artifact = BACKING_LOG, compressed = size, "uploaded the log");
+            tracing::info!(artifact = %BACKING_LOG, compressed = size, "uploaded the log");
             match uploader.link(LIVE_LOG, BACKING_LOG, LOG_TYPE).await {
                 Ok(()) => {}
                 Err(CallError::Conflict(why)) => {
