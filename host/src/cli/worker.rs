@@ -179,9 +179,10 @@ async fn serve(
 ) -> anyhow::Result<Stopped> {
     let mut engines = Engines::new(settings.default_engine.clone());
     for name in &settings.engines {
+        // A config mistake (exit status 3), even when `run` would call it bad input.
         let engine = super::start_engine(runtime, catalog, name, config, control.clone())
             .await
-            .with_context(|| format!("[worker] engines: engine '{name}'"))?;
+            .map_err(|e| anyhow::anyhow!("[worker] engines: engine '{name}': {e:#}"))?;
         started.push(engine.clone());
         engines.add(name, engine, super::task_limits(&config.limits_for(name)));
         tracing::info!(engine = %name, "engine started");

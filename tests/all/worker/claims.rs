@@ -7,12 +7,12 @@ use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reclaims_keep_the_claim_and_swap_the_credentials() {
-    // Claims of 3 s, no certificate skew: a call with the claim's first credentials
-    // after 3 s would be refused, so the task completes only if each reclaim's
+    // Claims of 5 s, no certificate skew: a call with the claim's first credentials
+    // after 5 s would be refused, so the task completes only if each reclaim's
     // credentials replace the previous ones.
-    let fake = fake(Duration::from_secs(3)).await;
+    let fake = fake(Duration::from_secs(5)).await;
     let mut worker = WorkerProcess::start(&fake, Config::new("keeper"));
-    let task = create(&fake, TASK_QUEUE, mock(8000, "write-log", "still here"), |_| {});
+    let task = create(&fake, TASK_QUEUE, mock(12_000, "write-log", "still here"), |_| {});
     wait_for("the resolution", Duration::from_secs(90), &[&worker], || {
         !fake.resolutions(&task).is_empty()
     })
@@ -42,7 +42,7 @@ async fn reclaims_keep_the_claim_and_swap_the_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_claim_aborts_the_task_and_nothing_is_reported() {
-    let fake = fake(Duration::from_secs(4)).await;
+    let fake = fake(Duration::from_secs(10)).await;
     let mut worker = WorkerProcess::start(&fake, Config::new("loser"));
     // A task that would sleep a minute; no retries, so its run is the only one.
     let task = create(&fake, TASK_QUEUE, mock(60_000, "true", ""), |d| d["retries"] = json!(0));

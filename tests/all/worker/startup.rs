@@ -124,6 +124,16 @@ async fn a_wrong_root_url_or_wrong_credentials_fail_with_a_clear_message() {
         err.contains("credentials = \"env\", but TASKCLUSTER_CLIENT_ID is not set"),
         "{err}"
     );
+    // An engine that does not exist.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let unknown = dir.path().join("unknown-engine.toml");
+    std::fs::write(&unknown, text.replace("[\"mock\", \"script\"]", "[\"mock\", \"nope\"]")).unwrap();
+    let (code, err) = start(dir.path(), unknown.to_str().unwrap(), &right).await;
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("[worker] engines: engine 'nope': no engine named 'nope'"),
+        "{err}"
+    );
     // Nothing was claimed along the way.
     assert!(fake.request_log().iter().all(|r| !r.path.contains("claim-work")));
 

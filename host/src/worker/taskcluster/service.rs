@@ -87,6 +87,8 @@ impl Worker {
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            // No overall timeout (an upload may take long), but no endless stall either.
+            .read_timeout(Duration::from_secs(300))
             .build()
             .context("building the HTTP client for uploads")?;
         let queue = WorkerQueue::new(&deployment, &options.credentials, identity.clone())?;
