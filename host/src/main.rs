@@ -11,9 +11,12 @@ fn main() {
     let args = cli::Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENGINEHOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.default_log_level()));
+    // Colours only on a terminal: a service's log goes to a file or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

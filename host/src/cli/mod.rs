@@ -7,6 +7,7 @@ mod new;
 mod plugins;
 mod run;
 mod test;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,9 +29,13 @@ pub struct Args {
 }
 
 impl Args {
-    /// The log level when `ENGINEHOST_LOG` is not set.
+    /// The log level when `ENGINEHOST_LOG` is not set: `info` for the worker (a
+    /// service logs its claims, uploads and resolutions), else `warn`.
     pub fn default_log_level(&self) -> &'static str {
-        "warn"
+        match self.command {
+            Command::Worker(_) => "info",
+            _ => "warn",
+        }
     }
 }
 
@@ -53,6 +58,11 @@ enum Command {
     /// Measures the host (throughput, load, lifecycle, concurrency, limits), one
     /// `name: value` line per figure; exit status 1 when a figure misses its target.
     Bench(bench::BenchArgs),
+    /// Runs as a Taskcluster worker: claims tasks from the queue `[worker]` names,
+    /// runs them on its engines, uploads logs and artifacts, resolves them; stops on
+    /// SIGTERM/SIGINT. Exit status 0 after a clean stop, 3 when the config, the
+    /// deployment or the credentials are wrong (docs/worker.md).
+    Worker(worker::WorkerArgs),
 }
 
 /// Where plugins come from.
@@ -155,6 +165,7 @@ pub async fn run(args: Args) -> i32 {
         Command::Test(a) => test::run(a).await,
         Command::New(a) => new::run(a),
         Command::Bench(a) => bench::run(a).await,
+        Command::Worker(a) => worker::run(a).await,
     };
     match result {
         Ok(code) => code,

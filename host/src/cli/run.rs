@@ -94,6 +94,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             messages.iter().for_each(|m| eprintln!("  {m}"));
         }
         Outcome::InternalError(m) => eprintln!("internal error: {m}"),
+        Outcome::FatalInternalError(m) => eprintln!("fatal internal error: {m}"),
         Outcome::Cancelled => eprintln!("task cancelled"),
     }
     if worker.stop_requested() {

@@ -42,6 +42,12 @@ impl TaskLog {
         Self::create(&path, Some(dir))
     }
 
+    /// A log in a new file at `path` (truncated if it exists), kept when the log is
+    /// dropped: the caller owns the file.
+    pub fn create_at(path: &Path) -> std::io::Result<Self> {
+        Self::create(path, None)
+    }
+
     fn create(path: &Path, dir: Option<tempfile::TempDir>) -> std::io::Result<Self> {
         let file = File::options()
             .create(true)

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::Capabilities;
 use super::limits::{Limits, ResolvedLimits};
 use super::reader::{self, join, table_at};
+use super::worker::WorkerSettings;
 
 /// A config (or capabilities.toml) problem: where, and what would be right.
 ///
@@ -75,6 +76,8 @@ pub struct OperatorConfig {
     pub limits: Limits,
     /// `[plugins.NAME.limits]`: one plugin's limits over `[limits]`.
     pub plugin_limits: BTreeMap<String, Limits>,
+    /// `[worker]`: `enginehost worker`'s settings; `None` when absent.
+    pub worker: Option<WorkerSettings>,
 }
 
 /// `[host]`: settings of the host itself.
@@ -119,6 +122,8 @@ struct RawConfig {
     plugins: toml::Table,
     #[serde(default)]
     limits: toml::Table,
+    #[serde(default)]
+    worker: Option<toml::Table>,
 }
 
 impl OperatorConfig {
@@ -142,6 +147,9 @@ impl OperatorConfig {
         };
         super::validate::host(&config.host)?;
         config.limits = Limits::read(&raw.limits, "limits")?;
+        if let Some(worker) = &raw.worker {
+            config.worker = Some(WorkerSettings::read(worker, "worker")?);
+        }
         for (name, value) in &raw.engines {
             let path = join("engines", name);
             super::validate::engine_name(name, &path)?;

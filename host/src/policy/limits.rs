@@ -212,7 +212,7 @@ fn count(value: &Value, key: &str) -> Result<Option<u64>, ConfigError> {
 }
 
 /// A duration: `"500ms"`, `"30s"`, `"5m"`, `"1h"`.
-fn duration(value: &Value, key: &str) -> Result<Duration, ConfigError> {
+pub(super) fn duration(value: &Value, key: &str) -> Result<Duration, ConfigError> {
     let bad = || {
         ConfigError::new(
             key,

@@ -27,6 +27,7 @@ mod reader;
 mod tables;
 mod unix_socket;
 mod validate;
+mod worker;
 
 pub use config::{ConfigError, HostSettings, OperatorConfig, TreeKill};
 pub use effective::{CapabilityReport, Denied, EffectiveDir, Policy};
@@ -34,3 +35,4 @@ pub use limits::{Limits, ResolvedLimits};
 pub use tables::{
     Capabilities, DirMode, DirTable, FilesTable, NetworkTable, ProcessTable, RunAs, UnixSocketsTable, UsersTable,
 };
+pub use worker::{ArtifactStorage, CredentialSource, LiveLogSettings, ShutdownMode, WorkerSettings};

@@ -104,14 +104,16 @@ impl Budget {
 /// Writes `data` to `target` on a blocking thread of its own (one per file: tokio's
 /// file I/O would hand every write to the blocking pool separately), within the
 /// budget's size limits and stall timeout.
-async fn write_stream(target: PathBuf, mut data: ByteStream, budget: Budget) -> Result<(), String> {
+async fn write_stream(target: PathBuf, mut data: ByteStream, budget: Budget) -> Result<(), WriteError> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| WriteError::Io(format!("creating {}: {e}", parent.display())))?;
         }
-        let mut file = std::fs::File::create(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+        let mut file = std::fs::File::create(&target)
+            .map_err(|e| WriteError::Io(format!("creating {}: {e}", target.display())))?;
         let limits = budget.limits;
         let mut size = 0u64;
         loop {
@@ -125,36 +127,63 @@ async fn write_stream(target: PathBuf, mut data: ByteStream, budget: Budget) -> 
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 Err(_) => {
-                    return Err(format!(
+                    return Err(WriteError::Io(format!(
                         "{}: the engine sent nothing for {:?} (limits.stall-timeout)",
                         target.display(),
                         limits.stall
-                    ));
+                    )));
                 }
             };
             size += chunk.len() as u64;
             if size > limits.file_size {
-                return Err(format!(
+                return Err(WriteError::TooLarge(format!(
                     "{} is larger than {} bytes (limits.artifact-size)",
                     target.display(),
                     limits.file_size
-                ));
+                )));
             }
             let total = budget.task_bytes.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
             if total > limits.task_size {
-                return Err(format!(
+                return Err(WriteError::TooLarge(format!(
                     "the task's artifacts are larger than {} bytes (limits.task-artifacts-size)",
                     limits.task_size
-                ));
+                )));
             }
             file.write_all(&chunk)
-                .map_err(|e| format!("writing {}: {e}", target.display()))?;
+                .map_err(|e| WriteError::Io(format!("writing {}: {e}", target.display())))?;
             budget.progress();
         }
-        file.flush().map_err(|e| format!("writing {}: {e}", target.display()))
+        file.flush()
+            .map_err(|e| WriteError::Io(format!("writing {}: {e}", target.display())))
     })
     .await
-    .map_err(|e| format!("writing an artifact: {e}"))?
+    .map_err(|e| WriteError::Io(format!("writing an artifact: {e}")))?
+}
+
+/// Why writing one file failed.
+#[derive(Debug, Clone)]
+enum WriteError {
+    /// A size or count limit was reached (the message names it).
+    TooLarge(String),
+    /// The engine stalled, or the file could not be written.
+    Io(String),
+}
+
+impl WriteError {
+    fn message(&self) -> &str {
+        match self {
+            WriteError::TooLarge(m) | WriteError::Io(m) => m,
+        }
+    }
+}
+
+impl From<WriteError> for ArtifactError {
+    fn from(e: WriteError) -> ArtifactError {
+        match e {
+            WriteError::TooLarge(m) => ArtifactError::TooLarge(m),
+            WriteError::Io(m) => ArtifactError::Io(m),
+        }
+    }
 }
 
 /// Why an artifact could not be extracted.
@@ -164,8 +193,10 @@ pub enum ArtifactError {
     BadName(String),
     /// The engine's error (not found, not supported, ...).
     Engine(EngineError),
-    /// Writing the files failed, or a limit was reached (the message says which).
+    /// Writing the files failed, or the engine stalled on a file.
     Io(String),
+    /// A size or count limit was reached (the message names it).
+    TooLarge(String),
     /// The engine stopped making progress; its instance was stopped.
     Stalled(String),
 }
@@ -186,11 +217,11 @@ pub async fn extract(
             if written.is_err() {
                 let _ = std::fs::remove_file(&target);
             }
-            written.map_err(ArtifactError::Io)
+            written.map_err(ArtifactError::from)
         }
         ArtifactKind::Directory => {
             // The first write failure; the engine only learns that a handler failed.
-            let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+            let failure = Arc::new(std::sync::Mutex::new(None::<WriteError>));
             let files = Arc::new(AtomicU64::new(0));
             let (f, base, b) = (failure.clone(), target, budget.clone());
             let handler: FileHandler = Arc::new(move |rel: String, data: ByteStream| {
@@ -198,20 +229,20 @@ pub async fn extract(
                 async move {
                     b.progress();
                     let written = if files.fetch_add(1, Ordering::SeqCst) >= b.limits.files {
-                        Err(format!(
+                        Err(WriteError::TooLarge(format!(
                             "the directory has more than {} files (limits.artifact-files)",
                             b.limits.files
-                        ))
+                        )))
                     } else {
                         match confined(&base, &rel) {
                             Ok(path) => write_stream(path, data, b).await,
-                            Err(e) => Err(format!("the engine reported an unsafe path: {e}")),
+                            Err(e) => Err(WriteError::Io(format!("the engine reported an unsafe path: {e}"))),
                         }
                     };
                     if let Err(e) = &written {
                         f.lock().expect("artifact failure lock").get_or_insert(e.clone());
                     }
-                    written
+                    written.map_err(|e| e.message().to_string())
                 }
                 .boxed()
             });
@@ -233,7 +264,7 @@ pub async fn extract(
                 }
             };
             if let Some(e) = failure.lock().expect("artifact failure lock").take() {
-                return Err(ArtifactError::Io(e));
+                return Err(e.into());
             }
             outcome.map_err(ArtifactError::Engine)
         }

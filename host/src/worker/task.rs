@@ -35,6 +35,9 @@ pub struct TaskFile {
     /// The scopes the task has.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The run id (0 for a task file; the claim's for a worker).
+    #[serde(skip)]
+    pub run_id: u32,
 }
 
 fn empty_object() -> Value {
@@ -52,6 +55,9 @@ pub enum Outcome {
     Malformed(Vec<String>),
     /// The engine or plugin failed; the detail was logged.
     InternalError(String),
+    /// The engine failed and says the worker must stop (fatal-internal-error); the
+    /// detail was logged.
+    FatalInternalError(String),
     /// Cancelled (Ctrl-C): the sandbox was aborted.
     Cancelled,
 }
@@ -64,7 +70,7 @@ impl Outcome {
             Outcome::Success => 0,
             Outcome::Failure => 1,
             Outcome::Malformed(_) => 2,
-            Outcome::InternalError(_) => 3,
+            Outcome::InternalError(_) | Outcome::FatalInternalError(_) => 3,
             Outcome::Cancelled => 130,
         }
     }
@@ -84,6 +90,16 @@ fn fail(ctx: &TaskContext, stage: &str, error: EngineError) -> Outcome {
             Outcome::Malformed(vec![m])
         }
         EngineError::SandboxAborted => Outcome::Cancelled,
+        EngineError::FatalInternalError(detail) => {
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            };
+            let m = format!("{stage}: {}{detail}", EngineError::FatalInternalError(String::new()));
+            log.log_error(&m);
+            Outcome::FatalInternalError(m)
+        }
         other => {
             let detail = other.detail().map(|d| format!(" ({d})")).unwrap_or_default();
             let m = format!("{stage}: {other}{detail}");
@@ -115,6 +131,29 @@ impl Default for TaskLimits {
     }
 }
 
+/// What became of one artifact of the task file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactStatus {
+    /// Extracted under the artifacts directory.
+    Extracted,
+    /// Not in the sandbox; the message (also in the task log) says what was missing.
+    Missing(String),
+    /// Beyond a size or count limit; nothing of it was kept.
+    TooLarge(String),
+    /// Could not be written or read; nothing of it was kept.
+    Failed(String),
+}
+
+/// How a task ended, and what became of each artifact the stages reached (none when
+/// the task ended before its artifacts).
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    /// How the task ended.
+    pub outcome: Outcome,
+    /// Each artifact of the task file that extraction was tried for, in order.
+    pub artifacts: Vec<(ArtifactSpec, ArtifactStatus)>,
+}
+
 /// Runs `task` on `engine`, writing the task log to `log` (closed on return) and
 /// artifacts under `artifacts_dir`, within `limits`. `cancel` aborts the sandbox.
 pub async fn run_task(
@@ -125,16 +164,46 @@ pub async fn run_task(
     cancel: &CancellationToken,
     limits: &TaskLimits,
 ) -> Outcome {
+    execute(engine, task, log, artifacts_dir, cancel, limits).await.outcome
+}
+
+/// [`run_task`], also reporting each artifact's fate (what a worker uploads, and the
+/// error artifacts it makes for the others). `enginehost run` and `enginehost worker`
+/// both run tasks through here.
+pub async fn execute(
+    engine: &dyn Engine,
+    task: &TaskFile,
+    log: &TaskLog,
+    artifacts_dir: &Path,
+    cancel: &CancellationToken,
+    limits: &TaskLimits,
+) -> TaskReport {
     let info = TaskInfo {
         task_id: task.task_id.clone().unwrap_or_else(|| "local-task".into()),
-        run_id: 0,
+        run_id: task.run_id,
         scopes: task.scopes.clone(),
     };
     log.set_limit(limits.log_size);
     let ctx = TaskContext::new(info, log.clone());
-    let outcome = stages(engine, task, &ctx, artifacts_dir, cancel, limits).await;
+    let mut artifacts = Vec::new();
+    let outcome = stages(engine, task, &ctx, artifacts_dir, cancel, limits, &mut artifacts).await;
     log.close();
-    outcome
+    TaskReport { outcome, artifacts }
+}
+
+/// Problems with the names of `env`: a name that cannot be an environment variable
+/// (empty, or containing `=` or NUL) is the payload's fault, found before any engine
+/// sees it.
+pub fn env_name_problems(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.keys()
+        .filter(|name| name.is_empty() || name.contains(['=', '\0']))
+        .map(|name| {
+            format!(
+                "task.env: {name:?} cannot be an environment variable name: a name must be non-empty and contain \
+                 neither '=' nor NUL"
+            )
+        })
+        .collect()
 }
 
 async fn stages(
@@ -144,7 +213,13 @@ async fn stages(
     artifacts_dir: &Path,
     cancel: &CancellationToken,
     limits: &TaskLimits,
+    statuses: &mut Vec<(ArtifactSpec, ArtifactStatus)>,
 ) -> Outcome {
+    // The env names, before any engine sees them.
+    let problems = env_name_problems(&task.env);
+    if !problems.is_empty() {
+        return fail(ctx, "checking task.env", EngineError::MalformedPayload(problems));
+    }
     // prepare: validate against the engine's schema, give it only its keys.
     let schema = engine.payload_validator();
     if let Err(messages) = schema.validate(&task.payload, "task.payload") {
@@ -193,14 +268,13 @@ async fn stages(
     // stopped: artifacts
     let budget = artifacts::Budget::new(limits.artifacts);
     for spec in &task.artifacts {
-        match artifacts::extract(result.as_ref(), spec, artifacts_dir, &budget).await {
-            Ok(()) => {}
+        let status = match artifacts::extract(result.as_ref(), spec, artifacts_dir, &budget).await {
+            Ok(()) => ArtifactStatus::Extracted,
             Err(ArtifactError::Engine(EngineError::ResourceNotFound)) => {
-                ctx.log().log_error(&format!(
-                    "artifact '{}': {} was not found in the sandbox",
-                    spec.name, spec.path
-                ));
+                let m = format!("artifact '{}': {} was not found in the sandbox", spec.name, spec.path);
+                ctx.log().log_error(&m);
                 success = false;
+                ArtifactStatus::Missing(m)
             }
             Err(ArtifactError::Engine(e)) => {
                 let _ = result.dispose().await;
@@ -215,8 +289,16 @@ async fn stages(
                 );
             }
             Err(ArtifactError::Io(e)) => {
-                ctx.log().log_error(&format!("artifact '{}': {e}", spec.name));
+                let m = format!("artifact '{}': {e}", spec.name);
+                ctx.log().log_error(&m);
                 success = false;
+                ArtifactStatus::Failed(m)
+            }
+            Err(ArtifactError::TooLarge(e)) => {
+                let m = format!("artifact '{}': {e}", spec.name);
+                ctx.log().log_error(&m);
+                success = false;
+                ArtifactStatus::TooLarge(m)
             }
             Err(ArtifactError::Stalled(reason)) => {
                 return fail(
@@ -228,7 +310,14 @@ async fn stages(
                     },
                 );
             }
+        };
+        if status != ArtifactStatus::Extracted {
+            // Nothing of a failed artifact is kept: the worker uploads an error instead.
+            if let Ok(path) = artifacts::confined(artifacts_dir, &spec.name) {
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
         }
+        statuses.push((spec.clone(), status));
     }
 
     // dispose

@@ -1,0 +1,198 @@
+//! `enginehost worker --config FILE`: a long-running Taskcluster worker
+//! (docs/worker.md). Reads and checks the config, checks the deployment and the
+//! credentials, starts each engine once, then claims and runs tasks until SIGTERM or
+//! SIGINT (or an engine's stop-now). Operator logs go to stderr (`ENGINEHOST_LOG`,
+//! default `info` here).
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use enginehost::contract::{Engine, WorkerControl};
+use enginehost::plugin::Catalog;
+use enginehost::policy::{CredentialSource, OperatorConfig, ShutdownMode, WorkerSettings};
+use enginehost::runtime::{Runtime, WasmEngine};
+use enginehost::worker::taskcluster::{Deployment, Engines, Stopped, Worker, WorkerIdentity, WorkerOptions};
+use taskcluster::Credentials;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::PluginsArgs;
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// The operator config (TOML) with a `[worker]` table: the deployment, the task
+    /// queue, the credentials, the capacity and the engines served; `[engines.NAME]`,
+    /// `[plugins.NAME.*]`, `[limits]` and `[host]` as for `run`
+    /// (examples/worker-taskcluster.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Overrides `[worker] plugins`.
+    #[command(flatten)]
+    plugins: PluginsArgs,
+}
+
+/// The worker's own credentials, as `[worker] credentials` says.
+fn credentials(source: &CredentialSource) -> anyhow::Result<Credentials> {
+    match source {
+        CredentialSource::Environment => Credentials::from_env()
+            // The error's outer context is the variable's name.
+            .map_err(|e| anyhow::anyhow!("[worker] credentials = \"env\", but {e} is not set (or not text)")),
+        CredentialSource::Static {
+            client_id,
+            access_token,
+            certificate,
+        } => Ok(Credentials {
+            client_id: client_id.clone(),
+            access_token: access_token.clone(),
+            certificate: certificate.clone(),
+        }),
+    }
+}
+
+/// Warns when a config holding an access token can be read by others.
+fn warn_if_readable(path: &Path, settings: &WorkerSettings) {
+    if !matches!(settings.credentials, CredentialSource::Static { .. }) {
+        return;
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                config = %path.display(),
+                "the config holds an access token and other users may read it (mode {:o}); chmod 600 it, or use \
+                 credentials = \"env\"",
+                mode & 0o777
+            );
+        }
+    }
+}
+
+/// SIGTERM and SIGINT: the first stops claiming (and aborts the running tasks when
+/// `[worker] shutdown = "abort"`), a second aborts them.
+fn install_signals(mode: ShutdownMode, stop: CancellationToken, abort: CancellationToken) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let name = tokio::select! {
+                Some(()) = term.recv() => "SIGTERM",
+                Some(()) = int.recv() => "SIGINT",
+                else => return,
+            };
+            seen += 1;
+            match (seen, mode) {
+                (1, ShutdownMode::Abort) => {
+                    tracing::info!(
+                        "{name}: no more claims; aborting the running tasks (each resolves as exception worker-shutdown)"
+                    );
+                    stop.cancel();
+                    abort.cancel();
+                }
+                (1, ShutdownMode::Finish) => {
+                    tracing::info!("{name}: no more claims; the running tasks finish (another signal aborts them)");
+                    stop.cancel();
+                }
+                _ => {
+                    tracing::info!("{name} again: aborting the running tasks");
+                    abort.cancel();
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<i32> {
+    let config = OperatorConfig::load(&args.config)?;
+    let Some(settings) = config.worker.clone() else {
+        anyhow::bail!(
+            "config {}: there is no [worker] table; a worker needs root-url, task-queue-id, worker-group, worker-id, \
+             credentials and engines (examples/worker-taskcluster.toml, docs/worker.md)",
+            args.config.display()
+        );
+    };
+    // From here on, SIGTERM and SIGINT stop the worker cleanly.
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    install_signals(settings.shutdown, stop.clone(), abort.clone())?;
+    warn_if_readable(&args.config, &settings);
+    let credentials = credentials(&settings.credentials)?;
+    let identity = WorkerIdentity {
+        task_queue_id: settings.task_queue_id.clone(),
+        worker_group: settings.worker_group.clone(),
+        worker_id: settings.worker_id.clone(),
+    };
+    Deployment::new(&settings.root_url)
+        .check(&credentials, &identity)
+        .await?;
+    tracing::info!(root_url = %settings.root_url, client_id = %credentials.client_id, "the deployment accepts the worker's credentials");
+
+    let plugin_dir = args.plugins.plugins.clone().or_else(|| settings.plugins.clone());
+    let catalog = Catalog::scan(plugin_dir.as_deref())?;
+    let host = args.plugins.host_settings(&config);
+    let work_dir = host.work_dir.clone().unwrap_or_else(enginehost::caps::default_work_dir);
+    let runtime = Runtime::with_host(host)?;
+    let control = WorkerControl::new();
+    let mut started: Vec<Arc<WasmEngine>> = Vec::new();
+    let result = serve(
+        &runtime,
+        &catalog,
+        &config,
+        settings,
+        credentials,
+        control,
+        work_dir,
+        (stop, abort),
+        &mut started,
+    )
+    .await;
+    for engine in started {
+        if let Err(e) = engine.dispose().await {
+            tracing::warn!(engine = engine.name(), "disposing the engine: {e}");
+        }
+    }
+    // Task users, sandbox directories and cgroups are gone when `worker` returns.
+    runtime.shutdown().await;
+    match result? {
+        Stopped::Signal | Stopped::StopNow => Ok(0),
+        Stopped::Fatal => {
+            eprintln!("error: an engine reported a fatal internal error; the worker stopped (see the log above)");
+            Ok(3)
+        }
+    }
+}
+
+/// Starts the engines (into `started`, for the caller to dispose) and runs the worker.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    runtime: &Runtime,
+    catalog: &Catalog,
+    config: &OperatorConfig,
+    settings: WorkerSettings,
+    credentials: Credentials,
+    control: Arc<WorkerControl>,
+    work_dir: PathBuf,
+    (stop, abort): (CancellationToken, CancellationToken),
+    started: &mut Vec<Arc<WasmEngine>>,
+) -> anyhow::Result<Stopped> {
+    let mut engines = Engines::new(settings.default_engine.clone());
+    for name in &settings.engines {
+        // A config mistake (exit status 3), even when `run` would call it bad input.
+        let engine = super::start_engine(runtime, catalog, name, config, control.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("[worker] engines: engine '{name}': {e:#}"))?;
+        started.push(engine.clone());
+        engines.add(name, engine, super::task_limits(&config.limits_for(name)));
+        tracing::info!(engine = %name, "engine started");
+    }
+    let options = WorkerOptions {
+        settings,
+        credentials,
+        engines,
+        control,
+        work_dir,
+    };
+    Worker::start(options, abort).await?.run(stop).await
+}

@@ -1,0 +1,206 @@
+//! A claimed task's definition, read into what the worker needs: its expiry (no
+//! artifact may outlive it), its scopes, and its `payload`, which has the shape of
+//! `enginehost run`'s task file (`engine` optional when the worker has a default).
+//! Every problem here is the task author's: each becomes a line of the task log and
+//! the run resolves as `malformed-payload`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+use taskcluster::chrono::{DateTime, Utc};
+
+use crate::worker::TaskFile;
+use crate::worker::artifacts::{ArtifactSpec, confined};
+
+/// The artifacts the worker itself makes; a task may not name them.
+pub const RESERVED: &[&str] = &[LIVE_LOG, BACKING_LOG];
+/// The log while the task runs (a reference), then a link to [`BACKING_LOG`].
+pub const LIVE_LOG: &str = "public/logs/live.log";
+/// The whole task log, gzip-encoded.
+pub const BACKING_LOG: &str = "public/logs/live_backing.log";
+
+/// What the worker reads of a task definition.
+#[derive(Debug, Clone)]
+pub struct TaskDefinition {
+    /// `expires`: no artifact may expire later.
+    pub expires: DateTime<Utc>,
+    /// `scopes`: given to the engine with the task.
+    pub scopes: Vec<String>,
+    /// `payload`, as sent.
+    pub payload: Value,
+}
+
+#[derive(Deserialize)]
+struct RawDefinition {
+    expires: DateTime<Utc>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    payload: Value,
+}
+
+impl TaskDefinition {
+    /// Reads the queue's task definition (`expires`, `scopes`, `payload`).
+    pub fn read(task: &Value) -> Result<TaskDefinition, String> {
+        let raw: RawDefinition =
+            serde_json::from_value(task.clone()).map_err(|e| format!("the task definition is not usable: {e}"))?;
+        Ok(TaskDefinition {
+            expires: raw.expires,
+            scopes: raw.scopes,
+            payload: raw.payload,
+        })
+    }
+}
+
+/// `task.payload` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Payload {
+    engine: Option<String>,
+    #[serde(default = "empty_object")]
+    payload: Value,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    max_run_time: Option<u64>,
+    #[serde(default)]
+    artifacts: Vec<ArtifactSpec>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+const SHAPE: &str = "a payload is {\"engine\": NAME, \"payload\": {...}, \"env\": {NAME: VALUE}, \"maxRunTime\": SECONDS, \
+                     \"artifacts\": [{\"type\": \"file\"|\"directory\", \"path\": PATH, \"name\": NAME}]}";
+
+/// The task file for run `run_id` of `task_id`, from its definition, for a worker
+/// serving `engines` (`default` for payloads that name none); or every problem, each
+/// a message for the task's author.
+pub fn task_file(
+    task_id: &str,
+    run_id: u32,
+    definition: &TaskDefinition,
+    engines: &[String],
+    default: Option<&str>,
+) -> Result<TaskFile, Vec<String>> {
+    if !definition.payload.is_object() {
+        return Err(vec![format!("task.payload: not an object; {SHAPE}")]);
+    }
+    let payload: Payload =
+        serde_json::from_value(definition.payload.clone()).map_err(|e| vec![format!("task.payload: {e}; {SHAPE}")])?;
+    let mut problems = Vec::new();
+    let engine = match (payload.engine, default) {
+        (Some(name), _) if engines.contains(&name) => name,
+        (Some(name), _) => {
+            problems.push(format!(
+                "task.payload.engine: this worker has no engine {name:?}; it serves {}",
+                engines.join(", ")
+            ));
+            String::new()
+        }
+        (None, Some(default)) => default.to_string(),
+        (None, None) => {
+            problems.push(format!(
+                "task.payload.engine: required (this worker has no default engine); it serves {}",
+                engines.join(", ")
+            ));
+            String::new()
+        }
+    };
+    for (i, spec) in payload.artifacts.iter().enumerate() {
+        if let Err(e) = confined(std::path::Path::new("/"), &spec.name) {
+            problems.push(format!("task.payload.artifacts[{i}].name: {e}"));
+        } else if RESERVED
+            .iter()
+            .any(|r| spec.name == *r || r.starts_with(&format!("{}/", spec.name)))
+        {
+            problems.push(format!(
+                "task.payload.artifacts[{i}].name: {:?} is the worker's own (it uploads {})",
+                spec.name,
+                RESERVED.join(" and ")
+            ));
+        } else if payload.artifacts[..i].iter().any(|other| other.name == spec.name) {
+            problems.push(format!(
+                "task.payload.artifacts[{i}].name: {:?} is named twice",
+                spec.name
+            ));
+        }
+    }
+    problems.extend(crate::worker::task::env_name_problems(&payload.env));
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(TaskFile {
+        engine,
+        payload: payload.payload,
+        env: payload.env,
+        max_run_time: payload.max_run_time,
+        artifacts: payload.artifacts,
+        task_id: Some(task_id.to_string()),
+        scopes: definition.scopes.clone(),
+        run_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn definition(payload: Value) -> TaskDefinition {
+        TaskDefinition::read(&json!({"expires": "2030-01-01T00:00:00.000Z", "scopes": ["a"], "payload": payload}))
+            .unwrap()
+    }
+
+    fn read(payload: Value) -> Result<TaskFile, Vec<String>> {
+        task_file(
+            "T",
+            2,
+            &definition(payload),
+            &["mock".into(), "native".into()],
+            Some("mock"),
+        )
+    }
+
+    #[test]
+    fn a_good_payload_becomes_a_task_file() {
+        let task = read(json!({"payload": {"x": 1}, "env": {"A": "b"}, "maxRunTime": 5})).unwrap();
+        assert_eq!(task.engine, "mock");
+        assert_eq!(task.task_id.as_deref(), Some("T"));
+        assert_eq!((task.run_id, task.max_run_time), (2, Some(5)));
+        assert_eq!(task.scopes, ["a"]);
+        assert_eq!(read(json!({"engine": "native"})).unwrap().engine, "native");
+    }
+
+    #[test]
+    fn each_problem_is_named() {
+        let problems = |p: Value| read(p).unwrap_err().join("\n");
+        assert!(problems(json!({"colour": 1})).contains("task.payload: unknown field `colour`"));
+        assert!(problems(json!([])).contains("task.payload: not an object"));
+        assert!(problems(json!({"env": {"A": 1}})).contains("task.payload: invalid type: integer `1`"));
+        assert!(problems(json!({"engine": "qemu"})).contains("no engine \"qemu\"; it serves mock, native"));
+        let env = problems(json!({"env": {"": "x", "A=B": "y", "N\u{0}L": "z", "OK": "fine"}}));
+        assert_eq!(
+            env.matches("cannot be an environment variable name").count(),
+            3,
+            "{env}"
+        );
+        let names = problems(json!({"artifacts": [
+            {"type": "file", "path": "/a", "name": "../a"},
+            {"type": "file", "path": "/a", "name": "public/logs/live.log"},
+            {"type": "directory", "path": "/a", "name": "public/logs"},
+            {"type": "file", "path": "/a", "name": "x"},
+            {"type": "file", "path": "/b", "name": "x"},
+        ]}));
+        assert!(names.contains("artifacts[0].name"), "{names}");
+        assert!(
+            names.contains("artifacts[1].name: \"public/logs/live.log\" is the worker's own"),
+            "{names}"
+        );
+        assert!(names.contains("artifacts[2].name"), "{names}");
+        assert!(names.contains("artifacts[4].name: \"x\" is named twice"), "{names}");
+        let no_default = task_file("T", 0, &definition(json!({})), &["mock".into()], None).unwrap_err();
+        assert!(no_default[0].contains("task.payload.engine: required"));
+    }
+}

@@ -1,0 +1,374 @@
+//! One claimed run, from claim to resolution:
+//!
+//! 1. a directory of its own (`<tasks>/<taskId>-<runId>`: the log, the artifacts),
+//!    removed at the end whatever happens;
+//! 2. the claim kept: reclaimed ahead of `takenUntil`, the credentials swapped; a 409
+//!    means the run is no longer ours, so the task is aborted and nothing more is
+//!    uploaded or reported;
+//! 3. the live log served, with the `public/logs/live.log` reference;
+//! 4. the task read (`malformed-payload` when it is not valid, explained in the log)
+//!    and run through [`crate::worker::execute`], as `enginehost run` runs it;
+//! 5. artifacts uploaded (error artifacts for the missing ones), then the log
+//!    (`live_backing.log`, gzip) and `live.log` turned into a link to it;
+//! 6. the resolution reported.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskcluster::chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::client::{CallError, Claim, Deployment, ExceptionReason, Resolution, RunClient, reclaim_delay};
+use super::livelog::LiveLogServer;
+use super::payload::{BACKING_LOG, LIVE_LOG, TaskDefinition, task_file};
+use super::upload::{ErrorReason, Uploader, content_type, files_of};
+use super::{Engines, WorkerIdentity};
+use crate::contract::TaskLog;
+use crate::policy::ArtifactStorage;
+use crate::worker::{ArtifactStatus, Outcome, execute};
+
+/// What every run of one worker shares.
+pub(super) struct Shared {
+    pub deployment: Deployment,
+    pub identity: WorkerIdentity,
+    pub engines: Engines,
+    pub storage: ArtifactStorage,
+    pub reclaim_margin: Duration,
+    pub live_log: Option<LiveLogServer>,
+    /// Where runs get their directories.
+    pub tasks_dir: std::path::PathBuf,
+    /// Cancelled to abort every running task (shutdown).
+    pub abort: CancellationToken,
+    /// For `s3` uploads.
+    pub http: reqwest::Client,
+}
+
+/// How a run ended, as far as the worker loop cares.
+#[derive(Debug, Default)]
+pub(super) struct RunEnd {
+    /// The engine reported a fatal internal error: the worker must stop.
+    pub fatal: bool,
+}
+
+const LOG_TYPE: &str = "text/plain; charset=utf-8";
+
+/// Runs `claim` to its end; never fails (every failure is logged and, when the run
+/// is still ours, reported).
+pub(super) async fn run_claim(shared: Arc<Shared>, claim: Claim) -> RunEnd {
+    let span = tracing::info_span!("run", task = %claim.task_id, run = claim.run_id);
+    async move {
+        tracing::info!(taken_until = %claim.taken_until, "claimed");
+        let dir = shared.tasks_dir.join(format!("{}-{}", claim.task_id, claim.run_id));
+        let end = match RunClient::new(&shared.deployment, &claim) {
+            Ok(run) => one_run(&shared, Arc::new(run), &claim, &dir).await,
+            Err(e) => {
+                tracing::error!("cannot use the run's credentials: {e:#}; the claim will expire");
+                RunEnd::default()
+            }
+        };
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), "removing the run's directory: {e}");
+        }
+        end
+    }
+    .instrument(span)
+    .await
+}
+
+/// Keeps the claim: reclaims ahead of `takenUntil` until `stop`. On a 409, or when
+/// `takenUntil` passes without a reclaim, the claim is lost: `lost` and `task` are
+/// cancelled.
+async fn keep_claim(
+    run: Arc<RunClient>,
+    margin: Duration,
+    lost: CancellationToken,
+    task: CancellationToken,
+    stop: CancellationToken,
+) {
+    let gone = |why: String| {
+        tracing::warn!("the claim is lost ({why}): the task is aborted; nothing more is uploaded or reported");
+        lost.cancel();
+        task.cancel();
+    };
+    loop {
+        let remaining = (run.taken_until() - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(reclaim_delay(remaining, margin)) => {}
+        }
+        let reclaimed = tokio::select! {
+            () = stop.cancelled() => return,
+            r = run.reclaim() => r,
+        };
+        match reclaimed {
+            Ok(until) => tracing::debug!(taken_until = %until, "reclaimed; the run's credentials are swapped"),
+            Err(CallError::Conflict(why)) => return gone(format!("reclaimTask: {why}")),
+            Err(CallError::Other(e)) => {
+                if run.taken_until() <= Utc::now() {
+                    return gone(format!("no reclaim succeeded before takenUntil; the last: {e:#}"));
+                }
+                tracing::warn!("reclaimTask failed: {e:#}; trying again before takenUntil");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Appends a worker's line to the (closed) log file: what happened after the task,
+/// in the log its author reads.
+fn note(log: &Path, line: &str) {
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = appended {
+        tracing::warn!("writing to the task log: {e}");
+    }
+}
+
+async fn one_run(shared: &Shared, run: Arc<RunClient>, claim: &Claim, dir: &Path) -> RunEnd {
+    let (lost, task_cancel, keeper_stop) = (
+        CancellationToken::new(),
+        shared.abort.child_token(),
+        CancellationToken::new(),
+    );
+    let keeper = tokio::spawn(
+        keep_claim(
+            run.clone(),
+            shared.reclaim_margin,
+            lost.clone(),
+            task_cancel.clone(),
+            keeper_stop.clone(),
+        )
+        .in_current_span(),
+    );
+    let (end, resolution) = claimed(shared, &run, claim, dir, &lost, &task_cancel).await;
+    // The claim is kept through the uploads; a reclaim racing the report would only
+    // get a 409 that means nothing.
+    keeper_stop.cancel();
+    let _ = keeper.await;
+    if let Some(resolution) = resolution {
+        resolve(&run, &lost, resolution).await;
+    }
+    end
+}
+
+/// Reports `resolution`, unless the claim is lost.
+async fn resolve(run: &RunClient, lost: &CancellationToken, resolution: Resolution) {
+    if lost.is_cancelled() {
+        return;
+    }
+    match run.report(resolution).await {
+        Ok(()) => tracing::info!(%resolution, "resolved"),
+        Err(CallError::Conflict(why)) => {
+            tracing::warn!(%resolution, "not resolved: the run is no longer this worker's ({why})")
+        }
+        Err(CallError::Other(e)) => tracing::error!(
+            %resolution,
+            "resolving the run failed: {e:#}; the queue will resolve it when the claim expires"
+        ),
+    }
+}
+
+/// Everything but the report: the run's end, and its resolution (none when the claim
+/// was lost).
+async fn claimed(
+    shared: &Shared,
+    run: &RunClient,
+    claim: &Claim,
+    dir: &Path,
+    lost: &CancellationToken,
+    task_cancel: &CancellationToken,
+) -> (RunEnd, Option<Resolution>) {
+    let definition = match TaskDefinition::read(&claim.task) {
+        Ok(d) => d,
+        Err(e) => {
+            // Without the task's expiry nothing can be uploaded.
+            tracing::error!("{e}");
+            return (
+                RunEnd::default(),
+                Some(Resolution::Exception(ExceptionReason::MalformedPayload)),
+            );
+        }
+    };
+    let uploader = Uploader {
+        run,
+        storage: shared.storage,
+        expires: definition.expires,
+        http: &shared.http,
+    };
+    let artifacts_dir = dir.join("artifacts");
+    let log_path = dir.join("live_backing.log");
+    let _ = std::fs::remove_dir_all(dir);
+    let log = match std::fs::create_dir_all(&artifacts_dir).and_then(|()| TaskLog::create_at(&log_path)) {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), "preparing the run's directory: {e}");
+            return (
+                RunEnd::default(),
+                Some(Resolution::Exception(ExceptionReason::InternalError)),
+            );
+        }
+    };
+
+    // The live log, while the task runs.
+    let published = match &shared.live_log {
+        Some(server) => match server.publish(&log) {
+            Ok(p) => match uploader.reference(LIVE_LOG, &p.url, LOG_TYPE).await {
+                Ok(()) => {
+                    tracing::info!(url = %p.url, "live log");
+                    Some(p)
+                }
+                Err(CallError::Conflict(why)) => {
+                    tracing::warn!("creating {LIVE_LOG}: {why}; the claim is lost: nothing more is done");
+                    return (RunEnd::default(), None);
+                }
+                Err(CallError::Other(e)) => {
+                    tracing::warn!("creating {LIVE_LOG}: {e:#}; the log is uploaded at the end only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!("publishing the live log: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let id = &shared.identity;
+    log.log(&format!(
+        "Task {}, run {}, claimed by worker {}/{} on {} (enginehost {})",
+        claim.task_id,
+        claim.run_id,
+        id.worker_group,
+        id.worker_id,
+        id.task_queue_id,
+        env!("CARGO_PKG_VERSION"),
+    ));
+    let engine_names = shared.engines.names();
+    let (outcome, statuses) = match task_file(
+        &claim.task_id,
+        claim.run_id,
+        &definition,
+        &engine_names,
+        shared.engines.default.as_deref(),
+    ) {
+        Err(problems) => {
+            log.log_error("The task's payload is not valid:");
+            problems.iter().for_each(|p| log.log_error(p));
+            log.close();
+            (Outcome::Malformed(problems), Vec::new())
+        }
+        Ok(_) if task_cancel.is_cancelled() => {
+            log.log_error("The worker is shutting down: the task was not started");
+            log.close();
+            (Outcome::Cancelled, Vec::new())
+        }
+        Ok(task) => {
+            let (engine, limits) = shared.engines.get(&task.engine).expect("a served engine");
+            log.log(&format!("Engine: {}", task.engine));
+            tracing::info!(engine = %task.engine, "running");
+            let report = execute(engine.as_ref(), &task, &log, &artifacts_dir, task_cancel, limits).await;
+            (report.outcome, report.artifacts)
+        }
+    };
+    if lost.is_cancelled() {
+        return (RunEnd::default(), None);
+    }
+    let fatal = matches!(outcome, Outcome::FatalInternalError(_));
+    let mut resolution = match &outcome {
+        Outcome::Success => Resolution::Completed,
+        Outcome::Failure => Resolution::Failed,
+        Outcome::Malformed(_) => Resolution::Exception(ExceptionReason::MalformedPayload),
+        Outcome::InternalError(_) | Outcome::FatalInternalError(_) => {
+            Resolution::Exception(ExceptionReason::InternalError)
+        }
+        Outcome::Cancelled => Resolution::Exception(ExceptionReason::WorkerShutdown),
+    };
+    if resolution == Resolution::Exception(ExceptionReason::WorkerShutdown) {
+        note(
+            &log_path,
+            "[taskcluster:error] The worker is shutting down: the task was aborted",
+        );
+    }
+
+    // Artifacts: each file, or an error artifact saying why not.
+    for (spec, status) in &statuses {
+        let reason = match status {
+            ArtifactStatus::Extracted => None,
+            ArtifactStatus::Missing(m) => Some((ErrorReason::FileMissing, m)),
+            ArtifactStatus::TooLarge(m) => Some((ErrorReason::TooLarge, m)),
+            ArtifactStatus::Failed(m) => Some((ErrorReason::NotReadable, m)),
+        };
+        let uploaded = match reason {
+            Some((reason, message)) => uploader.error(&spec.name, reason, message).await.map(|()| {
+                tracing::info!(artifact = %spec.name, reason = reason.as_str(), "error artifact");
+            }),
+            None => upload_files(&uploader, &artifacts_dir, &spec.name).await,
+        };
+        match uploaded {
+            Ok(()) => {}
+            Err(CallError::Conflict(why)) => {
+                tracing::warn!(artifact = %spec.name, "uploading: {why}; the claim is lost: nothing more is done");
+                return (RunEnd { fatal }, None);
+            }
+            Err(CallError::Other(e)) => {
+                tracing::error!(artifact = %spec.name, "uploading failed: {e:#}");
+                note(
+                    &log_path,
+                    &format!("[taskcluster:error] Uploading artifact {} failed: {e:#}", spec.name),
+                );
+                resolution = Resolution::Exception(ExceptionReason::InternalError);
+            }
+        }
+    }
+
+    // The log, then live.log pointing at it.
+    note(&log_path, &format!("[taskcluster] Resolving the run as {resolution}"));
+    match uploader
+        .gzipped_log(BACKING_LOG, &log_path, &dir.join("live_backing.log.gz"))
+        .await
+    {
+        Ok(size) => {
+            tracing::info!(artifact = %BACKING_LOG, compressed = size, "uploaded the log");
+            match uploader.link(LIVE_LOG, BACKING_LOG, LOG_TYPE).await {
+                Ok(()) => {}
+                Err(CallError::Conflict(why)) => {
+                    tracing::warn!("linking {LIVE_LOG}: {why}; the claim is lost: nothing more is done");
+                    return (RunEnd { fatal }, None);
+                }
+                Err(CallError::Other(e)) => tracing::error!("linking {LIVE_LOG}: {e:#}"),
+            }
+        }
+        Err(CallError::Conflict(why)) => {
+            tracing::warn!("uploading the log: {why}; the claim is lost: nothing more is done");
+            return (RunEnd { fatal }, None);
+        }
+        Err(CallError::Other(e)) => {
+            tracing::error!("uploading the log failed: {e:#}");
+            resolution = Resolution::Exception(ExceptionReason::InternalError);
+        }
+    }
+    // The live log stays served until live.log no longer points at it.
+    drop(published);
+    (RunEnd { fatal }, Some(resolution))
+}
+
+/// Uploads every file of the extracted artifact `name`.
+async fn upload_files(uploader: &Uploader<'_>, dir: &Path, name: &str) -> Result<(), CallError> {
+    let files = files_of(dir, name).map_err(|e| CallError::Other(anyhow::anyhow!("listing artifact {name}: {e}")))?;
+    for (artifact, path) in files {
+        let size = uploader.file(&artifact, &path, &content_type(&artifact)).await?;
+        tracing::info!(artifact = %artifact, size, storage = ?uploader.storage, "uploaded");
+    }
+    Ok(())
+}
