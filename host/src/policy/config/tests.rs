@@ -87,11 +87,11 @@ fn errors_name_the_key_and_what_would_be_right() {
         ),
         (
             "[host]\nworkdir = \"/x\"",
-            "host.workdir: unknown key; the keys allowed here are work-dir, tree-kill",
+            "host.workdir: unknown key; the keys allowed here are work-dir, tree-kill, compile-cache, cache-dir",
         ),
         (
             "[plugins.native.proces]",
-            "plugins.native.proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users",
+            "plugins.native.proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users, endpoint",
         ),
         (
             "[plugins.native.process]\nexecs = []",
