@@ -19,6 +19,7 @@ use std::fmt;
 pub use bytes::Bytes;
 pub use http_body_util::Full;
 pub use hyper::body::Incoming;
+pub use hyper::header::HeaderValue;
 pub use hyper::{Request, Response, StatusCode};
 pub use io::WitIo;
 
