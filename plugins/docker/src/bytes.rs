@@ -120,17 +120,44 @@ pub enum Channel {
     Stderr,
 }
 
-/// Reads a `multiplexed-stream` to its end, handing each payload piece to `sink`
-/// (stdin frames, which dockerd never sends, count as stdout).
+/// Reads a `multiplexed-stream` to its end, handing the payload to `sink`: each
+/// chunk read is parsed whole, and the payload of consecutive frames of one
+/// stream goes on in one piece (a task that writes small lines makes many small
+/// frames). Stdin frames, which dockerd never sends, count as stdout.
 pub async fn demux(reader: &mut Reader, mut sink: impl AsyncFnMut(Channel, Vec<u8>)) -> Result<(), String> {
-    while let Some(header) = reader.exact(8).await? {
-        let channel = if header[0] == 2 {
-            Channel::Stderr
-        } else {
-            Channel::Stdout
-        };
-        let size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as u64;
-        reader.forward(size, async |chunk| sink(channel, chunk).await).await?;
+    let mut header: Vec<u8> = Vec::with_capacity(8);
+    let (mut channel, mut left) = (Channel::Stdout, 0usize);
+    while let Some(chunk) = reader.some(CHUNK).await? {
+        let mut rest = &chunk[..];
+        let mut batch: Vec<u8> = Vec::new();
+        while !rest.is_empty() {
+            if left == 0 {
+                let take = (8 - header.len()).min(rest.len());
+                header.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if header.len() < 8 {
+                    break;
+                }
+                let next = if header[0] == 2 { Channel::Stderr } else { Channel::Stdout };
+                left = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+                header.clear();
+                if next != channel && !batch.is_empty() {
+                    sink(channel, std::mem::take(&mut batch)).await;
+                }
+                channel = next;
+                continue;
+            }
+            let take = left.min(rest.len());
+            batch.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            left -= take;
+        }
+        if !batch.is_empty() {
+            sink(channel, batch).await;
+        }
+    }
+    if left > 0 || !header.is_empty() {
+        return Err("the stream ended in the middle of a frame".into());
     }
     Ok(())
 }
@@ -161,16 +188,17 @@ impl LogLines {
         LogLines { out, line: Vec::new() }
     }
 
-    /// Writes the whole lines in `bytes`, keeping a partial last one.
+    /// Writes the whole lines in `bytes` (in one write), keeping a partial last one.
     pub async fn push(&mut self, bytes: &[u8]) {
-        let mut rest = bytes;
-        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
-            let mut line = std::mem::take(&mut self.line);
-            line.extend_from_slice(&rest[..=i]);
-            let _ = self.out.write_all(line).await;
-            rest = &rest[i + 1..];
+        match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(last) => {
+                let mut lines = std::mem::take(&mut self.line);
+                lines.extend_from_slice(&bytes[..=last]);
+                let _ = self.out.write_all(lines).await;
+                self.line.extend_from_slice(&bytes[last + 1..]);
+            }
+            None => self.line.extend_from_slice(bytes),
         }
-        self.line.extend_from_slice(rest);
         if self.line.len() >= CHUNK {
             let line = std::mem::take(&mut self.line);
             let _ = self.out.write_all(line).await;
