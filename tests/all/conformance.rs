@@ -55,6 +55,9 @@ async fn every_shipped_engine_passes_every_case_it_claims() {
             eprintln!("skipped native: its cases create task users, which needs root");
             continue;
         }
+        if name == "docker" {
+            continue; // against a real dockerd, in engines::docker
+        }
         let report = suite_of(name, cases).await;
         let failures = failures(&report);
         assert!(failures.is_empty(), "{name}: {failures:#?}");

@@ -32,6 +32,11 @@ pub const BUILTIN: &[(&str, &[u8], &str)] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/native.wasm")),
         include_str!("../../../plugins/native/cases.json"),
     ),
+    (
+        "docker.wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/docker.wasm")),
+        include_str!("../../../plugins/docker/cases.json"),
+    ),
 ];
 
 /// The plugin directory used without `--plugins`: `$ENGINEHOST_PLUGINS`, else

@@ -208,7 +208,13 @@ async fn init_instance(
         })
         .await
         .map_err(|e| anyhow!(e))?
-        .map_err(|e| anyhow!("the engine refused its config: {}", EngineError::from(e)))?;
+        .map_err(|e| {
+            let e = EngineError::from(e);
+            match e.detail() {
+                Some(detail) => anyhow!("the engine refused its config: {e}: {detail}"),
+                None => anyhow!("the engine refused its config: {e}"),
+            }
+        })?;
     Ok(instance)
 }
 

@@ -1,6 +1,8 @@
-//! The script and native engines beyond their conformance cases: the seed's
-//! semantics and the decisions taken on its quirks (docs/engines/).
+//! The script, native and docker engines beyond their conformance cases (docker's
+//! run here too, against a real dockerd): the seed's semantics and the decisions
+//! taken on its quirks (docs/engines/).
 
+mod docker;
 mod native;
 mod script;
 

@@ -1,0 +1,216 @@
+//! Reading what dockerd sends: a [`Reader`] over an answer's body or an upgraded
+//! connection (exact reads, bounded chunks), the demultiplexer of Docker's
+//! `multiplexed-stream` (frames of an 8-byte header `[stream, 0, 0, 0, size u32
+//! BE]` and the payload), and [`LogLines`], which writes whole lines into the task
+//! log. Memory stays bounded: one chunk (at most 64 KiB) and a partial line each.
+
+use enginehost_sdk::http::{self, Incoming};
+use enginehost_sdk::{StreamReader, StreamResult, StreamWriter, TaskContext, byte_stream, spawn_local};
+
+/// The most bytes handed on at once.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Where bytes come from.
+pub enum Source {
+    /// An HTTP answer's body (chunked or not: hyper decodes it).
+    Body(Incoming),
+    /// An upgraded connection (attach, exec).
+    Raw(StreamReader<u8>),
+}
+
+impl Source {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Source::Body(body) => match http::next_data(body).await {
+                Ok(data) => Ok(data.map(|d| d.to_vec())),
+                Err(e) => Err(format!("the answer broke off: {e}")),
+            },
+            Source::Raw(rx) => loop {
+                let (result, data) = rx.read(Vec::with_capacity(CHUNK)).await;
+                match result {
+                    StreamResult::Complete(_) if data.is_empty() => continue,
+                    StreamResult::Complete(_) => return Ok(Some(data)),
+                    StreamResult::Dropped | StreamResult::Cancelled => return Ok(None),
+                }
+            },
+        }
+    }
+}
+
+/// Buffered reads over a [`Source`].
+pub struct Reader {
+    source: Source,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Reader {
+    /// Reads `source`, after `head` (bytes already read from it).
+    pub fn new(source: Source, head: Vec<u8>) -> Self {
+        Reader {
+            source,
+            buf: head,
+            pos: 0,
+        }
+    }
+
+    /// Makes bytes available; `false` at the end.
+    async fn fill(&mut self) -> Result<bool, String> {
+        while self.pos == self.buf.len() {
+            match self.source.next().await? {
+                Some(data) => {
+                    self.buf = data;
+                    self.pos = 0;
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Exactly `n` bytes; `None` at a clean end before any; an error when the end
+    /// comes in the middle.
+    pub async fn exact(&mut self, n: usize) -> Result<Option<Vec<u8>>, String> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if !self.fill().await? {
+                if out.is_empty() {
+                    return Ok(None);
+                }
+                return Err(format!("the stream ended {} bytes into a {n}-byte record", out.len()));
+            }
+            let take = (n - out.len()).min(self.buf.len() - self.pos);
+            out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+            self.pos += take;
+        }
+        Ok(Some(out))
+    }
+
+    /// Up to `max` bytes (at least one); `None` at the end.
+    pub async fn some(&mut self, max: usize) -> Result<Option<Vec<u8>>, String> {
+        if !self.fill().await? {
+            return Ok(None);
+        }
+        let take = max.min(self.buf.len() - self.pos);
+        let out = self.buf[self.pos..self.pos + take].to_vec();
+        self.pos += take;
+        Ok(Some(out))
+    }
+
+    /// Passes `n` bytes to `sink` in chunks; an error if the stream ends first.
+    pub async fn forward(&mut self, mut n: u64, mut sink: impl AsyncFnMut(Vec<u8>)) -> Result<(), String> {
+        while n > 0 {
+            let max = n.min(CHUNK as u64) as usize;
+            match self.some(max).await? {
+                Some(chunk) => {
+                    n -= chunk.len() as u64;
+                    sink(chunk).await;
+                }
+                None => return Err(format!("the stream ended {n} bytes early")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which stream a frame of a multiplexed stream belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Channel {
+    Stdout,
+    Stderr,
+}
+
+/// Reads a `multiplexed-stream` to its end, handing the payload to `sink`: each
+/// chunk read is parsed whole, and the payload of consecutive frames of one
+/// stream goes on in one piece (a task that writes small lines makes many small
+/// frames). Stdin frames, which dockerd never sends, count as stdout.
+pub async fn demux(reader: &mut Reader, mut sink: impl AsyncFnMut(Channel, Vec<u8>)) -> Result<(), String> {
+    let mut header: Vec<u8> = Vec::with_capacity(8);
+    let (mut channel, mut left) = (Channel::Stdout, 0usize);
+    while let Some(chunk) = reader.some(CHUNK).await? {
+        let mut rest = &chunk[..];
+        let mut batch: Vec<u8> = Vec::new();
+        while !rest.is_empty() {
+            if left == 0 {
+                let take = (8 - header.len()).min(rest.len());
+                header.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if header.len() < 8 {
+                    break;
+                }
+                let next = if header[0] == 2 { Channel::Stderr } else { Channel::Stdout };
+                left = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+                header.clear();
+                if next != channel && !batch.is_empty() {
+                    sink(channel, std::mem::take(&mut batch)).await;
+                }
+                channel = next;
+                continue;
+            }
+            let take = left.min(rest.len());
+            batch.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            left -= take;
+        }
+        if !batch.is_empty() {
+            sink(channel, batch).await;
+        }
+    }
+    if left > 0 || !header.is_empty() {
+        return Err("the stream ended in the middle of a frame".into());
+    }
+    Ok(())
+}
+
+/// Raw bytes (a tty's output) to `sink` until the end.
+pub async fn copy(reader: &mut Reader, mut sink: impl AsyncFnMut(Vec<u8>)) -> Result<(), String> {
+    while let Some(chunk) = reader.some(CHUNK).await? {
+        sink(chunk).await;
+    }
+    Ok(())
+}
+
+/// Bytes for the task log, written in whole lines (other writers share the log);
+/// a line longer than [`CHUNK`] is written in pieces.
+pub struct LogLines {
+    out: StreamWriter<u8>,
+    line: Vec<u8>,
+}
+
+impl LogLines {
+    /// Lines into `context`'s log, through one `write-log` call for the whole task.
+    pub fn new(context: &std::rc::Rc<TaskContext>) -> Self {
+        let (out, rx) = byte_stream();
+        let context = context.clone();
+        spawn_local(async move {
+            context.write_log(rx).await;
+        });
+        LogLines { out, line: Vec::new() }
+    }
+
+    /// Writes the whole lines in `bytes` (in one write), keeping a partial last one.
+    pub async fn push(&mut self, bytes: &[u8]) {
+        match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(last) => {
+                let mut lines = std::mem::take(&mut self.line);
+                lines.extend_from_slice(&bytes[..=last]);
+                let _ = self.out.write_all(lines).await;
+                self.line.extend_from_slice(&bytes[last + 1..]);
+            }
+            None => self.line.extend_from_slice(bytes),
+        }
+        if self.line.len() >= CHUNK {
+            let line = std::mem::take(&mut self.line);
+            let _ = self.out.write_all(line).await;
+        }
+    }
+
+    /// Writes a partial last line, with a newline.
+    pub async fn finish(mut self) {
+        if !self.line.is_empty() {
+            let mut line = std::mem::take(&mut self.line);
+            line.push(b'\n');
+            let _ = self.out.write_all(line).await;
+        }
+    }
+}
