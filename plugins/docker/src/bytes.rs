@@ -138,7 +138,11 @@ pub async fn demux(reader: &mut Reader, mut sink: impl AsyncFnMut(Channel, Vec<u
                 if header.len() < 8 {
                     break;
                 }
-                let next = if header[0] == 2 { Channel::Stderr } else { Channel::Stdout };
+                let next = if header[0] == 2 {
+                    Channel::Stderr
+                } else {
+                    Channel::Stdout
+                };
                 left = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
                 header.clear();
                 if next != channel && !batch.is_empty() {
