@@ -20,6 +20,8 @@
 
 pub mod caps;
 mod glue;
+#[cfg(feature = "http")]
+pub mod http;
 mod log;
 mod sync;
 mod traits;
@@ -58,7 +60,7 @@ pub use caps::CapError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The version of the engine contract this SDK implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.1";
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 /// A new byte stream: write into the [`StreamWriter`], hand the [`StreamReader`] to
 /// the host. Dropping the writer ends the stream.
@@ -141,7 +143,7 @@ macro_rules! export_engine {
             const META: &str = concat!(
                 "{\"name\":\"", $name,
                 "\",\"version\":\"", env!("CARGO_PKG_VERSION"),
-                "\",\"contract\":\"0.1.1\"}"
+                "\",\"contract\":\"0.1.2\"}"
             );
             #[cfg(target_arch = "wasm32")]
             #[unsafe(link_section = "enginehost:metadata")]

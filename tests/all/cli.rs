@@ -128,7 +128,7 @@ fn plugins_lists_mock_with_its_contract_version_and_rejections() {
     let mock = stdout.lines().find(|l| l.starts_with("mock ")).expect("mock is listed");
     assert_eq!(
         mock.split_whitespace().collect::<Vec<_>>(),
-        ["mock", "0.1.0", "0.1.1", "(built", "in)"]
+        ["mock", "0.1.0", "0.1.2", "(built", "in)"]
     );
     assert!(stdout.contains("junk.wasm: not a WebAssembly file"), "{stdout}");
 }

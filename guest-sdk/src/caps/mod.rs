@@ -1,6 +1,7 @@
 //! Capability wrappers: what an engine may do on the host beyond its task log —
 //! processes ([`process`]), the sandbox and state directories and downloads
-//! ([`files`]), per-task users ([`users`]) and unix sockets ([`unix_socket`]).
+//! ([`files`]), per-task users ([`users`]), unix sockets ([`unix_socket`]) and
+//! the task's HTTP endpoint ([`endpoint`], contract 0.1.2).
 //! Outbound TCP/UDP and name lookups go through WASI 0.3 (`wasip3::sockets`).
 //!
 //! Nothing is granted by default. An engine lists what it needs in
@@ -12,6 +13,7 @@
 //!
 //! [`export_engine!`]: crate::export_engine
 
+pub mod endpoint;
 pub mod files;
 pub mod process;
 pub mod unix_socket;

@@ -10,14 +10,18 @@
 //! - `janitor`: the journal written before anything is created, cleanup in the
 //!   background, replay after a crash.
 //! - `os`: processes, cgroups, ptys and users at the operating-system level.
-//! - `files`, `process`, `users`, `unix_socket`: the WIT imports of contract 0.1.1.
+//! - `files`, `process`, `users`, `unix_socket`: the WIT imports of contract 0.1.1;
+//!   `endpoint`: the per-task HTTP server of 0.1.2.
+//! - `log_lines`: cutting bytes for the task log into prefixed lines.
 //! - `net`: outbound sockets through WASI, checked per address and per name.
 //!
 //! Nothing here is reachable but through the imports; `runtime` links them and
 //! hands each Store its [`CapsCtx`].
 
+mod endpoint;
 mod files;
 mod janitor;
+pub(crate) mod log_lines;
 mod net;
 pub(crate) mod os;
 pub(crate) mod process;
@@ -29,6 +33,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
+pub use endpoint::{EndpointRequestRes, EndpointRes};
 pub(crate) use files::preopens;
 pub use scope::{EngineScope, HostEnv, default_work_dir};
 pub(crate) use scope::{InstanceGuard, TaskScope};
@@ -97,7 +102,8 @@ pub(crate) fn denied<T>(policy: &Policy, d: Denied) -> CapResult<T> {
     Err(d.into())
 }
 
-/// Links the capability interfaces of contract 0.1.1 (each call checks the policy).
+/// Links the capability interfaces of contract 0.1.1 and 0.1.2 (each call checks
+/// the policy).
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use crate::runtime::bindings as b;
     b::caps::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
@@ -105,6 +111,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     b::users::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     b::process::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     b::unix_sockets::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    b::endpoint::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }
 

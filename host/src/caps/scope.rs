@@ -344,6 +344,7 @@ struct TaskState {
     users: Vec<SystemUser>,
     processes: Vec<Weak<ProcEntry>>,
     spawned: u32,
+    endpoints: u32,
     host_tasks: Vec<AbortHandle>,
     journal: Option<Cleanup>,
 }
@@ -472,6 +473,19 @@ impl TaskScope {
             )));
         }
         state.spawned += 1;
+        Ok(())
+    }
+
+    /// Counts an endpoint against `max` per task; fails beyond it.
+    pub(crate) fn count_endpoint(&self, max: u32) -> CapResult<()> {
+        self.live()?;
+        let mut state = self.lock();
+        if state.endpoints >= max {
+            return Err(invalid(format!(
+                "the task already opened {max} endpoints, the most one task may"
+            )));
+        }
+        state.endpoints += 1;
         Ok(())
     }
 

@@ -42,6 +42,14 @@ impl ByteStream {
         }
     }
 
+    /// Polls for the next chunk (`None` at the end).
+    pub fn poll_chunk(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Vec<u8>>> {
+        if let Some(head) = self.head.take() {
+            return std::task::Poll::Ready(Some(head));
+        }
+        self.rx.poll_recv(cx)
+    }
+
     /// The next chunk, from a blocking thread (never from async code).
     pub fn blocking_next_chunk(&mut self) -> Option<Vec<u8>> {
         if let Some(head) = self.head.take() {

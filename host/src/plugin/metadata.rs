@@ -22,8 +22,8 @@ pub const MAX_METADATA: usize = 4 * 1024;
 pub const MAX_CAPABILITIES: usize = 64 * 1024;
 
 /// The contract version this host implements (the WIT package version). It runs
-/// plugins built for any 0.1.x contract: 0.1.1 only added interfaces.
-pub const CONTRACT_VERSION: &str = "0.1.1";
+/// plugins built for any 0.1.x contract: 0.1.1 and 0.1.2 only added interfaces.
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -11,8 +11,8 @@
 //!   names the capability, the request and the config key that would allow it.
 //!
 //! The pattern languages live in `exec` (process.exec globs), `net` and `addr`
-//! (network.connect `HOST:PORT`, CIDRs, private addresses) and `unix_socket`
-//! (unix-sockets.connect paths).
+//! (network.connect `HOST:PORT`, CIDRs, private addresses), `unix_socket`
+//! (unix-sockets.connect paths) and `endpoint` (endpoint.listen).
 //!
 //! Nothing here touches wasmtime, the file system (beyond [`OperatorConfig::load`])
 //! or another module of the host: `caps/<x>` and `runtime` call in, never the reverse.
@@ -20,6 +20,7 @@
 mod addr;
 mod config;
 mod effective;
+mod endpoint;
 mod exec;
 mod limits;
 mod net;
@@ -30,7 +31,9 @@ mod validate;
 
 pub use config::{ConfigError, HostSettings, OperatorConfig, TreeKill};
 pub use effective::{CapabilityReport, Denied, EffectiveDir, Policy};
+pub use endpoint::Peers;
 pub use limits::{Limits, ResolvedLimits};
 pub use tables::{
-    Capabilities, DirMode, DirTable, FilesTable, NetworkTable, ProcessTable, RunAs, UnixSocketsTable, UsersTable,
+    Capabilities, DirMode, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, RunAs, UnixSocketsTable,
+    UsersTable,
 };

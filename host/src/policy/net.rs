@@ -70,6 +70,16 @@ impl NetPattern {
         matches!(self.host, Host::Ip(_) | Host::Cidr(_))
     }
 
+    /// Whether the host part is `*`.
+    pub(super) fn is_any_host(&self) -> bool {
+        self.host == Host::Any
+    }
+
+    /// Whether the port part is `*`.
+    pub(super) fn allows_every_port(&self) -> bool {
+        self.ports == (1, u16::MAX)
+    }
+
     /// Whether the pattern could match `name` (normalized by [`normalize_name`]) on
     /// some port: `*`, `*.suffix` or the name itself.
     pub(super) fn could_name(&self, name: &str) -> bool {

@@ -9,7 +9,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::{Table, Value};
 
 use super::{
-    Capabilities, ConfigError, DirTable, FilesTable, NetworkTable, ProcessTable, UnixSocketsTable, UsersTable,
+    Capabilities, ConfigError, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, UnixSocketsTable,
+    UsersTable,
 };
 
 /// Parses TOML text into a table; syntax errors keep toml's line, column and snippet.
@@ -113,6 +114,7 @@ pub(super) fn capabilities(table: &Table, path: &str) -> Result<Capabilities, Co
             "network" => caps.network = Some(typed::<NetworkTable>(table_at(value, &here)?, &here)?),
             "unix-sockets" => caps.unix_sockets = Some(typed::<UnixSocketsTable>(table_at(value, &here)?, &here)?),
             "users" => caps.users = Some(typed::<UsersTable>(table_at(value, &here)?, &here)?),
+            "endpoint" => caps.endpoint = Some(typed::<EndpointTable>(table_at(value, &here)?, &here)?),
             _ => return Err(unknown_key(path, key, field_names::<Capabilities>())),
         }
     }
@@ -137,6 +139,7 @@ const OPERATOR_ONLY: &[(&str, &str, &str)] = &[
     ("process", "max-per-task", "limit"),
     ("network", "allow-private", "setting"),
     ("unix-sockets", "max-connections", "limit"),
+    ("endpoint", "max-connections", "limit"),
     ("users", "uid-range", "setting"),
 ];
 
@@ -207,7 +210,7 @@ mod tests {
         );
         assert_eq!(
             field_names::<Capabilities>(),
-            ["files", "process", "network", "unix-sockets", "users"]
+            ["files", "process", "network", "unix-sockets", "users", "endpoint"]
         );
     }
 
@@ -268,7 +271,7 @@ mod tests {
             ),
             (
                 "[proces]",
-                "proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users",
+                "proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users, endpoint",
             ),
         ];
         for (text, want) in cases {

@@ -29,6 +29,8 @@ pub struct Capabilities {
     pub unix_sockets: Option<UnixSocketsTable>,
     /// `[users]`: per-task system users.
     pub users: Option<UsersTable>,
+    /// `[endpoint]`: the per-task HTTP server (contract 0.1.2).
+    pub endpoint: Option<EndpointTable>,
 }
 
 /// `[files]`: which directories the guest sees.
@@ -144,6 +146,19 @@ pub struct UnixSocketsTable {
     pub max_connections: Option<u32>,
 }
 
+/// `[endpoint]`: where a task's endpoint (the per-task HTTP server the host runs)
+/// may listen.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EndpointTable {
+    /// `sandbox:*` / `sandbox:<path>` (a unix socket in the task's sandbox dir), or
+    /// `ADDRESS:PORT` with ADDRESS `*`, an IP, `[IPv6]` or a CIDR.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// Connections open at once per endpoint (operator side only; default 64).
+    pub max_connections: Option<u32>,
+}
+
 /// `[users]`: system users created for a task.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -167,7 +182,7 @@ impl Capabilities {
     /// TOML syntax (with toml's line and column), unknown keys, wrong types, bad
     /// patterns, and operator-only keys (`files.dirs.*.path`, `process.search-path`,
     /// `process.max-per-task`, `network.allow-private`, `unix-sockets.max-connections`,
-    /// `users.uid-range`), e.g. `process.max-per-task: an operator limit, not
+    /// `endpoint.max-connections`, `users.uid-range`), e.g. `process.max-per-task: an operator limit, not
     /// something a plugin requests; remove it from capabilities.toml`.
     pub fn from_plugin_toml(text: &str) -> Result<Capabilities, ConfigError> {
         let table = super::reader::parse_toml(text)?;
@@ -195,6 +210,7 @@ impl Capabilities {
             && self.network.as_ref().is_none_or(NetworkTable::is_empty)
             && self.unix_sockets.as_ref().is_none_or(UnixSocketsTable::is_empty)
             && self.users.as_ref().is_none_or(UsersTable::is_empty)
+            && self.endpoint.as_ref().is_none_or(EndpointTable::is_empty)
     }
 }
 
@@ -223,6 +239,13 @@ impl UnixSocketsTable {
     /// True when the table holds only defaults.
     pub fn is_empty(&self) -> bool {
         self == &UnixSocketsTable::default()
+    }
+}
+
+impl EndpointTable {
+    /// True when the table holds only defaults.
+    pub fn is_empty(&self) -> bool {
+        self == &EndpointTable::default()
     }
 }
 

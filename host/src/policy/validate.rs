@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::endpoint::ListenPattern;
 use super::exec::ExecPattern;
 use super::net::NetPattern;
 use super::reader::{at, join};
@@ -44,6 +45,9 @@ pub(super) fn request(caps: &Capabilities) -> Result<(), ConfigError> {
     }
     if caps.users.as_ref().is_some_and(|u| u.uid_range.is_some()) {
         return Err(operator_only("users.uid-range"));
+    }
+    if caps.endpoint.as_ref().is_some_and(|e| e.max_connections.is_some()) {
+        return Err(operator_only("endpoint.max-connections"));
     }
     Ok(())
 }
@@ -83,6 +87,9 @@ pub(super) fn grant(caps: &Capabilities, plugin: &str) -> Result<(), ConfigError
     }
     if let Some(sockets) = &caps.unix_sockets {
         positive(sockets.max_connections, &format!("{root}.unix-sockets.max-connections"))?;
+    }
+    if let Some(endpoint) = &caps.endpoint {
+        positive(endpoint.max_connections, &format!("{root}.endpoint.max-connections"))?;
     }
     if let Some([lo, hi]) = caps.users.as_ref().and_then(|u| u.uid_range) {
         let key = format!("{root}.users.uid-range");
@@ -158,6 +165,9 @@ fn patterns_and_names(caps: &Capabilities, root: &str) -> Result<(), ConfigError
             &at(root, "unix-sockets.connect"),
             SocketPattern::parse,
         )?;
+    }
+    if let Some(endpoint) = &caps.endpoint {
+        each(&endpoint.listen, &at(root, "endpoint.listen"), ListenPattern::parse)?;
     }
     for (i, group) in caps.users.iter().flat_map(|u| &u.groups).enumerate() {
         // A request may say "*": any group the operator grants.

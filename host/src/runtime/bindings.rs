@@ -13,10 +13,12 @@ mod generated {
             "enginehost:engine/host.file-handler": crate::runtime::imports::FileHandlerRes,
             "enginehost:engine/process.process": crate::caps::ProcessRes,
             "enginehost:engine/users.task-user": crate::caps::TaskUserRes,
+            "enginehost:engine/endpoint.endpoint": crate::caps::EndpointRes,
+            "enginehost:engine/endpoint.request": crate::caps::EndpointRequestRes,
         },
     });
 }
 
-pub(crate) use generated::enginehost::engine::{caps, files, host, process, types, unix_sockets, users};
+pub(crate) use generated::enginehost::engine::{caps, endpoint, files, host, process, types, unix_sockets, users};
 pub(crate) use generated::exports::enginehost::engine::engine::Guest as EngineExports;
 pub(crate) use generated::{EnginePlugin, EnginePluginPre};

@@ -22,7 +22,7 @@ async fn suite(name: &str) -> enginehost::conformance::Report {
         serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.cases.json"))).unwrap()).unwrap();
     let plugin = RUNTIME
         .load(name, &wasm)
-        .expect("a 0.1.0 plugin links against the 0.1.1 host");
+        .expect("a 0.1.0 plugin links against the 0.1.2 host");
     let engine: std::sync::Arc<dyn enginehost::contract::Engine> = RUNTIME
         .start_engine(
             &plugin,

@@ -4,12 +4,14 @@
 //! while another engine keeps working. Process tests check that nothing a task
 //! started survives it (normal end, abort, trap).
 //!
-//! - `process`, `files`, `net`, `unix_socket`, `users`: one module per capability.
+//! - `process`, `files`, `net`, `unix_socket`, `users`, `endpoint`: one module per
+//!   capability.
 //! - `cleanup`: a SIGKILLed worker's leftovers are gone after its next start.
 //! - `compat`: plugins built for contract 0.1.0 still pass their suites.
 
 mod cleanup;
 mod compat;
+mod endpoint;
 mod files;
 mod net;
 mod process;

@@ -1,20 +1,20 @@
 //! Host copies of process output into the task log: the bytes never enter the
 //! engine. With a prefix, output is cut into lines and each is written whole with
 //! its prefix (a line longer than [`MAX_LINE`] is cut there); without one, bytes are
-//! written as they come. Writes go straight to the log file.
+//! written as they come (`caps::log_lines`). Writes go straight to the log file.
 
 use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::CopyGuard;
+use crate::caps::log_lines::LogLines;
+#[cfg(test)]
+use crate::caps::log_lines::MAX_LINE;
 use crate::contract::TaskLog;
 
 /// Bytes read per system call.
 const CHUNK: usize = 1024 * 1024;
-/// The longest line kept whole; longer ones are split (a process that never writes
-/// a newline cannot make the host buffer without end).
-pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// Copies `reader` into `log` until end of file (or a read error), prefixing each
 /// line with `prefix`. `_guard` is released when the copy ends.
@@ -25,41 +25,14 @@ pub(crate) async fn to_log(
     _guard: CopyGuard,
 ) {
     let mut buf = vec![0u8; CHUNK];
-    let mut line: Vec<u8> = Vec::new();
+    let mut lines = LogLines::new(log, prefix);
     loop {
-        let n = match reader.read(&mut buf).await {
+        match reader.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if prefix.is_empty() {
-            log.write(&buf[..n]);
-            continue;
-        }
-        let mut rest = &buf[..n];
-        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
-            write_line(&log, &prefix, &mut line, &rest[..=i]);
-            rest = &rest[i + 1..];
-        }
-        line.extend_from_slice(rest);
-        while line.len() >= MAX_LINE {
-            let tail = line.split_off(MAX_LINE);
-            let head = std::mem::replace(&mut line, tail);
-            write_line(&log, &prefix, &mut Vec::new(), &[head.as_slice(), b"\n"].concat());
+            Ok(n) => lines.push(&buf[..n]),
         }
     }
-    if !line.is_empty() {
-        line.push(b'\n');
-        write_line(&log, &prefix, &mut Vec::new(), &line);
-    }
-}
-
-/// Writes `pending` + `end` as one prefixed line and clears `pending`.
-fn write_line(log: &TaskLog, prefix: &str, pending: &mut Vec<u8>, end: &[u8]) {
-    let mut out = Vec::with_capacity(prefix.len() + pending.len() + end.len());
-    out.extend_from_slice(prefix.as_bytes());
-    out.append(pending);
-    out.extend_from_slice(end);
-    log.write(&out);
+    lines.finish();
 }
 
 #[cfg(test)]

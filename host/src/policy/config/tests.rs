@@ -91,7 +91,7 @@ fn errors_name_the_key_and_what_would_be_right() {
         ),
         (
             "[plugins.native.proces]",
-            "plugins.native.proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users",
+            "plugins.native.proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users, endpoint",
         ),
         (
             "[plugins.native.process]\nexecs = []",

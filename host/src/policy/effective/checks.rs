@@ -1,12 +1,14 @@
-//! The per-use checks of [`Policy`] for files, processes, unix sockets and users
+//! The per-use checks of [`Policy`] for files, processes, unix sockets, users and
+//! the endpoint
 //! (network has its own file), and the settings the grant alone decides (search
 //! path, limits, uid range). Each check is `decide(granted, requested)`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::super::unix_socket::{self, SocketPattern};
 use super::super::{DirMode, RunAs};
-use super::{Denied, EffectiveDir, ExecPattern, Hint, Named, Policy};
+use super::{Denied, EffectiveDir, ExecPattern, Hint, ListenPattern, Named, Policy};
 use crate::policy::Capabilities;
 
 impl Policy {
@@ -139,6 +141,39 @@ impl Policy {
     /// The grant's `max-connections` (`None`: no limit set).
     pub fn unix_max_connections(&self) -> Option<u32> {
         self.granted.unix_sockets.as_ref().and_then(|u| u.max_connections)
+    }
+
+    /// Whether a task's endpoint may listen on a unix socket at `rel` in its
+    /// sandbox directory.
+    pub fn endpoint_listen_sandbox(&self, rel: &str) -> Result<(), Denied> {
+        let request = format!("sandbox:{rel}");
+        let Some(rel) = unix_socket::normalize_rel(rel) else {
+            let reason = "not a path inside the task's sandbox; name the socket relative to it, without \"..\"";
+            return Err(self.denied("endpoint.listen", &request, reason.into()));
+        };
+        let any = |patterns: &[Named<ListenPattern>]| patterns.iter().any(|p| p.pattern.matches_sandbox(&rel));
+        let (granted, requested) = (any(&self.grant.listen), any(&self.req.listen));
+        if !granted {
+            let reason = format!(
+                "not granted; add \"sandbox:{rel}\" (or \"sandbox:*\") to [{}] listen",
+                self.table("endpoint")
+            );
+            return Err(self.denied("endpoint.listen", &request, reason));
+        }
+        self.decide("endpoint.listen", &request, Hint::AddPattern, granted, requested)
+    }
+
+    /// Whether a task's endpoint may listen on `ip:port` (port 0: any free port).
+    pub fn endpoint_listen_tcp(&self, ip: IpAddr, port: u16) -> Result<(), Denied> {
+        let request = SocketAddr::new(ip, port).to_string();
+        let any = |patterns: &[Named<ListenPattern>]| patterns.iter().any(|p| p.pattern.matches_tcp(ip, port));
+        let (granted, requested) = (any(&self.grant.listen), any(&self.req.listen));
+        self.decide("endpoint.listen", &request, Hint::AddPattern, granted, requested)
+    }
+
+    /// The grant's `endpoint.max-connections` (`None`: not set).
+    pub fn endpoint_max_connections(&self) -> Option<u32> {
+        self.granted.endpoint.as_ref().and_then(|e| e.max_connections)
     }
 
     /// Whether the plugin may create a user per task.

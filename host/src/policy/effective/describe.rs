@@ -14,7 +14,7 @@ use super::{Denied, Hint, Policy};
 /// One capability's line in `enginehost plugins --config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapabilityReport {
-    /// `files`, `process`, `network`, `unix-sockets` or `users`.
+    /// `files`, `process`, `network`, `unix-sockets`, `users` or `endpoint`.
     pub capability: &'static str,
     /// What the plugin asked for, e.g. `exec ["**"], run-as [task-user, worker], pty`.
     pub requested: String,
@@ -102,6 +102,14 @@ fn side(caps: &Capabilities, capability: &str) -> String {
                 parts.extend(u.max_connections.map(|n| format!("max-connections {n}")));
             }
         }
+        "endpoint" => {
+            if let Some(e) = &caps.endpoint {
+                if !e.listen.is_empty() {
+                    parts.push(format!("listen {}", quoted(&e.listen)));
+                }
+                parts.extend(e.max_connections.map(|n| format!("max-connections {n}")));
+            }
+        }
         _ => {
             if let Some(u) = &caps.users {
                 flag(u.create, "create", &mut parts);
@@ -118,16 +126,17 @@ fn side(caps: &Capabilities, capability: &str) -> String {
 impl Policy {
     /// For `enginehost plugins --config`: one entry per capability that is
     /// requested or granted, in the order files, process, network, unix-sockets,
-    /// users.
+    /// users, endpoint.
     pub fn describe(&self) -> Vec<CapabilityReport> {
         let present = |c: &Capabilities, capability: &str| match capability {
             "files" => c.files.as_ref().is_some_and(|t| !t.is_empty()),
             "process" => c.process.as_ref().is_some_and(|t| !t.is_empty()),
             "network" => c.network.as_ref().is_some_and(|t| !t.is_empty()),
             "unix-sockets" => c.unix_sockets.as_ref().is_some_and(|t| !t.is_empty()),
+            "endpoint" => c.endpoint.as_ref().is_some_and(|t| !t.is_empty()),
             _ => c.users.as_ref().is_some_and(|t| !t.is_empty()),
         };
-        ["files", "process", "network", "unix-sockets", "users"]
+        ["files", "process", "network", "unix-sockets", "users", "endpoint"]
             .into_iter()
             .filter(|c| present(&self.requested, c) || present(&self.granted, c))
             .map(|capability| CapabilityReport {
@@ -188,6 +197,14 @@ impl Policy {
                 parts.push(format!("connect {}", list(connect)));
                 parts.extend(self.unix_max_connections().map(|n| format!("max-connections {n}")));
             }
+            "endpoint" => {
+                let listen = effective(&self.req.listen, &self.grant.listen);
+                if listen.is_empty() {
+                    return "nothing".to_string();
+                }
+                parts.push(format!("listen {}", list(listen)));
+                parts.extend(self.endpoint_max_connections().map(|n| format!("max-connections {n}")));
+            }
             _ => {
                 if self.users_create().is_err() {
                     return "nothing".to_string();
@@ -243,6 +260,12 @@ impl Policy {
             let capability = "unix-sockets.connect";
             lines.push(self.not_granted(capability, text, Hint::AddValue(text)).message);
         }
+        patterns(
+            &mut lines,
+            "endpoint.listen",
+            ungranted(&self.req.listen, &self.grant.listen),
+            Hint::AddPattern,
+        );
         let users = self.requested.users.clone().unwrap_or_default();
         note(&mut lines, users.create, self.users_create());
         for group in users.groups.iter().filter(|g| *g != "*") {

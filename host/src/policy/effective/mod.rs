@@ -3,7 +3,7 @@
 //! key an operator would add), then at the request; there is no pattern algebra.
 //!
 //! This file holds the types and the denial texts. The checks live in `checks`
-//! (files, process, unix sockets, users) and `network`; the `enginehost plugins`
+//! (files, process, unix sockets, users, endpoint) and `network`; the `enginehost plugins`
 //! summaries in `describe` (with the pattern overlap tests in `overlap`). Called by
 //! `runtime` (preopens, WASI switches) and `caps/<x>` (the first statement of every
 //! host call).
@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 pub use describe::CapabilityReport;
 
+use super::endpoint::ListenPattern;
 use super::exec::ExecPattern;
 use super::net::NetPattern;
 use super::reader::join;
@@ -73,6 +74,7 @@ struct Compiled {
     exec: Vec<Named<ExecPattern>>,
     connect: Vec<Named<NetPattern>>,
     unix: Vec<Named<SocketPattern>>,
+    listen: Vec<Named<ListenPattern>>,
 }
 
 impl Compiled {
@@ -101,6 +103,11 @@ impl Compiled {
                 .unix_sockets
                 .as_ref()
                 .map(|u| compile(&u.connect, SocketPattern::parse))
+                .unwrap_or_default(),
+            listen: caps
+                .endpoint
+                .as_ref()
+                .map(|e| compile(&e.listen, ListenPattern::parse))
                 .unwrap_or_default(),
         }
     }

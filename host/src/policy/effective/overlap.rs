@@ -7,6 +7,7 @@
 //!
 //! Used by `describe` only; checks never go through here.
 
+use super::super::endpoint::ListenPattern;
 use super::super::exec::ExecPattern;
 use super::super::net::NetPattern;
 use super::super::unix_socket::SocketPattern;
@@ -51,6 +52,15 @@ impl Pattern for SocketPattern {
     }
     fn disjoint(&self, other: &Self) -> bool {
         !self.covers(other) && !other.covers(self)
+    }
+}
+
+impl Pattern for ListenPattern {
+    fn covers(&self, other: &Self) -> bool {
+        ListenPattern::covers(self, other)
+    }
+    fn disjoint(&self, other: &Self) -> bool {
+        ListenPattern::disjoint(self, other)
     }
 }
 

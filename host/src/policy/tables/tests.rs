@@ -76,7 +76,7 @@ fn request_errors_name_the_key() {
     let cases = [
         (
             "[proces]",
-            "proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users",
+            "proces: unknown key; the keys allowed here are files, process, network, unix-sockets, users, endpoint",
         ),
         (
             "[process]\nexec = [\"**\", \"bin/*\"]",
@@ -162,6 +162,7 @@ fn emptiness() {
         network: Some(NetworkTable::default()),
         unix_sockets: Some(UnixSocketsTable::default()),
         users: Some(UsersTable::default()),
+        endpoint: Some(EndpointTable::default()),
     };
     assert!(defaults.is_empty());
     assert!(Capabilities::from_plugin_toml("[process]\n[users]").unwrap().is_empty());
