@@ -14,6 +14,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("enginehost-plugin-mock", "mock"),
     ("enginehost-plugin-script", "script"),
     ("enginehost-plugin-native", "native"),
+    ("enginehost-plugin-qemu", "qemu"),
 ];
 
 /// Test fixtures: (package, library name). Built in a second cargo invocation,

@@ -32,6 +32,11 @@ pub const BUILTIN: &[(&str, &[u8], &str)] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/native.wasm")),
         include_str!("../../../plugins/native/cases.json"),
     ),
+    (
+        "qemu.wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/qemu.wasm")),
+        include_str!("../../../plugins/qemu/cases.json"),
+    ),
 ];
 
 /// The plugin directory used without `--plugins`: `$ENGINEHOST_PLUGINS`, else

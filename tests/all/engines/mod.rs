@@ -1,7 +1,8 @@
-//! The script and native engines beyond their conformance cases: the seed's
+//! The script, native and qemu engines beyond their conformance cases: the seed's
 //! semantics and the decisions taken on its quirks (docs/engines/).
 
 mod native;
+mod qemu;
 mod script;
 
 use std::sync::Arc;
