@@ -179,7 +179,7 @@ impl Task {
         if !booted && !self.resolution.is_set() {
             let tail = self.console_tail().await;
             let why = if self.stopped.is_set() {
-                format!("the VM stopped before its guest agent called (QEMU crashed unexpected; see qemu.log)")
+                "the VM stopped before its guest agent called (QEMU crashed unexpected; see qemu.log)".to_string()
             } else {
                 format!(
                     "the VM did not boot: no call from its guest agent within the boot timeout of {} s (engines.qemu.bootTimeout)",
@@ -200,6 +200,9 @@ impl Task {
             (reported, log) = ended.fuse() => {
                 if matches!(log, BodyEnd::Truncated) {
                     note(&self.context, "the task's output broke off (the guest agent's log request ended early)").await;
+                }
+                if let Reported::Signal(signal) = reported {
+                    note(&self.context, &format!("the command was ended by signal {signal}")).await;
                 }
                 let success = matches!(reported, Reported::Exit(0)) && !self.killed.get();
                 // Shells still running keep the result waiting (as in the seed).

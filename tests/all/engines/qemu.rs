@@ -250,3 +250,67 @@ async fn an_image_tcg_cannot_run_is_refused_naming_the_problem() {
         "{messages:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_viewer_captures_the_vms_screen_through_open_display() {
+    let Some((_vms, images)) = vms().await else { return };
+    let cases = cases_for(&images);
+    let engine = engine_with(&cases).await;
+    let ctx = context();
+    let payload =
+        json!({"image": IMAGE, "command": ["sh", "-c", "echo booted; echo on the screen > /dev/tty1; sleep 120"]});
+    let sandbox = started_in(&engine, ctx.clone(), payload).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(ctx.log().path())
+        .unwrap_or_default()
+        .contains("booted")
+    {
+        assert!(Instant::now() < deadline, "the VM did not boot within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // vnc-rs (a real RFB client) through a loopback TCP bridge, as a person's
+    // viewer would reach the display.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bridged = sandbox.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        crate::display::bridge(tcp, bridged, "screen", Default::default()).await;
+    });
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        crate::display::Connector::new(tcp)
+            .set_version(vnc::VncVersion::RFB38)
+            .add_encoding(vnc::VncEncoding::Raw)
+            .allow_shared(true)
+            .build()?
+            .try_start()
+            .await?
+            .finish()
+    })
+    .await
+    .expect("the handshake took more than 10 s")
+    .expect("the handshake");
+    let frame = crate::display::first_frame(&client, None).await;
+    let colors: std::collections::BTreeSet<[u32; 3]> = frame.rgb.iter().flatten().copied().collect();
+    eprintln!(
+        "qemu: captured {}x{} with {} colours",
+        frame.width,
+        frame.height,
+        colors.len()
+    );
+    assert!(colors.len() >= 2, "the screen is one flat colour: nothing was drawn");
+    let listed = sandbox.list_displays().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "screen");
+    assert_eq!(
+        (listed[0].width, listed[0].height),
+        (u32::from(frame.width), u32::from(frame.height)),
+        "list-displays gives the size the viewer got"
+    );
+    drop(client);
+    sandbox.abort().await.unwrap();
+    drop(sandbox);
+    drop(engine);
+    drained().await;
+}
