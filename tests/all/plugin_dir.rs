@@ -22,7 +22,7 @@ fn bad_files_are_rejected_with_reasons_and_the_rest_load() {
 
     let mut catalog = Catalog::scan(Some(p)).unwrap();
     catalog.compile_all(&RUNTIME);
-    assert_eq!(catalog.names(), vec!["broken-env", "mock", "native", "script"]);
+    assert_eq!(catalog.names(), vec!["broken-env", "mock", "native", "qemu", "script"]);
     let rejected: Vec<(String, &Rejection)> = catalog
         .rejected()
         .iter()

@@ -9,7 +9,8 @@
 //! - config `{accel: "tcg"|"kvm", imageDir?, bootTimeout?, maxConcurrency?,
 //!   limits?: {maxMemory, maxCPUs}}` (docs/engines/qemu.md);
 //! - payload `{image, command, env?}`: `image` names a folder of the image
-//!   directory holding `machine.json` and the boot files;
+//!   directory holding `machine.json` and the boot files, or is the URL of an
+//!   `image.tar.zst` (downloaded by the host into the sandbox, unpacked by `tar`);
 //! - one VM per task, its disk state thrown away (direct kernel boot from the
 //!   read-only image; qemu's temporary files in the sandbox); qemu, its QMP and
 //!   VNC sockets, its serial console (`serial.log`) and its log (`qemu.log`) in
@@ -196,8 +197,8 @@ impl Engine for QemuEngine {
             "type": "object",
             "properties": {
                 "image": {
-                    "type": "string", "pattern": "^[a-zA-Z0-9_][a-zA-Z0-9._-]*$", "maxLength": 128,
-                    "description": "The image: a folder of the worker's image directory, with machine.json and the boot files"
+                    "type": "string", "pattern": "^([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|https?://.+)$", "maxLength": 2048,
+                    "description": "The image: a folder of the worker's image directory (machine.json and the boot files), or the URL of an image.tar.zst"
                 },
                 "command": {
                     "type": "array", "items": {"type": "string"}, "minItems": 1,

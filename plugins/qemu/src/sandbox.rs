@@ -73,15 +73,57 @@ impl QemuBuilder {
         }
     }
 
-    /// The image's machine, checked.
-    fn machine(&self) -> Result<Machine> {
+    /// The image's folder: (the engine's path to read it, the host path for
+    /// qemu). A URL is downloaded by the host into the sandbox and unpacked there
+    /// by `tar` (a `.tar.zst` as build.sh makes it).
+    async fn image_dirs(&self) -> Result<(String, String)> {
         let image = &self.payload.image;
-        let path = format!("{IMAGES}/{image}/machine.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            malformed(format!(
-                "task.payload.image: there is no image '{image}' on this worker ({}/{image}/machine.json: {e})",
-                self.engine.image_dir
-            ))
+        if !(image.starts_with("http://") || image.starts_with("https://")) {
+            let host = format!("{}/{image}", self.engine.image_dir.trim_end_matches('/'));
+            return Ok((format!("{IMAGES}/{image}"), host));
+        }
+        files::download(&self.context, image, "image/image.tar.zst")
+            .await
+            .map_err(|e| malformed(format!("task.payload.image: downloading {image}: {}", e.message())))?;
+        let tar = Command::new("/usr/bin/tar")
+            .args([
+                "--zstd",
+                "--no-same-owner",
+                "--no-same-permissions",
+                "-xf",
+                "image.tar.zst",
+            ])
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .cwd("image")
+            .stdout(Output::Null)
+            .stderr(Output::TaskLog("[image] ".into()))
+            .spawn(&self.context, None)
+            .await
+            .map_err(|e| Error::NonFatalInternalError(format!("unpacking the image with tar: {}", e.message())))?;
+        let status = tar.wait().await;
+        tar.drained().await;
+        if !matches!(status, ExitStatus::Code(0)) {
+            return Err(malformed(format!(
+                "task.payload.image: {image} is not a .tar.zst image (tar: {status:?}; see the [image] lines above)"
+            )));
+        }
+        let guest = format!("{}/image", files::sandbox_dir(&self.context).await?);
+        let host = format!("{}/image", files::sandbox_host_path(&self.context).await?);
+        Ok((guest, host))
+    }
+
+    /// The image's machine, checked; `dir` is the engine's path of its folder.
+    fn machine(&self, dir: &str) -> Result<Machine> {
+        let image = &self.payload.image;
+        let text = std::fs::read_to_string(format!("{dir}/machine.json")).map_err(|e| {
+            if dir.starts_with(IMAGES) {
+                malformed(format!(
+                    "task.payload.image: there is no image '{image}' on this worker ({}/{image}/machine.json: {e})",
+                    self.engine.image_dir
+                ))
+            } else {
+                malformed(format!("task.payload.image: {image} has no machine.json ({e})"))
+            }
         })?;
         let machine = Machine::parse(&text).map_err(|e| malformed(format!("image '{image}': {e}")))?;
         let bad = machine.check(&self.engine);
@@ -91,10 +133,12 @@ impl QemuBuilder {
             ));
         }
         for file in machine.files() {
-            let ok = std::fs::metadata(format!("{IMAGES}/{image}/{file}")).is_ok_and(|m| m.is_file());
+            // Not a symlink: qemu opens the host path, and a link could hand it
+            // (and so the guest) any file the worker can read.
+            let ok = std::fs::symlink_metadata(format!("{dir}/{file}")).is_ok_and(|m| m.is_file());
             if !ok {
                 return Err(malformed(format!(
-                    "image '{image}': machine.json names '{file}', which is not a file of the image"
+                    "image '{image}': machine.json names '{file}', which is not a regular file of the image"
                 )));
             }
         }
@@ -257,10 +301,11 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
             return Err(Error::ContractViolation("start was called twice".into()));
         }
         let engine = &self.engine;
-        let machine = self.machine()?;
         if engine.running.get() >= engine.max_concurrency {
             return Err(Error::MaxConcurrencyExceeded);
         }
+        let (image_dir, image) = self.image_dirs().await?;
+        let machine = self.machine(&image_dir)?;
         let mut env: BTreeMap<String, String> = self.payload.env.clone();
         env.extend(self.env.borrow().iter().map(|(k, v)| (k.clone(), v.clone())));
         let env: Vec<(String, String)> = env.into_iter().collect();
@@ -277,7 +322,6 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
         }
         let ep = Rc::new(ep);
 
-        let image = format!("{}/{}", engine.image_dir.trim_end_matches('/'), self.payload.image);
         let sandbox = files::sandbox_host_path(&self.context).await?;
         let qemu = Command::new(engine.qemu.clone())
             .args(machine.argv(engine, &image))

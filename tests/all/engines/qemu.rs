@@ -314,3 +314,92 @@ async fn a_real_viewer_captures_the_vms_screen_through_open_display() {
     drop(engine);
     drained().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_that_goes_away_mid_task_is_a_crash_not_a_result() {
+    let Some((_vms, images)) = vms().await else { return };
+    let cases = cases_for(&images);
+    let engine = engine_with(&cases).await;
+    // The guest powers itself off mid-task (qemu runs with -no-reboot and exits):
+    // the log ends without its last chunk and no result comes.
+    let payload = json!({"image": IMAGE, "command": ["sh", "-c", "echo going away; sleep 1; poweroff -f; sleep 60"]});
+    let (result, log) = run_payload(&engine, payload, &[]).await;
+    match result {
+        Err(EngineError::NonFatalInternalError(why)) => assert!(why.contains("QEMU crashed unexpected"), "{why}"),
+        Err(other) => panic!("expected QEMU crashed unexpected, got {other:?}\n{log}"),
+        Ok(r) => panic!("a VM that went away gave a result (success {})\n{log}", r.success()),
+    }
+    assert!(log.contains("going away"), "{log}");
+    assert!(
+        log.contains("QEMU crashed unexpected; the last lines of its console"),
+        "{log}"
+    );
+    drop(engine);
+    drained().await;
+    assert!(processes_in_work_dir().is_empty(), "{:#?}", processes_in_work_dir());
+}
+
+/// Serves `body` to every GET on loopback; the base URL.
+async fn serve_bytes(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+                let _ = tcp.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_by_url_is_downloaded_unpacked_and_booted() {
+    let Some((_vms, images)) = vms().await else { return };
+    let tarball = std::fs::read(images.join(IMAGE).join("image.tar.zst")).unwrap();
+    let base = serve_bytes(tarball).await;
+    let mut cases = cases_for(&images);
+    let grants = cases.grants.as_mut().unwrap();
+    grants["process"]["exec"] = json!(["/usr/bin/qemu-system-x86_64", "/usr/bin/tar"]);
+    grants["network"] = json!({"connect": ["127.0.0.1:*"]});
+    let engine = engine_with(&cases).await;
+    let payload = json!({"image": format!("{base}/image.tar.zst"), "command": ["sh", "-c", "echo booted from a URL"]});
+    let (result, log) = run_payload(&engine, payload, &[]).await;
+    let result = result.unwrap();
+    assert!(result.success(), "{log}");
+    assert!(log.contains("booted from a URL"), "{log}");
+    // The VM stays up for artifacts until the result set is disposed of.
+    result.dispose().await.unwrap();
+
+    // Not an image: tar's complaint is in the log, the payload is malformed.
+    let base = serve_bytes(b"not a tarball".to_vec()).await;
+    let builder = engine
+        .new_sandbox_builder(
+            context(),
+            json!({"image": format!("{base}/x.tar.zst"), "command": ["true"]}),
+        )
+        .await
+        .unwrap();
+    let messages = match builder.start().await {
+        Err(EngineError::MalformedPayload(messages)) => messages,
+        Err(other) => panic!("expected malformed-payload, got {other:?}"),
+        Ok(_) => panic!("a bad image started"),
+    };
+    assert!(messages[0].contains("is not a .tar.zst image"), "{messages:?}");
+    drop(engine);
+    drained().await;
+    assert!(processes_in_work_dir().is_empty(), "{:#?}", processes_in_work_dir());
+}
