@@ -15,6 +15,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("enginehost-plugin-script", "script"),
     ("enginehost-plugin-native", "native"),
     ("enginehost-plugin-docker", "docker"),
+    ("enginehost-plugin-qemu", "qemu"),
 ];
 
 /// Test fixtures: (package, library name). Built in a second cargo invocation,

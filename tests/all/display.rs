@@ -14,13 +14,13 @@ use crate::common::*;
 
 /// Bytes the display sent through a bridge.
 #[derive(Default)]
-struct Traffic {
+pub(crate) struct Traffic {
     server_bytes: AtomicU64,
 }
 
 /// Bridges `tcp` to a new connection to `sandbox`'s display `name` until either
 /// side ends.
-async fn bridge(tcp: TcpStream, sandbox: Arc<dyn Sandbox>, name: &str, traffic: Arc<Traffic>) {
+pub(crate) async fn bridge(tcp: TcpStream, sandbox: Arc<dyn Sandbox>, name: &str, traffic: Arc<Traffic>) {
     let DisplayConnection { input, mut output } = sandbox.open_display(name).await.expect("open-display");
     let (mut from_viewer, mut to_viewer) = tcp.into_split();
     let upstream = async move {
@@ -110,7 +110,7 @@ async fn bridged(sandbox: &Arc<dyn Sandbox>) -> (std::net::SocketAddr, Arc<Traff
     (addr, traffic)
 }
 
-type Connector = VncConnector<TcpStream, std::future::Ready<Result<String, VncError>>>;
+pub(crate) type Connector = VncConnector<TcpStream, std::future::Ready<Result<String, VncError>>>;
 
 /// Connects vnc-rs through a TCP bridge, speaking `version`, in `format` (the
 /// server's own if `None`).
@@ -138,10 +138,10 @@ async fn viewer(
 }
 
 /// A frame as the viewer decoded it: 8-bit RGB per pixel.
-struct Frame {
-    width: u16,
-    height: u16,
-    rgb: Vec<Option<[u32; 3]>>,
+pub(crate) struct Frame {
+    pub(crate) width: u16,
+    pub(crate) height: u16,
+    pub(crate) rgb: Vec<Option<[u32; 3]>>,
 }
 
 impl Frame {
@@ -169,7 +169,7 @@ fn decode(format: &PixelFormat, bytes: &[u8]) -> [u32; 3] {
 }
 
 /// The events up to a whole frame (vnc-rs asks for one on connecting).
-async fn first_frame(client: &VncClient, format: Option<PixelFormat>) -> Frame {
+pub(crate) async fn first_frame(client: &VncClient, format: Option<PixelFormat>) -> Frame {
     let mut format = format;
     let mut frame: Option<Frame> = None;
     let mut missing = usize::MAX;

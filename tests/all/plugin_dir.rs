@@ -24,7 +24,7 @@ fn bad_files_are_rejected_with_reasons_and_the_rest_load() {
     catalog.compile_all(&RUNTIME);
     assert_eq!(
         catalog.names(),
-        vec!["broken-env", "docker", "mock", "native", "script"]
+        vec!["broken-env", "docker", "mock", "native", "qemu", "script"]
     );
     let rejected: Vec<(String, &Rejection)> = catalog
         .rejected()

@@ -37,6 +37,11 @@ pub const BUILTIN: &[(&str, &[u8], &str)] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/docker.wasm")),
         include_str!("../../../plugins/docker/cases.json"),
     ),
+    (
+        "qemu.wasm",
+        include_bytes!(concat!(env!("OUT_DIR"), "/qemu.wasm")),
+        include_str!("../../../plugins/qemu/cases.json"),
+    ),
 ];
 
 /// The plugin directory used without `--plugins`: `$ENGINEHOST_PLUGINS`, else

@@ -402,3 +402,76 @@ async fn the_endpoint_stops_when_closed_or_its_task_ends() {
     }
     drop(sandbox);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_body_is_whole_or_an_error_never_a_short_file() {
+    let config = format!("{LOOPBACK}[plugins.X.files]\nsandbox = true\n");
+    let engine = with_grants(&CAPS, &config).await;
+    let (sandbox, ctx, addr) = serving(
+        &engine,
+        json!([
+            {"op": "route", "method": "POST", "path": "/reply"},
+            {"op": "save", "to": "up/whole.bin"},
+            {"op": "read-file", "path": "sandbox:up/whole.bin"},
+            {"op": "save", "to": "up/cut.bin"},
+            {"op": "save", "to": "up/big.bin", "max": 4},
+            {"op": "save", "to": "../outside.bin"}
+        ]),
+    )
+    .await;
+    let chunked = "POST /reply HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+                   6\r\nhello \r\n6\r\nworld!\r\n0\r\n\r\n";
+    let answer = http(&addr, chunked).await;
+    assert_eq!(body_of(&answer), "saved", "{answer}");
+    let log = log_shows(&ctx, "ok read-file").await;
+    assert_eq!(line(&log, "ok save-body"), "ok save-body saved 12", "{log}");
+    assert_eq!(line(&log, "ok read-file"), "ok read-file hello world!", "{log}");
+
+    // No zero chunk: the client went away mid-body.
+    let cut = "POST /reply HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nwor";
+    let _ = http(&addr, cut).await;
+    let log = log_shows(&ctx, "error: save-body: the host refused: receiving").await;
+    assert!(
+        line(&log, "error: save-body").contains("it broke off after 8 bytes"),
+        "{log}"
+    );
+
+    let big = "POST /reply HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n0123456789";
+    let answer = http(&addr, big).await;
+    assert_eq!(body_of(&answer), "saved", "the engine still answers: {answer}");
+    let log = log_shows(&ctx, "larger than 4 bytes").await;
+    assert!(
+        log.contains("error: save-body: invalid argument: the request body is larger than 4 bytes"),
+        "{log}"
+    );
+
+    let small = "POST /reply HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi";
+    let _ = http(&addr, small).await;
+    let log = log_shows(&ctx, "error: save-body: invalid argument: '../outside.bin'").await;
+    assert!(
+        log.contains("error: save-body: invalid argument: '../outside.bin'"),
+        "{log}"
+    );
+    drop(sandbox);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saving_a_body_needs_the_sandbox_grant() {
+    let engine = with_grants(&CAPS, LOOPBACK).await;
+    let (sandbox, ctx, addr) = serving(
+        &engine,
+        json!([{"op": "route", "path": "/reply"}, {"op": "save", "to": "x.bin"}]),
+    )
+    .await;
+    let _ = http(
+        &addr,
+        "POST /reply HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .await;
+    let log = log_shows(&ctx, "error: save-body").await;
+    assert!(
+        line(&log, "error: save-body").contains("not granted; set sandbox = true in [plugins.fixture-caps.files]"),
+        "{log}"
+    );
+    drop(sandbox);
+}

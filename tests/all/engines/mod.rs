@@ -1,9 +1,10 @@
-//! The script, native and docker engines beyond their conformance cases (docker's
-//! run here too, against a real dockerd): the seed's semantics and the decisions
-//! taken on its quirks (docs/engines/).
+//! The script, native, docker and qemu engines beyond their conformance cases
+//! (docker's and qemu's cases run here too, against a real dockerd and real VMs):
+//! the seed's semantics and the decisions taken on its quirks (docs/engines/).
 
 mod docker;
 mod native;
+mod qemu;
 mod script;
 
 use std::sync::Arc;

@@ -14,6 +14,7 @@
 //! - `server`: the listener, connections and request handling (hyper).
 
 mod routes;
+mod save;
 mod server;
 
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ pub struct EndpointRes {
     shared: Arc<Shared>,
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
     address: String,
+    scope: Arc<TaskScope>,
 }
 
 impl Drop for EndpointRes {
@@ -57,15 +59,17 @@ impl Drop for EndpointRes {
 pub struct EndpointRequestRes {
     pending: Pending,
     reply: Option<oneshot::Sender<Reply>>,
+    scope: Arc<TaskScope>,
 }
 
 impl EndpointRequestRes {
-    fn new(mut pending: Pending) -> Self {
+    fn new(mut pending: Pending, scope: Arc<TaskScope>) -> Self {
         let (dummy, _) = oneshot::channel();
         let reply = std::mem::replace(&mut pending.reply, dummy);
         EndpointRequestRes {
             pending,
             reply: Some(reply),
+            scope,
         }
     }
 }
@@ -147,6 +151,7 @@ impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
                 shared,
                 queue: Arc::new(tokio::sync::Mutex::new(queue_rx)),
                 address,
+                scope: scope.clone(),
             })
         };
         match opened.await {
@@ -223,18 +228,20 @@ impl<T> wit::HostEndpointWithStore<T> for HasSelf<HostState> {
         acc: &Accessor<T, Self>,
         r: Resource<EndpointRes>,
     ) -> wasmtime::Result<Option<Resource<EndpointRequestRes>>> {
-        let (queue, cancel) = acc.with(|mut a| -> wasmtime::Result<_> {
+        let (queue, cancel, scope) = acc.with(|mut a| -> wasmtime::Result<_> {
             let res = a.get().table.get(&r)?;
-            Ok((res.queue.clone(), res.shared.cancel.clone()))
+            Ok((res.queue.clone(), res.shared.cancel.clone(), res.scope.clone()))
         })?;
         let next = tokio::select! {
             _ = cancel.cancelled() => None,
             p = async { queue.lock().await.recv().await } => p,
         };
         match next {
-            Some(pending) => Ok(Some(
-                acc.with(|mut a| a.get().table.push(EndpointRequestRes::new(pending)))?,
-            )),
+            Some(pending) => {
+                Ok(Some(acc.with(|mut a| {
+                    a.get().table.push(EndpointRequestRes::new(pending, scope))
+                })?))
+            }
             None => Ok(None),
         }
     }
@@ -356,5 +363,27 @@ impl<T> wit::HostRequestWithStore<T> for HasSelf<HostState> {
             return Ok(Err(os_error("upgrading", "the client went away")));
         }
         Ok(Ok(host_stream(acc, stream)?))
+    }
+
+    async fn save_body(
+        acc: &Accessor<T, Self>,
+        r: Resource<EndpointRequestRes>,
+        path: String,
+        max_size: u64,
+    ) -> wasmtime::Result<CapResult<u64>> {
+        let (body, end, scope) = acc.with(|mut a| -> wasmtime::Result<_> {
+            let res = a.get().table.get_mut(&r)?;
+            Ok((res.pending.body.take(), res.pending.body_end.clone(), res.scope.clone()))
+        })?;
+        let policy = scope.engine.policy.clone();
+        if let Err(d) = policy.files_sandbox() {
+            return Ok(denied(&policy, d));
+        }
+        let Some(body) = body else {
+            return Ok(Err(invalid(
+                "the request's body was taken already (body, or a body-to-log route)",
+            )));
+        };
+        Ok(save::save_body(&scope, &path, body, end, max_size).await)
     }
 }
