@@ -242,9 +242,13 @@ async fn bad_schemas_reject_the_engine_naming_it() {
         ("invalid-schema", "not a valid JSON Schema"),
         ("bad-json-schema", "a schema is a JSON object, not a string"),
     ] {
-        // Memory enough for the guest to build a 50 MiB schema: the host refuses it.
+        // Memory and time enough for the guest to build a 50 MiB schema (serde_json
+        // takes seconds on a loaded machine): the host refuses it for its size.
         let limits = ResolvedLimits {
             memory: 512 << 20,
+            cpu_slice: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
+            init_timeout: Duration::from_secs(30),
             ..small()
         };
         let error = format!("{:#}", hostile(mode, limits).await.err().expect(mode));
