@@ -23,6 +23,7 @@ mod glue;
 #[cfg(feature = "http")]
 pub mod http;
 mod log;
+mod shell;
 mod sync;
 mod traits;
 
@@ -43,6 +44,7 @@ pub use glue::Exports;
 pub use log::write_log_bytes;
 #[doc(hidden)]
 pub use serde_json as __serde_json;
+pub use shell::{ShellOutputs, ShellStatus};
 pub use sync::{Sessions, Signal};
 pub use traits::{Engine, ResultSet, Sandbox, SandboxBuilder, Shell, Unsupported, Volume, VolumeBuilder};
 /// WASI 0.3 (the version this SDK is built with): `wasip3::sockets` for outbound

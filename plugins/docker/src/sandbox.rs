@@ -404,7 +404,7 @@ impl Task {
     fn mark_shells_aborted(&self) -> Vec<Rc<ShellState>> {
         let shells: Vec<Rc<ShellState>> = self.shells.borrow().clone();
         for shell in &shells {
-            shell.aborted.set(true);
+            shell.status.mark_aborted();
         }
         shells
     }

@@ -5,10 +5,12 @@
 //! marker in their environment and killed by a second exec (`sh`, `grep`, `kill`
 //! in the image); its streams end at once either way.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use enginehost_sdk::{Error, Result, Shell, Signal, StreamReader, StreamResult, byte_stream, malformed, spawn_local};
+use enginehost_sdk::{
+    Error, Result, Shell, ShellOutputs, ShellStatus, Signal, StreamReader, StreamResult, byte_stream, malformed,
+    spawn_local,
+};
 use futures::future::{Either, select};
 use serde_json::json;
 
@@ -25,11 +27,9 @@ pub struct ShellState {
     task: Rc<Task>,
     exec: String,
     marker: String,
-    tty: bool,
-    pub(crate) aborted: Cell<bool>,
+    pub(crate) status: ShellStatus,
     /// Ends the streams (abort).
     ended: Signal<()>,
-    exit: Signal<bool>,
 }
 
 impl ShellState {
@@ -71,8 +71,7 @@ impl ShellState {
 /// The shell handle.
 pub struct DockerShell {
     state: Rc<ShellState>,
-    stdout: RefCell<Option<StreamReader<u8>>>,
-    stderr: RefCell<Option<StreamReader<u8>>>,
+    outputs: ShellOutputs,
 }
 
 /// Starts a shell in `task`'s container.
@@ -119,10 +118,8 @@ pub(crate) async fn start(
         task: task.clone(),
         exec,
         marker,
-        tty,
-        aborted: Cell::new(false),
+        status: ShellStatus::new(tty),
         ended: Signal::new(),
-        exit: Signal::new(),
     });
     let (mut out_tx, out_rx) = byte_stream();
     let (mut err_tx, err_rx) = byte_stream();
@@ -150,7 +147,7 @@ pub(crate) async fn start(
     spawn_local(async move {
         let mut reader = Reader::new(Source::Raw(upgraded.rx), upgraded.head);
         let output = async {
-            if waiting.tty {
+            if waiting.status.tty() {
                 let _ = copy(&mut reader, async |bytes| {
                     let _ = out_tx.write_all(bytes).await;
                 })
@@ -173,15 +170,14 @@ pub(crate) async fn start(
         drop(out_tx);
         drop(err_tx);
         let success = finished && exit_code(&waiting).await == Some(0);
-        waiting.exit.set(success);
+        waiting.status.exited(success);
         let task = &waiting.task;
         task.shells.borrow_mut().retain(|s| !Rc::ptr_eq(s, &waiting));
         task.sessions.close();
     });
     Ok(DockerShell {
         state,
-        stdout: RefCell::new(Some(out_rx)),
-        stderr: RefCell::new(Some(err_rx)),
+        outputs: ShellOutputs::new(Some(out_rx), Some(err_rx)),
     })
 }
 
@@ -204,23 +200,15 @@ async fn exit_code(state: &ShellState) -> Option<i64> {
 
 impl Shell for DockerShell {
     fn stdout(&self) -> Option<StreamReader<u8>> {
-        self.stdout.borrow_mut().take()
+        self.outputs.stdout()
     }
 
     fn stderr(&self) -> Option<StreamReader<u8>> {
-        self.stderr.borrow_mut().take()
+        self.outputs.stderr()
     }
 
     async fn set_size(&self, columns: u16, rows: u16) -> Result<()> {
-        if !self.state.tty {
-            return Err(Error::FeatureNotSupported);
-        }
-        if self.state.aborted.get() {
-            return Err(Error::ShellAborted);
-        }
-        if self.state.exit.is_set() {
-            return Err(Error::ShellTerminated);
-        }
+        self.state.status.check_resize()?;
         let target = format!("/exec/{}/resize?h={rows}&w={columns}", escape(&self.state.exec));
         self.state
             .task
@@ -233,19 +221,12 @@ impl Shell for DockerShell {
     }
 
     async fn abort(&self) -> Result<()> {
-        if self.state.exit.is_set() {
-            return Err(Error::ShellTerminated);
-        }
-        self.state.aborted.set(true);
+        self.state.status.begin_abort()?;
         self.state.kill().await;
         Ok(())
     }
 
     async fn wait(&self) -> Result<bool> {
-        let success = self.state.exit.wait().await;
-        if self.state.aborted.get() {
-            return Err(Error::ShellAborted);
-        }
-        Ok(success)
+        self.state.status.wait().await
     }
 }

@@ -3,12 +3,11 @@
 //! task's result waits for every shell; kill and abort end them (their wait then
 //! gives shell-aborted).
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use enginehost_sdk::caps::CapError;
 use enginehost_sdk::caps::process::{Command, Output, Process, Size};
-use enginehost_sdk::{Error, Result, Shell, Signal, StreamReader, malformed, spawn_local};
+use enginehost_sdk::{Result, Shell, ShellOutputs, ShellStatus, StreamReader, malformed, spawn_local};
 
 use crate::sandbox::{HOME, Task};
 
@@ -18,18 +17,13 @@ const DEFAULT_SHELL: &str = "/bin/bash";
 /// One shell's state; the task keeps it to abort it.
 pub struct ShellState {
     process: Process,
-    tty: bool,
-    aborted: Cell<bool>,
-    exit: Signal<bool>,
+    status: ShellStatus,
 }
 
 impl ShellState {
     /// Kills the shell and what it started.
     pub(crate) async fn abort(&self) -> Result<()> {
-        if self.exit.is_set() {
-            return Err(Error::ShellTerminated);
-        }
-        self.aborted.set(true);
+        self.status.begin_abort()?;
         self.process.kill_tree(0).await?;
         Ok(())
     }
@@ -38,8 +32,7 @@ impl ShellState {
 /// The shell handle.
 pub struct NativeShell {
     state: Rc<ShellState>,
-    stdout: RefCell<Option<StreamReader<u8>>>,
-    stderr: RefCell<Option<StreamReader<u8>>>,
+    outputs: ShellOutputs,
 }
 
 /// Starts a shell of `task`.
@@ -75,9 +68,7 @@ pub(crate) async fn start(
     let stderr = if tty { None } else { process.take_stderr().await };
     let state = Rc::new(ShellState {
         process,
-        tty,
-        aborted: Cell::new(false),
-        exit: Signal::new(),
+        status: ShellStatus::new(tty),
     });
     task.sessions.open();
     task.shells.borrow_mut().push(state.clone());
@@ -86,36 +77,27 @@ pub(crate) async fn start(
         let status = waiting.process.wait().await;
         // What the shell left running holds its output open; it goes too.
         let _ = waiting.process.kill_tree(0).await;
-        waiting.exit.set(status.success());
+        waiting.status.exited(status.success());
         owner.shells.borrow_mut().retain(|s| !Rc::ptr_eq(s, &waiting));
         owner.sessions.close();
     });
     Ok(NativeShell {
         state,
-        stdout: RefCell::new(stdout),
-        stderr: RefCell::new(stderr),
+        outputs: ShellOutputs::new(stdout, stderr),
     })
 }
 
 impl Shell for NativeShell {
     fn stdout(&self) -> Option<StreamReader<u8>> {
-        self.stdout.borrow_mut().take()
+        self.outputs.stdout()
     }
 
     fn stderr(&self) -> Option<StreamReader<u8>> {
-        self.stderr.borrow_mut().take()
+        self.outputs.stderr()
     }
 
     async fn set_size(&self, columns: u16, rows: u16) -> Result<()> {
-        if !self.state.tty {
-            return Err(Error::FeatureNotSupported);
-        }
-        if self.state.aborted.get() {
-            return Err(Error::ShellAborted);
-        }
-        if self.state.exit.is_set() {
-            return Err(Error::ShellTerminated);
-        }
+        self.state.status.check_resize()?;
         self.state.process.resize(Size { columns, rows })?;
         Ok(())
     }
@@ -125,10 +107,6 @@ impl Shell for NativeShell {
     }
 
     async fn wait(&self) -> Result<bool> {
-        let success = self.state.exit.wait().await;
-        if self.state.aborted.get() {
-            return Err(Error::ShellAborted);
-        }
-        Ok(success)
+        self.state.status.wait().await
     }
 }

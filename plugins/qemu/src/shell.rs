@@ -4,10 +4,11 @@
 //! to the agent; 10 stdout, 11 stderr, 12 the exit code (or `-signal`) back.
 //! The engine keeps its side open until frame 12 (an early EOF is an abort).
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use enginehost_sdk::{Error, Result, Shell, Signal, StreamReader, StreamResult, byte_stream, spawn_local};
+use enginehost_sdk::{
+    Error, Result, Shell, ShellOutputs, ShellStatus, StreamReader, StreamResult, byte_stream, spawn_local,
+};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use serde_json::json;
@@ -29,27 +30,23 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 /// One shell's state; the task keeps it to end it with the VM.
 pub struct ShellState {
     frames: mpsc::UnboundedSender<Vec<u8>>,
-    tty: bool,
-    aborted: Cell<bool>,
-    /// The exit frame's value; `None` when the connection broke first.
-    exit: Signal<Option<i32>>,
+    /// Aborted also when the agent reports a signal (`-N`) or the connection
+    /// broke before the exit frame.
+    status: ShellStatus,
 }
 
 impl ShellState {
     /// Asks the agent to kill the shell's processes.
     pub(crate) fn abort(&self) -> Result<()> {
-        if self.exit.is_set() {
-            return Err(Error::ShellTerminated);
-        }
-        self.aborted.set(true);
+        self.status.begin_abort()?;
         let _ = self.frames.unbounded_send(frame(3, &[]));
         Ok(())
     }
 
     /// The VM is gone: the shell ends as aborted.
     pub(crate) fn lost(&self) {
-        self.aborted.set(true);
-        self.exit.set(None);
+        self.status.mark_aborted();
+        self.status.exited(false);
         self.frames.close_channel();
     }
 }
@@ -57,8 +54,7 @@ impl ShellState {
 /// The shell handle.
 pub struct QemuShell {
     state: Rc<ShellState>,
-    stdout: RefCell<Option<StreamReader<u8>>>,
-    stderr: RefCell<Option<StreamReader<u8>>>,
+    outputs: ShellOutputs,
 }
 
 /// Starts a shell in `task`'s VM.
@@ -81,9 +77,7 @@ pub(crate) async fn start(
     let (frames, mut queue) = mpsc::unbounded::<Vec<u8>>();
     let state = Rc::new(ShellState {
         frames: frames.clone(),
-        tty,
-        aborted: Cell::new(false),
-        exit: Signal::new(),
+        status: ShellStatus::new(tty),
     });
     task.shells.borrow_mut().push(state.clone());
     task.sessions.open();
@@ -141,37 +135,31 @@ pub(crate) async fn start(
         }
         drop(out_tx);
         drop(err_tx);
-        reading.exit.set(exit);
+        if !exit.is_some_and(|code| code >= 0) {
+            reading.status.mark_aborted();
+        }
+        reading.status.exited(exit == Some(0));
         reading.frames.close_channel();
         owner.shells.borrow_mut().retain(|s| !Rc::ptr_eq(s, &reading));
         owner.sessions.close();
     });
     Ok(QemuShell {
         state,
-        stdout: RefCell::new(Some(out_rx)),
-        stderr: RefCell::new(Some(err_rx)),
+        outputs: ShellOutputs::new(Some(out_rx), Some(err_rx)),
     })
 }
 
 impl Shell for QemuShell {
     fn stdout(&self) -> Option<StreamReader<u8>> {
-        self.stdout.borrow_mut().take()
+        self.outputs.stdout()
     }
 
     fn stderr(&self) -> Option<StreamReader<u8>> {
-        self.stderr.borrow_mut().take()
+        self.outputs.stderr()
     }
 
     async fn set_size(&self, columns: u16, rows: u16) -> Result<()> {
-        if !self.state.tty {
-            return Err(Error::FeatureNotSupported);
-        }
-        if self.state.aborted.get() {
-            return Err(Error::ShellAborted);
-        }
-        if self.state.exit.is_set() {
-            return Err(Error::ShellTerminated);
-        }
+        self.state.status.check_resize()?;
         let mut size = columns.to_be_bytes().to_vec();
         size.extend_from_slice(&rows.to_be_bytes());
         let _ = self.state.frames.unbounded_send(frame(2, &size));
@@ -183,10 +171,6 @@ impl Shell for QemuShell {
     }
 
     async fn wait(&self) -> Result<bool> {
-        let exit = self.state.exit.wait().await;
-        match exit {
-            Some(code) if code >= 0 && !self.state.aborted.get() => Ok(code == 0),
-            _ => Err(Error::ShellAborted),
-        }
+        self.state.status.wait().await
     }
 }
