@@ -115,6 +115,14 @@ impl QemuBuilder {
     /// The image's machine, checked; `dir` is the engine's path of its folder.
     fn machine(&self, dir: &str) -> Result<Machine> {
         let image = &self.payload.image;
+        if dir.starts_with(IMAGES) && std::fs::metadata(IMAGES).is_err() {
+            // The folder is not there at all: the operator did not grant it.
+            return Err(Error::NonFatalInternalError(format!(
+                "the image directory {} is not granted to the engine; add [plugins.qemu.files.dirs.images] with \
+                 path = \"{}\" and mode = \"ro\" to the operator config",
+                self.engine.image_dir, self.engine.image_dir
+            )));
+        }
         let text = std::fs::read_to_string(format!("{dir}/machine.json")).map_err(|e| {
             if dir.starts_with(IMAGES) {
                 malformed(format!(

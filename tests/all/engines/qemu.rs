@@ -252,6 +252,35 @@ async fn an_image_tcg_cannot_run_is_refused_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_directory_that_is_not_granted_is_the_operators_error() {
+    // No VM starts (qemu need not be installed): without the images grant, the
+    // task fails as an internal error naming the config to add, not as the task
+    // author's missing image.
+    let images = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qemu-bad-images");
+    let mut cases = cases_for(&images);
+    cases.grants.as_mut().unwrap()["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dirs");
+    let engine = engine_with(&cases).await;
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"image": IMAGE, "command": ["true"]}))
+        .await
+        .unwrap();
+    let err = match builder.start().await {
+        Ok(_) => panic!("a task started without the image directory"),
+        Err(e) => e,
+    };
+    let EngineError::NonFatalInternalError(message) = err else {
+        panic!("expected an internal error, got {err:?}")
+    };
+    assert!(
+        message.contains("is not granted to the engine; add [plugins.qemu.files.dirs.images]"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_viewer_captures_the_vms_screen_through_open_display() {
     let Some((_vms, images)) = vms().await else { return };
     let cases = cases_for(&images);
