@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod caps;
+pub mod env;
 mod glue;
 #[cfg(feature = "http")]
 pub mod http;
@@ -40,6 +41,7 @@ pub mod wit {
     });
 }
 
+pub use env::EnvVars;
 pub use glue::Exports;
 pub use log::write_log_bytes;
 #[doc(hidden)]

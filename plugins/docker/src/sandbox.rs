@@ -3,13 +3,13 @@
 //! shells) and the result set (artifacts through the archive endpoint).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use enginehost_sdk::caps::endpoint::{self, Endpoint};
+use enginehost_sdk::env;
 use enginehost_sdk::{
-    Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal, StreamReader,
-    TaskContext, byte_stream, malformed, spawn_local,
+    EnvVars, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal,
+    StreamReader, TaskContext, byte_stream, malformed, spawn_local,
 };
 use futures::future::{Either, select};
 use serde_json::{Value, json};
@@ -21,13 +21,6 @@ use crate::shell::{self, DockerShell, ShellState};
 use crate::tar::{Kind, Tar};
 use crate::volume::{self, DockerVolume, Mount};
 use crate::{DockerEngine, Payload, new_name};
-
-/// The seed's rule for environment variable and proxy names.
-const NAME_RULE: &str = "^[a-zA-Z0-9_-]+$";
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
 
 /// What a task made in dockerd, removed once: by abort or the result set's
 /// dispose, else (dropped) by the engine's cleanup queue.
@@ -87,7 +80,7 @@ pub struct DockerBuilder {
     payload: Payload,
     privileged: bool,
     image: Signal<std::result::Result<(), Error>>,
-    env: RefCell<BTreeMap<String, String>>,
+    env: EnvVars,
     proxies: RefCell<Vec<(String, ProxyHandler)>>,
     mounts: RefCell<Vec<Mount>>,
     discarded: Signal<()>,
@@ -95,6 +88,11 @@ pub struct DockerBuilder {
 }
 
 impl DockerBuilder {
+    /// The task's environment as docker takes it (`NAME=value`).
+    fn env_list(&self) -> Vec<String> {
+        self.env.to_vec().iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
     pub(crate) fn new(engine: Rc<DockerEngine>, context: TaskContext, payload: Payload, privileged: bool) -> Self {
         let image = Signal::new();
         let (docker, name, ready) = (engine.docker.clone(), payload.image.clone(), image.clone());
@@ -112,7 +110,7 @@ impl DockerBuilder {
             payload,
             privileged,
             image,
-            env: RefCell::default(),
+            env: EnvVars::default(),
             proxies: RefCell::default(),
             mounts: RefCell::default(),
             discarded: Signal::new(),
@@ -155,7 +153,7 @@ impl DockerBuilder {
             }
             *made.endpoint.borrow_mut() = Some(ep);
         }
-        let env: Vec<String> = self.env.borrow().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = self.env_list();
         let spec = ContainerSpec {
             image: &self.payload.image,
             command: &self.payload.command,
@@ -262,8 +260,11 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
     }
 
     async fn attach_proxy(&self, name: String, handler: ProxyHandler) -> Result<()> {
-        if !valid_name(&name) {
-            return Err(malformed(format!("Proxy name: '{name}' doesn't match: {NAME_RULE}")));
+        if !env::seed_name(&name) {
+            return Err(malformed(format!(
+                "Proxy name: '{name}' doesn't match: {}",
+                env::SEED_NAME_RULE
+            )));
         }
         let mut proxies = self.proxies.borrow_mut();
         if proxies.iter().any(|(n, _)| *n == name) {
@@ -274,17 +275,7 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
     }
 
     async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
-        if !valid_name(&name) {
-            return Err(malformed(format!(
-                "Environment variables name: '{name}' doesn't match: {NAME_RULE}"
-            )));
-        }
-        let mut env = self.env.borrow_mut();
-        if env.contains_key(&name) {
-            return Err(Error::NamingConflict);
-        }
-        env.insert(name, value);
-        Ok(())
+        self.env.set(name, value)
     }
 
     async fn start(&self) -> Result<DockerSandbox> {
@@ -323,7 +314,7 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
                 _ => self.engine.unavailable(e),
             });
         }
-        let env = self.env.borrow().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let env = self.env_list();
         let task = Rc::new(Task {
             context: self.context.clone(),
             engine: self.engine.clone(),

@@ -3,15 +3,14 @@
 //! the home).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use enginehost_sdk::caps::process::{Command, Output, Process};
 use enginehost_sdk::caps::users::TaskUser;
 use enginehost_sdk::caps::{CapError, files, users};
 use enginehost_sdk::{
-    Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal, StreamReader, TaskContext,
-    malformed, spawn_local,
+    EnvVars, Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal, StreamReader,
+    TaskContext, malformed, spawn_local,
 };
 
 use crate::shell::{self, NativeShell, ShellState};
@@ -21,15 +20,13 @@ use crate::{NativeEngine, Payload, context};
 pub(crate) const HOME: &str = "home";
 /// How long a killed task gets between TERM and KILL.
 const KILL_GRACE_MS: u32 = 5_000;
-/// The seed's rule for environment variable names.
-const NAME_RULE: &str = "^[a-zA-Z0-9_-]+$";
 
 /// Collects the environment.
 pub struct NativeBuilder {
     engine: Rc<NativeEngine>,
     context: Rc<TaskContext>,
     payload: Payload,
-    env: RefCell<BTreeMap<String, String>>,
+    env: EnvVars,
     started: Cell<bool>,
 }
 
@@ -39,7 +36,7 @@ impl NativeBuilder {
             engine,
             context: Rc::new(context),
             payload,
-            env: RefCell::default(),
+            env: EnvVars::default(),
             started: Cell::new(false),
         }
     }
@@ -90,18 +87,7 @@ fn start_error(e: CapError) -> Error {
 
 impl SandboxBuilder<NativeEngine> for NativeBuilder {
     async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            return Err(malformed(format!(
-                "Environment variables name: '{name}' doesn't match: {NAME_RULE}"
-            )));
-        }
-        let mut env = self.env.borrow_mut();
-        if env.contains_key(&name) {
-            return Err(Error::NamingConflict);
-        }
-        env.insert(name, value);
-        Ok(())
+        self.env.set(name, value)
     }
 
     async fn start(&self) -> Result<NativeSandbox> {
@@ -120,7 +106,7 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
         if let Some(url) = &self.payload.context {
             context::fetch(&self.context, user.as_ref(), url).await?;
         }
-        let mut env: Vec<(String, String)> = self.env.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut env = self.env.to_vec();
         env.retain(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"));
         env.push(("HOME".into(), home));
         if let Some(user) = &user {

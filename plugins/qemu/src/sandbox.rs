@@ -13,7 +13,7 @@ use enginehost_sdk::caps::process::{Command, ExitStatus, Output, Process};
 use enginehost_sdk::caps::unix_socket;
 use enginehost_sdk::wit::enginehost::engine::unix_sockets as raw_sockets;
 use enginehost_sdk::{
-    Display, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal,
+    Display, EnvVars, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal,
     StreamReader, StreamResult, TaskContext, byte_stream, malformed, sleep, spawn_local,
 };
 use futures::FutureExt;
@@ -56,7 +56,7 @@ pub struct QemuBuilder {
     engine: Rc<QemuEngine>,
     context: Rc<TaskContext>,
     payload: Payload,
-    env: RefCell<BTreeMap<String, String>>,
+    env: EnvVars,
     proxies: RefCell<Vec<(String, ProxyHandler)>>,
     started: Cell<bool>,
 }
@@ -67,7 +67,7 @@ impl QemuBuilder {
             engine,
             context: Rc::new(context),
             payload,
-            env: RefCell::default(),
+            env: EnvVars::with_rule(ENV_RULE, valid_env_name),
             proxies: RefCell::default(),
             started: Cell::new(false),
         }
@@ -274,17 +274,7 @@ impl Task {
 
 impl SandboxBuilder<QemuEngine> for QemuBuilder {
     async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
-        if !valid_env_name(&name) {
-            return Err(malformed(format!(
-                "Environment variables name: '{name}' doesn't match: {ENV_RULE}"
-            )));
-        }
-        let mut env = self.env.borrow_mut();
-        if env.contains_key(&name) {
-            return Err(Error::NamingConflict);
-        }
-        env.insert(name, value);
-        Ok(())
+        self.env.set(name, value)
     }
 
     async fn attach_proxy(&self, name: String, handler: ProxyHandler) -> Result<()> {
@@ -315,7 +305,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
         let (image_dir, image) = self.image_dirs().await?;
         let machine = self.machine(&image_dir)?;
         let mut env: BTreeMap<String, String> = self.payload.env.clone();
-        env.extend(self.env.borrow().iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.env.to_vec());
         let env: Vec<(String, String)> = env.into_iter().collect();
         let agent = Agent::new(&self.payload.command, &env);
 

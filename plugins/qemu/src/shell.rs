@@ -135,7 +135,7 @@ pub(crate) async fn start(
         }
         drop(out_tx);
         drop(err_tx);
-        if !exit.is_some_and(|code| code >= 0) {
+        if exit.is_none_or(|code| code < 0) {
             reading.status.mark_aborted();
         }
         reading.status.exited(exit == Some(0));
