@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::os::cgroup::Cgroup;
-use super::os::users;
+use super::os::{tree, users};
 
 /// What one task left on the host; also its journal entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,13 +161,19 @@ async fn clean(job: &Cleanup) {
             tracing::warn!(user = %name, uid, "removing the task user: {e}");
         }
     }
+    // Iterative and symlink-free: a task's 100,000-deep tree is removed like any other, and a tree that cannot be
+    // removed (a mount inside, an immutable file) keeps its journal entry, so the next start tries again.
+    let mut finished = true;
     if let Some(dir) = &job.sandbox
-        && let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
+        && let Err(e) = tree::remove_path(dir)
     {
-        tracing::warn!(dir = %dir.display(), "removing the sandbox directory: {e}");
+        tracing::warn!(
+            dir = %dir.display(),
+            "removing the sandbox directory failed, kept for the next start to retry: {e}"
+        );
+        finished = false;
     }
-    if let Some(entry) = &job.journal {
+    if finished && let Some(entry) = &job.journal {
         let _ = std::fs::remove_file(entry);
     }
 }

@@ -136,7 +136,7 @@ impl HostEnv {
             }
             let _ = root.remove();
         }
-        let _ = std::fs::remove_dir_all(&self.work_dir);
+        let _ = super::os::tree::remove_path(&self.work_dir);
     }
 
     /// At exit, after the last engine is gone: waits for the cleanup, then removes

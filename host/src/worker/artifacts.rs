@@ -35,16 +35,29 @@ pub struct ArtifactSpec {
     pub name: String,
 }
 
+/// Most parts an artifact path may have (the host lists at most 256 levels).
+pub const MAX_PATH_PARTS: usize = 257;
+/// Most bytes of an artifact path (the kernel's PATH_MAX).
+pub const MAX_PATH_LEN: usize = 4096;
+
 /// `rel` as a path inside `base`, or an error saying why not.
 pub fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
     let path = Path::new(rel);
     if rel.is_empty() || rel.contains('\\') {
         return Err(format!("'{rel}' is not a relative '/'-separated path"));
     }
+    let mut depth = 0;
     for part in path.components() {
         if !matches!(part, Component::Normal(_)) {
             return Err(format!("'{rel}' must be a relative path without '..' or a leading '/'"));
         }
+        depth += 1;
+    }
+    if depth > MAX_PATH_PARTS || rel.len() > MAX_PATH_LEN {
+        return Err(format!(
+            "'{}' is longer than an artifact path may be ({MAX_PATH_PARTS} parts, {MAX_PATH_LEN} bytes)",
+            crate::text::shown(rel, 80)
+        ));
     }
     Ok(base.join(path))
 }

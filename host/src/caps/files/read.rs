@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 
+use crate::caps::os::tree;
 use crate::caps::scope::TaskScope;
 use crate::caps::{CapResult, invalid, os_error};
 use crate::contract::{ByteStream, byte_pipe};
@@ -16,6 +17,10 @@ use crate::runtime::bindings::caps::CapError;
 
 /// Most files `list-files` returns.
 pub(crate) const MAX_FILES: usize = 100_000;
+/// Most directory levels `list-files` descends.
+pub(crate) const MAX_DEPTH: usize = 256;
+/// Most entries (files, directories, anything) `list-files` looks at.
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 /// Bytes per read of `open-file`.
 const CHUNK: usize = 256 * 1024;
 
@@ -75,42 +80,25 @@ pub(crate) fn open_file(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapRe
 }
 
 /// The regular files under `path` (beneath `root`), relative to `path`, sorted.
+/// Iterative and symlink-free ([`tree::list_files`]): a tree deeper than
+/// [`MAX_DEPTH`] or with more than [`MAX_ENTRIES`] entries is an error naming the
+/// bound, never a stack overflow.
 pub(crate) async fn list_files(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapResult<Vec<String>> {
     let dir = root_dir(scope, root)?;
     let path = path.trim_end_matches('/').to_string();
     tokio::task::spawn_blocking(move || {
         let top = if path.is_empty() { "." } else { path.as_str() };
         let start = dir.open_dir(top).map_err(|e| not_found(format!("'{path}': {e}")))?;
-        let mut out = Vec::new();
-        walk(&start, "", &mut out)?;
-        out.sort();
-        Ok(out)
+        let budget = tree::Budget {
+            max_depth: MAX_DEPTH,
+            max_files: MAX_FILES,
+            max_entries: MAX_ENTRIES,
+        };
+        tree::list_files(start.into_std_file().into(), budget).map_err(|e| match e {
+            tree::WalkError::Io(e) => os_error("reading a directory", e),
+            e => invalid(format!("listing '{path}': {e}")),
+        })
     })
     .await
     .map_err(|e| os_error("listing files", e))?
-}
-
-fn walk(dir: &Dir, prefix: &str, out: &mut Vec<String>) -> CapResult<()> {
-    let entries = dir.entries().map_err(|e| os_error("reading a directory", e))?;
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else { continue };
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if kind.is_dir() {
-            // An unreadable directory is skipped, like an unreadable file.
-            if let Ok(sub) = entry.open_dir() {
-                walk(&sub, &rel, out)?;
-            }
-        } else if kind.is_file() {
-            if out.len() >= MAX_FILES {
-                return Err(invalid(format!("more than {MAX_FILES} files to list")));
-            }
-            out.push(rel);
-        }
-    }
-    Ok(())
 }

@@ -263,12 +263,14 @@ impl Cgroup {
     }
 }
 
+/// Every pid in `dir` and its descendants, with an explicit stack (a root task can nest cgroups deeply).
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) {
-    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
-        out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for sub in subdirs(dir) {
-        collect_pids(&sub, out);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        stack.extend(subdirs(&dir));
     }
 }
 
@@ -283,11 +285,20 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// rmdir of `dir`'s descendants bottom-up, then of `dir`, without recursion: a directory is removed once it has no
+/// subdirectory left (cgroupfs holds only directories and control files, which go with their directory).
 fn remove_tree(dir: &Path) -> io::Result<()> {
-    for sub in subdirs(dir) {
-        remove_tree(&sub)?;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(top) = stack.last().cloned() {
+        let subs = subdirs(&top);
+        if subs.is_empty() {
+            rmdir(&top)?;
+            stack.pop();
+        } else {
+            stack.extend(subs);
+        }
     }
-    rmdir(dir)
+    Ok(())
 }
 
 #[cfg(test)]

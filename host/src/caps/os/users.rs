@@ -179,27 +179,22 @@ async fn run(prog: &str, args: &[&str], ok: &[i32]) -> io::Result<i32> {
     unreachable!()
 }
 
-/// Removes what `uid` owns directly under the shared temp dirs. lstat only: a symlink is removed, never followed, and
-/// std's remove_dir_all does not follow symlinks inside a directory either. Failures are logged, not returned: they
-/// must not block the rest of the cleanup, and a retry would fail the same way.
+/// Removes what `uid` owns directly under the shared temp dirs. lstat only: a symlink is removed, never followed,
+/// and a directory is removed without recursion or following a symlink inside ([`super::tree::remove`]), however deep
+/// the task made it. Failures are logged, not returned: they must not block the rest of the cleanup.
 fn sweep_temp_dirs(uid: u32) {
     for dir in ["/tmp", "/var/tmp", "/dev/shm"] {
+        let Ok(handle) = fs::File::open(dir) else { continue };
         let Ok(entries) = fs::read_dir(dir) else { continue };
         for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
                 continue;
             };
             if meta.uid() != uid {
                 continue;
             }
-            let res = if meta.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            if let Err(e) = res {
-                tracing::warn!("removing {} of uid {uid}: {e}", path.display());
+            if let Err(e) = super::tree::remove(std::os::fd::AsFd::as_fd(&handle), &entry.file_name()) {
+                tracing::warn!("removing {} of uid {uid}: {e}", entry.path().display());
             }
         }
     }
