@@ -4,14 +4,15 @@
 //! Bytes are relayed by the host between the socket and the engine's streams; the
 //! number of open connections per engine is capped by `max-connections`.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 
+use super::os::beneath;
 use super::{CapResult, denied, invalid, os_error};
 use crate::contract::{ByteStream, byte_pipe};
 use crate::runtime::HostState;
@@ -45,16 +46,20 @@ fn take_slot(open: &Arc<AtomicU32>, max: Option<u32>) -> CapResult<Slot> {
     Ok(slot)
 }
 
-/// Connects and relays; returns the peer's stream and the relay's abort handle.
+/// Connects to the socket `socket` holds (an `O_PATH` descriptor, opened without
+/// following a symlink: the object checked is the object connected) and relays;
+/// returns the peer's stream and the relay's abort handle.
 async fn relay<T>(
     acc: &Accessor<T, HasSelf<HostState>>,
-    path: &Path,
+    shown: &str,
+    socket: OwnedFd,
     mut outgoing: ByteStream,
     slot: Slot,
 ) -> CapResult<(StreamReader<u8>, tokio::task::AbortHandle)> {
-    let stream = UnixStream::connect(path)
+    let stream = beneath::connect(&socket)
         .await
-        .map_err(|e| os_error(&format!("connecting to {}", path.display()), e))?;
+        .map_err(|e| os_error(&format!("connecting to {shown}"), e))?;
+    drop(socket);
     let (sink, incoming) = byte_pipe();
     let (mut read, mut write) = stream.into_split();
     let task = tokio::spawn(async move {
@@ -121,7 +126,14 @@ impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(relay(acc, &norm, outgoing, slot).await.map(|(reader, _)| reader))
+        let shown = norm.display().to_string();
+        let socket = match beneath::socket_at(&norm) {
+            Ok(fd) => fd,
+            Err(e) => return Ok(Err(invalid(format!("cannot connect: {e}")))),
+        };
+        Ok(relay(acc, &shown, socket, outgoing, slot)
+            .await
+            .map(|(reader, _)| reader))
     }
 
     async fn connect_in_sandbox(
@@ -144,16 +156,13 @@ impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
             super::TaskScope::check_relative(&path)?;
             let slot = take_slot(&open, policy.unix_max_connections())?;
             let sandbox = scope.sandbox()?;
-            // Through the directory's descriptor: no symlink outside is followed at
-            // the top, and the 108-byte sun_path limit does not bite.
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&sandbox.dir);
-            let via = PathBuf::from(format!("/proc/self/fd/{fd}")).join(&path);
-            let meta = std::fs::symlink_metadata(sandbox.path.join(&path))
-                .map_err(|e| invalid(format!("'{path}' in the sandbox: {e}")))?;
-            if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
-                return Err(invalid(format!("'{path}' in the sandbox is not a unix socket")));
-            }
-            let (reader, abort) = relay(acc, &via, outgoing, slot).await?;
+            // Opened beneath the sandbox's descriptor with no symlink followed on the
+            // way or at the end, then connected through that descriptor: a symlink a
+            // task planted, or swaps in after this check, is refused, never followed
+            // (and the 108-byte sun_path limit does not bite).
+            let socket = beneath::socket_beneath(sandbox.dir.as_fd(), Path::new(&path))
+                .map_err(|e| invalid(format!("in the sandbox: {e}")))?;
+            let (reader, abort) = relay(acc, &format!("sandbox:{path}"), socket, outgoing, slot).await?;
             scope.add_host_task(abort);
             Ok(reader)
         };
