@@ -276,6 +276,10 @@ async fn a_kept_task_context_stops_working_when_its_task_ends() {
         log.contains("kept context: sandbox-dir gave Err(\"the task has ended"),
         "{log}"
     );
+    assert!(
+        log.contains("kept context: task id \"\", run 0, scopes [], has-scopes false"),
+        "a kept context tells nothing of its ended task: {log}"
+    );
     first.log().close();
     let first_log = String::from_utf8(first.log().read_to_end().await.unwrap()).unwrap();
     assert_eq!(

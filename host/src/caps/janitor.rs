@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::os::cgroup::Cgroup;
-use super::os::{tree, users};
+use super::os::{bounds, tree, users};
 
 /// What one task left on the host; also its journal entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub(crate) struct Cleanup {
     /// A sandbox directory to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sandbox: Option<PathBuf>,
+    /// The task's v1 limit cgroups (pids, memory) to remove once empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) bounds: Vec<PathBuf>,
 }
 
 /// A journal entry on disk: the cleanup plus the worker that wrote it.
@@ -154,6 +157,11 @@ async fn clean(job: &Cleanup) {
         }
         if let Err(e) = cgroup.remove() {
             tracing::warn!(cgroup = %path.display(), "removing the cgroup: {e}");
+        }
+    }
+    for dir in &job.bounds {
+        if let Err(e) = bounds::remove_dir(dir, Duration::from_secs(10)).await {
+            tracing::warn!(cgroup = %dir.display(), "removing the task's limit cgroup: {e}");
         }
     }
     for (name, uid) in &job.users {

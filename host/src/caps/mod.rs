@@ -35,7 +35,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use endpoint::{EndpointRequestRes, EndpointRes};
 pub(crate) use files::preopens;
-pub use scope::{EngineScope, HostEnv, default_work_dir};
+pub use scope::{EngineScope, HostEnv, ProcessBounds, default_work_dir};
 pub(crate) use scope::{InstanceGuard, TaskScope};
 pub use users::TaskUserRes;
 

@@ -10,7 +10,8 @@
 //! the name first ([`link_name_lookup`]) and remembers which addresses a granted name
 //! resolved to, so that a connect to such an address is judged by the name's
 //! patterns (loopback, private and link-local addresses still need an IP or CIDR
-//! grant, or `allow-private`: that also stops DNS rebinding). WASI 0.2 name lookup
+//! grant, or `allow-private`: that also stops DNS rebinding; so do the worker's own
+//! addresses, [`is_own_address`], public or not). WASI 0.2 name lookup
 //! stays off. A denial reaches the engine as `access-denied`; the operator's log has
 //! the whole message.
 
@@ -25,6 +26,7 @@ use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup;
 use wasmtime_wasi::p3::bindings::sockets::types::IpAddress;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
+use super::os::local::is_own_address;
 use crate::policy::Policy;
 use crate::runtime::HostState;
 
@@ -79,7 +81,8 @@ impl NetCheck {
 
     fn connect(&self, ip: IpAddr, port: u16, log: bool) -> bool {
         let ip = ip.to_canonical();
-        let first = match self.policy.connect_ip(ip, port) {
+        let own = is_own_address(ip);
+        let first = match self.policy.connect_ip(ip, port, own) {
             Ok(()) => return true,
             Err(d) => d,
         };
@@ -93,7 +96,7 @@ impl NetCheck {
         };
         let mut last = first;
         for name in names {
-            match self.policy.connect_name(&name, ip, port) {
+            match self.policy.connect_name(&name, ip, port, own) {
                 Ok(()) => return true,
                 Err(d) => last = d,
             }

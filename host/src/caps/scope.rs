@@ -13,6 +13,7 @@
 //! Layout under the work dir: `engines/<name>/state/`, `engines/<name>/sandboxes/<key>/`,
 //! `journal/<key>.json`; directories a task user must traverse are 0711.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -22,7 +23,9 @@ use anyhow::Context as _;
 use tokio::task::AbortHandle;
 
 use super::janitor::{Cleanup, Janitor};
+use super::os::bounds::TaskBounds;
 use super::os::cgroup::{Cgroup, CgroupTree};
+use super::os::netns;
 use super::os::users::SystemUser;
 use super::process::ProcEntry;
 use super::{CapResult, invalid, os_error};
@@ -95,6 +98,9 @@ impl HostEnv {
                 tracing::info!(cgroup = %dead.display(), "removed the cgroup of a worker that is gone");
             }
         }
+        for dead in super::os::bounds::sweep_dead() {
+            tracing::info!(cgroup = %dead.display(), "removed the limit cgroup of a worker that is gone");
+        }
         tracing::info!(work_dir = %work_dir.display(), "process tree kill: {tree_note}");
         let replayed = janitor.replay();
         if replayed > 0 {
@@ -151,10 +157,30 @@ impl HostEnv {
     }
 }
 
+/// The bounds every task of an engine gets ([`super::os::bounds`]): the operator's
+/// `[limits] task-pids` and `task-memory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessBounds {
+    /// Processes and threads.
+    pub pids: u64,
+    /// Bytes of memory; `None`: three quarters of the machine's.
+    pub memory: Option<u64>,
+}
+
+impl ProcessBounds {
+    fn memory_bytes(&self) -> u64 {
+        self.memory
+            .unwrap_or_else(|| super::os::bounds::total_memory().map_or(u64::MAX, |m| m / 4 * 3))
+    }
+}
+
 /// One engine's capabilities; survives instance restarts.
 pub struct EngineScope {
     pub(crate) host: Arc<HostEnv>,
     pub(crate) policy: Arc<Policy>,
+    task_limits: ProcessBounds,
+    /// Whether the operator was told that task bounds cannot be set here.
+    unbounded_warned: AtomicBool,
     name: String,
     id: u64,
     cgroup: OnceLock<Option<Cgroup>>,
@@ -165,13 +191,15 @@ pub struct EngineScope {
 }
 
 impl EngineScope {
-    /// The scope of engine `name` under `policy`.
-    pub fn new(host: Arc<HostEnv>, policy: Arc<Policy>) -> Arc<EngineScope> {
+    /// The scope of engine `name` under `policy`, its tasks bounded by `task_limits`.
+    pub fn new(host: Arc<HostEnv>, policy: Arc<Policy>, task_limits: ProcessBounds) -> Arc<EngineScope> {
         let id = host.engines.fetch_add(1, Ordering::SeqCst);
         Arc::new(EngineScope {
             name: policy.plugin().to_string(),
             host,
             policy,
+            task_limits,
+            unbounded_warned: AtomicBool::new(false),
             id,
             cgroup: OnceLock::new(),
             tasks: Mutex::default(),
@@ -341,6 +369,10 @@ impl SandboxDir {
 struct TaskState {
     sandbox: Option<Arc<SandboxDir>>,
     cgroup: Option<Cgroup>,
+    /// Process and memory limits, set at the first process.
+    bounds: Option<TaskBounds>,
+    /// The task's network namespace, made at the first process that needs one.
+    netns: Option<OwnedFd>,
     users: Vec<SystemUser>,
     processes: Vec<Weak<ProcEntry>>,
     spawned: u32,
@@ -431,6 +463,65 @@ impl TaskScope {
             Cgroup::create(engine_cgroup.path(), &self.key).map_err(|e| os_error("creating the task's cgroup", e))?;
         state.cgroup = Some(cgroup);
         Ok(Some(path))
+    }
+
+    /// The `cgroup.procs` of the task's v1 limit directories for a new process to join,
+    /// setting the limits at the first call. Where no limit can be set, the task runs
+    /// unbounded and the operator's log says why, once per engine.
+    pub(crate) fn bounds_to_join(&self) -> CapResult<Vec<OwnedFd>> {
+        let v2 = self.cgroup()?;
+        let mut state = self.lock();
+        if state.bounds.is_none() {
+            let limits = self.engine.task_limits;
+            let (bounds, unbounded) = TaskBounds::create(v2.as_deref(), &self.key, limits.pids, limits.memory_bytes());
+            if !unbounded.is_empty() && !self.engine.unbounded_warned.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    engine = %self.engine.name,
+                    "task processes run without these limits here: {}",
+                    unbounded.join("; ")
+                );
+            }
+            let dirs = bounds.own_dirs();
+            state.bounds = Some(bounds);
+            if !dirs.is_empty() {
+                self.journal(&mut state, |j| j.bounds = dirs)?;
+            }
+        }
+        state
+            .bounds
+            .as_ref()
+            .map_or(Ok(Vec::new()), TaskBounds::open_procs)
+            .map_err(|e| os_error("opening the task's limit cgroups", e))
+    }
+
+    /// One sentence per task limit hit since the last call (for the task log).
+    pub(crate) fn bound_hits(&self) -> Vec<String> {
+        self.lock()
+            .bounds
+            .as_mut()
+            .map(TaskBounds::new_hits)
+            .unwrap_or_default()
+    }
+
+    /// The task's network namespace (made at the first call), for a process that
+    /// does not get the worker's network.
+    pub(crate) fn netns(&self) -> CapResult<OwnedFd> {
+        self.live()?;
+        let mut state = self.lock();
+        if state.netns.is_none() {
+            let ns = netns::create().map_err(|e| {
+                invalid(format!(
+                    "task processes get a network namespace of their own (no network; [plugins.{}.process] \
+                     network = \"none\", the default), but none can be made here ({e}; it needs root). Grant \
+                     network = \"host\" in [plugins.{}.process] to run them with the worker's network",
+                    self.engine.name, self.engine.name
+                ))
+            })?;
+            state.netns = Some(ns);
+        }
+        let ns = state.netns.as_ref().expect("just made");
+        ns.try_clone()
+            .map_err(|e| os_error("duplicating the network namespace descriptor", e))
     }
 
     /// Journals a user about to be created; call [`TaskScope::add_user`] once it is.
@@ -535,9 +626,11 @@ impl TaskScope {
         for task in state.host_tasks.drain(..) {
             task.abort();
         }
+        state.netns = None;
         let cleanup = Cleanup {
             journal: state.journal.as_ref().and_then(|j| j.journal.clone()),
             cgroup: state.cgroup.take().map(|c| c.path().to_path_buf()),
+            bounds: state.bounds.take().map(|b| b.own_dirs()).unwrap_or_default(),
             users: state.users.drain(..).map(|u| (u.name, u.uid)).collect(),
             sandbox: state.sandbox.take().map(|s| s.path.clone()),
         };

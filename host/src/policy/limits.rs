@@ -45,6 +45,10 @@ pub struct Limits {
     pub task_artifacts_size: Option<u64>,
     /// `artifact-files`: files in one directory artifact.
     pub artifact_files: Option<u64>,
+    /// `task-pids`: processes and threads of one task at once (cgroup `pids.max`).
+    pub task_pids: Option<u64>,
+    /// `task-memory`: bytes of memory of one task's processes (cgroup `memory.max`).
+    pub task_memory: Option<u64>,
 }
 
 /// Every limit with a value: the defaults, overridden.
@@ -76,6 +80,10 @@ pub struct ResolvedLimits {
     pub task_artifacts_size: u64,
     /// See [`Limits::artifact_files`].
     pub artifact_files: u64,
+    /// See [`Limits::task_pids`].
+    pub task_pids: u64,
+    /// See [`Limits::task_memory`]; `None`: three quarters of the machine's memory.
+    pub task_memory: Option<u64>,
 }
 
 const MIB: u64 = 1 << 20;
@@ -97,6 +105,8 @@ impl Default for ResolvedLimits {
             artifact_size: 4 * GIB,
             task_artifacts_size: 16 * GIB,
             artifact_files: 100_000,
+            task_pids: 4096,
+            task_memory: None,
         }
     }
 }
@@ -119,6 +129,8 @@ impl ResolvedLimits {
             artifact_size: u64::MAX,
             task_artifacts_size: u64::MAX,
             artifact_files: u64::MAX,
+            task_pids: u64::MAX,
+            task_memory: Some(u64::MAX),
         }
     }
 }
@@ -142,7 +154,9 @@ impl Limits {
             log_size,
             artifact_size,
             task_artifacts_size,
-            artifact_files
+            artifact_files,
+            task_pids,
+            task_memory
         )
     }
 
@@ -163,6 +177,8 @@ impl Limits {
             artifact_size: self.artifact_size.unwrap_or(d.artifact_size),
             task_artifacts_size: self.task_artifacts_size.unwrap_or(d.task_artifacts_size),
             artifact_files: self.artifact_files.unwrap_or(d.artifact_files),
+            task_pids: self.task_pids.unwrap_or(d.task_pids),
+            task_memory: self.task_memory.or(d.task_memory),
         }
     }
 
@@ -187,12 +203,14 @@ impl Limits {
                 "artifact-size" => limits.artifact_size = size()?,
                 "task-artifacts-size" => limits.task_artifacts_size = size()?,
                 "artifact-files" => limits.artifact_files = count(value, &here)?,
+                "task-pids" => limits.task_pids = count(value, &here)?,
+                "task-memory" => limits.task_memory = size()?,
                 _ => {
                     return Err(ConfigError::new(
                         here,
                         "unknown key; the keys allowed here are cpu-slice, memory, handles, live-tasks, \
                          init-timeout, call-timeout, start-timeout, kill-grace, stall-timeout, log-size, artifact-size, \
-                         task-artifacts-size, artifact-files",
+                         task-artifacts-size, artifact-files, task-pids, task-memory",
                     ));
                 }
             }

@@ -21,6 +21,7 @@ mod addr;
 mod config;
 mod effective;
 mod endpoint;
+pub mod env;
 mod exec;
 mod limits;
 mod net;
@@ -35,7 +36,7 @@ pub use effective::{CapabilityReport, Denied, EffectiveDir, Policy};
 pub use endpoint::Peers;
 pub use limits::{Limits, ResolvedLimits};
 pub use tables::{
-    Capabilities, DirMode, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, RunAs, UnixSocketsTable,
-    UsersTable,
+    Capabilities, DirMode, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, RunAs, TaskNetwork,
+    UnixSocketsTable, UsersTable,
 };
 pub use worker::{ArtifactStorage, CredentialSource, LiveLogSettings, ShutdownMode, WorkerSettings};

@@ -206,7 +206,15 @@ mod tests {
     fn field_names_follow_the_serde_renames() {
         assert_eq!(
             field_names::<ProcessTable>(),
-            ["exec", "search-path", "run-as", "pty", "max-per-task"]
+            [
+                "exec",
+                "search-path",
+                "run-as",
+                "pty",
+                "max-per-task",
+                "env-allow",
+                "network"
+            ]
         );
         assert_eq!(
             field_names::<Capabilities>(),

@@ -91,6 +91,37 @@ pub struct ProcessTable {
     pub pty: bool,
     /// At most this many live processes per task (operator side only).
     pub max_per_task: Option<u32>,
+    /// Environment variables a process may be given although a granted program
+    /// would load code through them (the loader's `LD_*`, `BASH_ENV`, `PYTHONPATH`,
+    /// ... see `policy::env`): names, `PREFIX*` or `*`. Both sides must allow a name.
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// The network a task's processes get: `"none"` (the default: a network
+    /// namespace of their own with only loopback) or `"host"` (the worker's). Both
+    /// sides must say `"host"` for it.
+    #[serde(default)]
+    pub network: TaskNetwork,
+}
+
+/// The network of a task's processes (`[process] network`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskNetwork {
+    /// A network namespace per task holding only its own loopback.
+    #[default]
+    None,
+    /// The worker's own network (every address the worker can reach).
+    Host,
+}
+
+impl TaskNetwork {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskNetwork::None => "none",
+            TaskNetwork::Host => "host",
+        }
+    }
 }
 
 /// Whom a process runs as: `"worker"` (the host's own user) or `"task-user"` (a user

@@ -155,6 +155,11 @@ fn patterns_and_names(caps: &Capabilities, root: &str) -> Result<(), ConfigError
     }
     if let Some(process) = &caps.process {
         each(&process.exec, &at(root, "process.exec"), ExecPattern::parse)?;
+        each(
+            &process.env_allow,
+            &at(root, "process.env-allow"),
+            super::env::parse_allow,
+        )?;
     }
     if let Some(network) = &caps.network {
         each(&network.connect, &at(root, "network.connect"), NetPattern::parse)?;

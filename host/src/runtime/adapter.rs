@@ -159,7 +159,11 @@ pub(crate) async fn config_schema(
     host: Arc<HostEnv>,
     limits: ResolvedLimits,
 ) -> anyhow::Result<Value> {
-    let scope = EngineScope::new(host, Arc::new(Policy::none(&plugin.name, &plugin.version)));
+    let scope = EngineScope::new(
+        host,
+        Arc::new(Policy::none(&plugin.name, &plugin.version)),
+        process_bounds(&limits),
+    );
     let instance = Instance::spawn(plugin, WorkerControl::new(), CapsCtx::new(scope, 0), limits).await?;
     let text = instance
         .call("config-schema", Deadline::Quick, |acc, ex| {
@@ -234,7 +238,7 @@ impl WasmEngine {
         for ungranted in policy.ungranted() {
             tracing::info!(engine = %plugin.name, "requested but not granted (its use will fail): {ungranted}");
         }
-        let scope = EngineScope::new(host, Arc::new(policy));
+        let scope = EngineScope::new(host, Arc::new(policy), process_bounds(&limits));
         let config = config.to_string();
         let instance = init_instance(&plugin, &config, &worker, &scope, 0, limits).await?;
         let (payload, volume, docs, caps) = instance
@@ -385,5 +389,13 @@ impl contract::Engine for WasmEngine {
                 .call("dispose", Deadline::Quick, |acc, ex| ex.call_dispose(acc).boxed())
                 .await,
         )
+    }
+}
+
+/// The bounds of the engine's task processes, from its limits.
+fn process_bounds(limits: &ResolvedLimits) -> crate::caps::ProcessBounds {
+    crate::caps::ProcessBounds {
+        pids: limits.task_pids,
+        memory: limits.task_memory,
     }
 }

@@ -30,10 +30,6 @@ const MAX_LOG_LINE: usize = 64 * 1024;
 /// The most lines one `log`/`log-error` call writes.
 const MAX_LOG_LINES: usize = 1000;
 
-fn context(state: &mut HostState, r: &Resource<TaskContextRes>) -> wasmtime::Result<TaskContext> {
-    Ok(state.table.get(r)?.ctx.clone())
-}
-
 /// The context while its task lives; `None` once the task ended (a kept context
 /// then writes nothing).
 fn live_context(state: &mut HostState, r: &Resource<TaskContextRes>) -> wasmtime::Result<Option<TaskContext>> {
@@ -48,18 +44,25 @@ impl host::Host for HostState {
     }
 }
 
+/// A context kept past its task answers as an empty one: no task id, run 0, no
+/// scopes (so `has-scopes` is false for any non-empty set). The WIT functions
+/// cannot fail, and trapping would end the engine's other tasks too.
 impl host::HostTaskContext for HostState {
     fn task_id(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<String> {
-        Ok(context(self, &r)?.info().task_id.clone())
+        Ok(live_context(self, &r)?
+            .map(|c| c.info().task_id.clone())
+            .unwrap_or_default())
     }
     fn run_id(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<u32> {
-        Ok(context(self, &r)?.info().run_id)
+        Ok(live_context(self, &r)?.map_or(0, |c| c.info().run_id))
     }
     fn scopes(&mut self, r: Resource<TaskContextRes>) -> wasmtime::Result<Vec<String>> {
-        Ok(context(self, &r)?.info().scopes.clone())
+        Ok(live_context(self, &r)?
+            .map(|c| c.info().scopes.clone())
+            .unwrap_or_default())
     }
     fn has_scopes(&mut self, r: Resource<TaskContextRes>, sets: Vec<Vec<String>>) -> wasmtime::Result<bool> {
-        Ok(context(self, &r)?.has_scopes(&sets))
+        Ok(live_context(self, &r)?.is_some_and(|c| c.has_scopes(&sets)))
     }
     fn log(&mut self, r: Resource<TaskContextRes>, message: String) -> wasmtime::Result<()> {
         if let Some(ctx) = live_context(self, &r)? {

@@ -325,7 +325,8 @@ async fn connections_heads_and_peers_are_bounded() {
     let engine = with_grants(&CAPS, config).await;
     let (sandbox, _ctx, addr) = serving(
         &engine,
-        json!([{"op": "route", "path": "/f", "fixed": {"status": 200, "body": "ok"}}]),
+        json!([{"op": "route", "path": "/f", "fixed": {"status": 200, "body": "ok"}},
+               {"op": "route", "path": "/held"}]),
     )
     .await;
     // A request head over 64 KiB is refused.
@@ -335,12 +336,11 @@ async fn connections_heads_and_peers_are_bounded() {
     );
     let answer = http(&addr, &huge).await;
     assert!(answer.starts_with("HTTP/1.1 431") || answer.is_empty(), "{answer}");
-    // One connection at a time: a second one waits until the first closes.
+    // One connection at a time: while the first has a request in progress (the
+    // engine never answers /held), a second one waits until the first closes.
     let mut first = TcpStream::connect(&addr).await.unwrap();
-    first.write_all(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut buf = [0u8; 256];
-    let n = first.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    first.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let second = tokio::spawn(http_owned(addr.clone(), get("/f")));
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(
@@ -350,6 +350,36 @@ async fn connections_heads_and_peers_are_bounded() {
     drop(first);
     let answer = second.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A client that never finishes its request head, or idles between requests,
+    // cannot lock the endpoint: a newcomer takes its slot at once, long before the
+    // 30 s head deadline would have freed it.
+    let before_deadline = |what: &'static str| {
+        let addr = addr.clone();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(15), http_owned(addr, get("/f")))
+                .await
+                .unwrap_or_else(|_| panic!("the newcomer waited for the head deadline of {what}"))
+        }
+    };
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /f HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answer = before_deadline("a slow head").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "served past a slow head: {answer}");
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /f HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let answer = before_deadline("an idle keep-alive").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "served past an idle keep-alive: {answer}"
+    );
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest).await;
+    drop((slow, idle));
     drop(sandbox);
 
     // Peers outside the engine's filter are closed without an answer.

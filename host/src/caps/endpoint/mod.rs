@@ -139,6 +139,7 @@ impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
                 queue: queue_tx,
                 log,
                 cancel: CancellationToken::new(),
+                conns: Mutex::default(),
             });
             let max = scope
                 .engine

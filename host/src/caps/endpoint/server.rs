@@ -8,7 +8,8 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -90,6 +91,57 @@ pub(crate) struct Shared {
     pub(crate) queue: mpsc::Sender<Pending>,
     pub(crate) log: TaskLog,
     pub(crate) cancel: CancellationToken,
+    /// The open connections, oldest first (for eviction).
+    pub(crate) conns: Mutex<Vec<Weak<Conn>>>,
+}
+
+/// One accepted connection: its slot among the endpoint's `max-connections`, and
+/// whether it is in the middle of something. A connection that is not (still
+/// sending its first request head, or idle between requests) gives its slot to a
+/// newcomer when every slot is taken: slow or idle clients cannot lock a task's
+/// endpoint, only requests in progress and upgraded streams hold a slot for good.
+pub(crate) struct Conn {
+    _permit: OwnedSemaphorePermit,
+    /// Requests in progress (until their answer is sent), plus one for good once
+    /// the connection is upgraded.
+    busy: AtomicUsize,
+    cancel: CancellationToken,
+}
+
+/// Counts one request in progress on its connection.
+struct Busy(Arc<Conn>);
+
+impl Busy {
+    fn new(conn: &Arc<Conn>) -> Busy {
+        conn.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(conn.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    /// Closes the oldest connection that is not in the middle of a request; false
+    /// when every one is.
+    fn evict_idle(&self) -> bool {
+        let mut conns = self.conns.lock().expect("endpoint connections");
+        conns.retain(|c| c.strong_count() > 0);
+        let victim = conns
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|c| !c.cancel.is_cancelled() && c.busy.load(Ordering::SeqCst) == 0);
+        match victim {
+            Some(c) => {
+                c.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Where the endpoint listens.
@@ -104,25 +156,48 @@ pub(crate) async fn serve(listener: Listener, shared: Arc<Shared>, max_connectio
     let _cancel_on_exit = shared.cancel.clone().drop_guard();
     let permits = Arc::new(Semaphore::new(max_connections as usize));
     loop {
-        let permit = tokio::select! {
-            _ = shared.cancel.cancelled() => return,
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-        };
         let accepted = tokio::select! {
             _ = shared.cancel.cancelled() => return,
             a = accept(&listener) => a,
         };
-        match accepted {
-            Ok(Some(Accepted::Tcp(io))) => {
-                tokio::spawn(connection(io, shared.clone(), permit));
-            }
-            Ok(Some(Accepted::Unix(io))) => {
-                tokio::spawn(connection(io, shared.clone(), permit));
-            }
-            Ok(None) => {}
+        let accepted = match accepted {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
             Err(e) => {
                 tracing::debug!("endpoint accept: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Every slot taken: the oldest connection that is between requests makes
+        // room (its slot comes back as it closes); when all are busy, the newcomer
+        // waits for one to end.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                shared.evict_idle();
+                tokio::select! {
+                    _ = shared.cancel.cancelled() => return,
+                    p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                }
+            }
+        };
+        let conn = Arc::new(Conn {
+            _permit: permit,
+            busy: AtomicUsize::new(0),
+            cancel: CancellationToken::new(),
+        });
+        shared
+            .conns
+            .lock()
+            .expect("endpoint connections")
+            .push(Arc::downgrade(&conn));
+        match accepted {
+            Accepted::Tcp(io) => {
+                tokio::spawn(connection(io, shared.clone(), conn));
+            }
+            Accepted::Unix(io) => {
+                tokio::spawn(connection(io, shared.clone(), conn));
             }
         }
     }
@@ -150,16 +225,17 @@ async fn accept(listener: &Listener) -> std::io::Result<Option<Accepted>> {
 }
 
 /// Serves one connection; it holds a connection slot until it (and any upgraded
-/// stream it became) ends.
-async fn connection<I>(io: I, shared: Arc<Shared>, permit: OwnedSemaphorePermit)
+/// stream it became) ends, or it is evicted between requests.
+async fn connection<I>(io: I, shared: Arc<Shared>, conn: Arc<Conn>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let slot = Arc::new(permit);
+    let evicted = conn.cancel.clone();
     let service = {
-        let (shared, slot) = (shared.clone(), slot.clone());
-        service_fn(move |req| handle(shared.clone(), slot.clone(), req))
+        let (shared, conn) = (shared.clone(), conn.clone());
+        service_fn(move |req| handle(shared.clone(), conn.clone(), req))
     };
+    drop(conn);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -171,6 +247,7 @@ where
     let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::select! {
         _ = shared.cancel.cancelled() => {}
+        _ = evicted.cancelled() => tracing::debug!("endpoint: an idle connection made room for a new one"),
         r = served => if let Err(e) = r { tracing::debug!("endpoint connection: {e}") },
     }
 }
@@ -209,12 +286,25 @@ fn header_list(req: &hyper::http::request::Parts) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Routes one request.
+/// Routes one request; the connection counts as busy until the answer is sent.
 async fn handle(
     shared: Arc<Shared>,
-    slot: Arc<OwnedSemaphorePermit>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<AnswerBody>, Infallible> {
+    let busy = Busy::new(&conn);
+    let response = route(shared, conn, req).await;
+    Ok(response.map(move |body| {
+        body.map_frame(move |frame| {
+            let _in_progress = &busy;
+            frame
+        })
+        .boxed_unsync()
+    }))
+}
+
+/// Answers one request by its route.
+async fn route(shared: Arc<Shared>, slot: Arc<Conn>, req: Request<Incoming>) -> Response<AnswerBody> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
     let target = shared
@@ -222,7 +312,7 @@ async fn handle(
         .lock()
         .expect("endpoint routes")
         .target(req.method(), &path, &query);
-    Ok(match target {
+    match target {
         Target::Route(Action::Fixed(f)) => fixed(f),
         Target::Route(Action::Engine) => to_engine(&shared, slot, req, None).await,
         Target::Route(Action::BodyToLog(prefix)) => to_engine(&shared, slot, req, Some(prefix)).await,
@@ -245,7 +335,7 @@ async fn handle(
             response
         }
         Target::NotFound => plain(StatusCode::NOT_FOUND, "nothing here"),
-    })
+    }
 }
 
 /// A request for an attached proxy: its body buffered (bounded), the handler
@@ -321,7 +411,7 @@ async fn pump(mut body: Incoming, sink: Option<ByteSink>, mut lines: Option<LogL
 /// written (streamed) or becomes an upgraded connection.
 async fn to_engine(
     shared: &Arc<Shared>,
-    slot: Arc<OwnedSemaphorePermit>,
+    slot: Arc<Conn>,
     mut req: Request<Incoming>,
     log_prefix: Option<String>,
 ) -> Response<AnswerBody> {
@@ -416,6 +506,8 @@ async fn to_engine(
             let (Some(on_upgrade), Some(protocol)) = (on_upgrade, upgrade) else {
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, "no upgrade was asked for");
             };
+            // An upgraded connection is busy for good: never evicted.
+            slot.busy.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(relay(on_upgrade, outgoing, incoming, slot, shared.cancel.clone()));
             let mut response = Response::new(full(Bytes::new()));
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -440,7 +532,7 @@ async fn relay(
     on_upgrade: OnUpgrade,
     mut outgoing: ByteStream,
     incoming: ByteSink,
-    _slot: Arc<OwnedSemaphorePermit>,
+    _slot: Arc<Conn>,
     cancel: CancellationToken,
 ) {
     let Ok(upgraded) = on_upgrade.await else { return };

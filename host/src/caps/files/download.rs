@@ -14,6 +14,7 @@ use std::time::Duration;
 use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
+use crate::caps::os::local::is_own_address;
 use crate::caps::scope::TaskScope;
 use crate::caps::{CapResult, denied, invalid, os_error};
 use crate::policy::Policy;
@@ -37,7 +38,7 @@ async fn allowed_addrs(policy: &Policy, url: &Url) -> CapResult<(String, Vec<Soc
         .port_or_known_default()
         .ok_or_else(|| invalid(format!("the URL {url} has no port")))?;
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return match policy.connect_ip(ip, port) {
+        return match policy.connect_ip(ip, port, is_own_address(ip)) {
             Ok(()) => Ok((host, vec![SocketAddr::new(ip, port)])),
             Err(d) => denied(policy, d),
         };
@@ -51,7 +52,8 @@ async fn allowed_addrs(policy: &Policy, url: &Url) -> CapResult<(String, Vec<Soc
     let mut allowed = Vec::new();
     let mut refusal = None;
     for addr in resolved {
-        match policy.connect_name(&host, addr.ip().to_canonical(), port) {
+        let ip = addr.ip().to_canonical();
+        match policy.connect_name(&host, ip, port, is_own_address(ip)) {
             Ok(()) => allowed.push(addr),
             Err(d) => refusal = Some(d),
         }

@@ -82,6 +82,10 @@ pub struct SpawnSpec {
     pub ids: Option<Ids>,
     /// If set ([`super::cgroup::Cgroup::open_procs`]), the child writes "0" to it first thing (joins that cgroup).
     pub cgroup_procs: Option<OwnedFd>,
+    /// More `cgroup.procs` to join the same way (the task's v1 limit directories, [`super::bounds`]).
+    pub also_join: Vec<OwnedFd>,
+    /// A network namespace ([`super::netns`]) the child enters before it drops privileges; `None`: the worker's.
+    pub netns: Option<OwnedFd>,
     /// fd 0; with `pty` it must be `Pipe` (= writes to the master).
     pub stdin: Stdin,
     /// fd 1; with `pty` it must be `Pipe` (= reads from the master).
@@ -122,8 +126,9 @@ fn widen(pipe: &impl std::os::fd::AsRawFd) {
 /// task and the async pipe ends are registered with it.
 ///
 /// The child's `pre_exec` runs, in this order and for these reasons:
-/// 1. write "0" to `cgroup_procs`: first, while still root, because joining needs write access to the common
-///    ancestor's `cgroup.procs` (root-owned); after setuid it would fail with EACCES.
+/// 1. write "0" to `cgroup_procs` and `also_join`: first, while still root, because joining needs write access to
+///    the common ancestor's `cgroup.procs` (root-owned); after setuid it would fail with EACCES. Then `setns` into
+///    `netns`, which needs CAP_SYS_ADMIN too.
 /// 2. `setsid()`: a new session and process group, so [`Child::signal_group`] reaches the tree (fallback kill) and the
 ///    child cannot signal the worker's group; for a pty, then `ioctl(0, TIOCSCTTY)` (only a session leader without a
 ///    controlling terminal may acquire one; std has already dup'ed the slave onto 0/1/2).
@@ -207,40 +212,67 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Child> {
     }
 
     let cwd = high_cloexec(&spec.cwd)?;
-    let cgroup = spec.cgroup_procs.as_ref().map(high_cloexec).transpose()?;
-    let (cwd_fd, cgroup_fd) = (cwd.as_raw_fd(), cgroup.as_ref().map_or(-1, |f| f.as_raw_fd()));
-    let (ids, setctty) = (spec.ids, pty_control.is_some());
+    let mut joins = Vec::with_capacity(1 + spec.also_join.len());
+    for fd in spec.cgroup_procs.iter().chain(&spec.also_join) {
+        joins.push(high_cloexec(fd)?);
+    }
+    let netns = spec.netns.as_ref().map(high_cloexec).transpose()?;
+    let join_fds: Vec<RawFd> = joins.iter().map(|f| f.as_raw_fd()).collect();
+    let setup = Setup {
+        joins: join_fds,
+        netns: netns.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        setctty: pty_control.is_some(),
+        ids: spec.ids,
+        cwd: cwd.as_raw_fd(),
+    };
     // SAFETY: the hook only calls async-signal-safe syscalls on fds that stay open until spawn returns, and reads
-    // memory (the group list) allocated before the fork; it allocates nothing (io::Error from errno is not boxed).
+    // memory (the group and fd lists) allocated before the fork; it allocates nothing (io::Error from errno is not
+    // boxed).
     unsafe {
-        cmd.pre_exec(move || child_setup(cgroup_fd, setctty, ids.as_ref(), cwd_fd));
+        cmd.pre_exec(move || child_setup(&setup));
     }
     let child = cmd.spawn()?;
     // Dropping the Command closes the parent's copies of the child's pipe ends and pty slave: without that, reading
     // stdout (or the pty master) would never reach EOF.
     drop(cmd);
-    drop((cwd, cgroup));
+    drop((cwd, joins, netns));
     Ok(start(child, streams, pty_control))
 }
 
+/// What the `pre_exec` hook needs, prepared before the fork.
+struct Setup {
+    /// `cgroup.procs` descriptors to write "0" to.
+    joins: Vec<RawFd>,
+    /// A network namespace to enter, or -1.
+    netns: RawFd,
+    setctty: bool,
+    ids: Option<Ids>,
+    cwd: RawFd,
+}
+
 /// The `pre_exec` hook; see [`spawn`] for the order. Runs in the forked child.
-fn child_setup(cgroup_fd: RawFd, setctty: bool, ids: Option<&Ids>, cwd_fd: RawFd) -> io::Result<()> {
+fn child_setup(setup: &Setup) -> io::Result<()> {
     let check = |r: libc::c_long| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
-    // SAFETY: plain syscalls on valid fds and on a slice that outlives the call.
+    // SAFETY: plain syscalls on valid fds and on slices that outlive the call.
     unsafe {
-        if cgroup_fd >= 0 && libc::write(cgroup_fd, b"0".as_ptr().cast(), 1) != 1 {
-            return Err(io::Error::last_os_error());
+        for &fd in &setup.joins {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if setup.netns >= 0 {
+            check(libc::setns(setup.netns, libc::CLONE_NEWNET) as libc::c_long)?;
         }
         check(libc::setsid() as libc::c_long)?;
-        if setctty {
+        if setup.setctty {
             check(libc::ioctl(0, libc::TIOCSCTTY, 0) as libc::c_long)?;
         }
-        if let Some(ids) = ids {
+        if let Some(ids) = &setup.ids {
             check(libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) as libc::c_long)?;
             check(libc::setgid(ids.gid) as libc::c_long)?;
             check(libc::setuid(ids.uid) as libc::c_long)?;
         }
-        check(libc::fchdir(cwd_fd) as libc::c_long)?;
+        check(libc::fchdir(setup.cwd) as libc::c_long)?;
         for sig in (1..=64).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
             libc::signal(sig, libc::SIG_DFL); // EINVAL for glibc's reserved ones: fine
         }

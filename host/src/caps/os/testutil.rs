@@ -46,6 +46,8 @@ pub fn spec(program: &str, argv: &[&str]) -> SpawnSpec {
         cwd: open_dir(Path::new("/")),
         ids: None,
         cgroup_procs: None,
+        also_join: Vec::new(),
+        netns: None,
         stdin: Stdin::Null,
         stdout: Output::Null,
         stderr: Stderr::Null,

@@ -17,7 +17,7 @@ use crate::caps::os::spawn::{self, ExitStatus, Ids, Output, SpawnSpec, Stderr, S
 use crate::caps::scope::{SandboxDir, TaskScope};
 use crate::caps::{CapResult, TaskUserRes, denied, invalid, os_error};
 use crate::contract::{ByteStream, TaskLog, byte_pipe};
-use crate::policy::RunAs;
+use crate::policy::{RunAs, TaskNetwork};
 use crate::runtime::HostState;
 use crate::runtime::bindings::process::{self as wit, Command, Input, Output as WitOutput, Signal, Size};
 use crate::runtime::imports::TaskContextRes;
@@ -116,6 +116,13 @@ async fn spawn_checked(req: Request, command: Command) -> CapResult<Arc<ProcEntr
     if let Err(d) = policy.exec(&early.candidates) {
         return denied(&policy, d);
     }
+    // The loader's, shells' and interpreters' variables make a granted program run
+    // other code: only by name, from both sides' env-allow.
+    for (name, _) in &command.env {
+        if let Err(d) = policy.env(name) {
+            return denied(&policy, d);
+        }
+    }
     scope.count_spawn(policy.max_processes_per_task())?;
     check_env(&command.env)?;
     if let Some((_, belongs)) = &user
@@ -177,6 +184,11 @@ async fn spawn_checked(req: Request, command: Command) -> CapResult<Arc<ProcEntr
         Some(c) => Some(c.open_procs().map_err(|e| os_error("opening cgroup.procs", e))?),
         None => None,
     };
+    let also_join = scope.bounds_to_join()?;
+    let netns = match policy.task_network() {
+        TaskNetwork::None => Some(scope.netns()?),
+        TaskNetwork::Host => None,
+    };
     let spec = SpawnSpec {
         program: resolved.program,
         argv: command.argv,
@@ -184,12 +196,25 @@ async fn spawn_checked(req: Request, command: Command) -> CapResult<Arc<ProcEntr
         cwd,
         ids: user.map(|(ids, _)| ids),
         cgroup_procs,
+        also_join,
+        netns,
         stdin,
         stdout,
         stderr,
         pty,
     };
     let mut child = spawn::spawn(spec).map_err(|e| invalid(format!("cannot start '{argv0}': {e}")))?;
+
+    // When it exits, the task log says which of the task's limits were hit meanwhile.
+    let mut status = child.status();
+    let (hits_scope, hits_log) = (scope.clone(), log.clone());
+    let reporter = tokio::spawn(async move {
+        let _ = status.wait_for(Option::is_some).await;
+        for hit in hits_scope.bound_hits() {
+            hits_log.log_error(&hit);
+        }
+    });
+    scope.add_host_task(reporter.abort_handle());
 
     let (copies, _) = watch::channel(0usize);
     let child_stdout = child.take_stdout();

@@ -96,6 +96,37 @@ impl Policy {
         self.decide("process.pty", "pty", Hint::SetTrue, granted, requested)
     }
 
+    /// Whether a process may be given the environment variable `name`: always for
+    /// an ordinary one; for one a granted program would load code through
+    /// ([`crate::policy::env::guarded`]) only when an `env-allow` entry of both
+    /// sides covers it.
+    pub fn env(&self, name: &str) -> Result<(), Denied> {
+        let Some(why) = crate::policy::env::guarded(name) else {
+            return Ok(());
+        };
+        let [granted, requested] = [&self.granted, &self.requested].map(|c| {
+            c.process
+                .as_ref()
+                .is_some_and(|p| p.env_allow.iter().any(|a| crate::policy::env::allows(a, name)))
+        });
+        self.decide("process.env-allow", name, Hint::AddValue(name), granted, requested)
+            .map_err(|d| {
+                let message = format!("{} ({why})", d.message);
+                Denied { message, ..d }
+            })
+    }
+
+    /// The network of the task's processes: `host` only when both sides say so.
+    pub fn task_network(&self) -> crate::policy::TaskNetwork {
+        let [granted, requested] =
+            [&self.granted, &self.requested].map(|c| c.process.as_ref().map(|p| p.network).unwrap_or_default());
+        if granted == crate::policy::TaskNetwork::Host && requested == crate::policy::TaskNetwork::Host {
+            crate::policy::TaskNetwork::Host
+        } else {
+            crate::policy::TaskNetwork::None
+        }
+    }
+
     /// The grant's `max-per-task` (`None`: no limit set).
     pub fn max_processes_per_task(&self) -> Option<u32> {
         self.granted.process.as_ref().and_then(|p| p.max_per_task)

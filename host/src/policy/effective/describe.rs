@@ -84,6 +84,12 @@ fn side(caps: &Capabilities, capability: &str) -> String {
                 }
                 flag(p.pty, "pty", &mut parts);
                 parts.extend(p.max_per_task.map(|n| format!("max-per-task {n}")));
+                if !p.env_allow.is_empty() {
+                    parts.push(format!("env-allow {}", list(p.env_allow.iter().cloned())));
+                }
+                if p.network != crate::policy::TaskNetwork::None {
+                    parts.push(format!("network {}", p.network.as_str()));
+                }
             }
         }
         "network" => {

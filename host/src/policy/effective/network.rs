@@ -6,9 +6,12 @@
 //! - a side allows `(name, ip, port)` if a name pattern (`name`, `*.suffix`, `*`)
 //!   matches the name and port, or an address pattern (`*`, IP, CIDR) the ip and port;
 //! - the request side matches by pattern only;
-//! - the grant side refuses a private address (`addr::is_private`) unless an IP or
-//!   CIDR pattern names it or `allow-private = true`. Applied to the resolved
-//!   address, this also defeats DNS rebinding to internal hosts.
+//! - the grant side refuses a private address (`addr::is_private`), and any of the
+//!   worker's own addresses (`own`: every local interface address and anything
+//!   routed to this machine, which the caller finds out from the OS), unless an IP
+//!   or CIDR pattern names it or `allow-private = true`. Applied to the resolved
+//!   address, this also defeats DNS rebinding to internal hosts, and a `*:PORT`
+//!   grant never reaches a service the worker itself listens on.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,12 +36,19 @@ impl Policy {
     }
 
     /// Whether the plugin may connect to `ip:port` given as an address (no name
-    /// involved).
-    pub fn connect_ip(&self, ip: IpAddr, port: u16) -> Result<(), Denied> {
+    /// involved). `own`: `ip` is one of the worker's own addresses.
+    pub fn connect_ip(&self, ip: IpAddr, port: u16, own: bool) -> Result<(), Denied> {
         let request = SocketAddr::new(ip, port).to_string();
-        match self.grant_ip(ip, port) {
+        match self.grant_ip(ip, port, own) {
             Grant::Allowed => {}
-            Grant::Private => return Err(self.private(&request, &format!("{} is a private address", ip), ip, port)),
+            Grant::Private => {
+                let what = if own && !is_private(ip) {
+                    format!("{ip} is this worker's own address")
+                } else {
+                    format!("{ip} is a private address")
+                };
+                return Err(self.private(&request, &what, ip, port));
+            }
             Grant::No => {
                 return Err(self.not_granted("network.connect", &request, Hint::AddPattern));
             }
@@ -60,22 +70,28 @@ impl Policy {
     }
 
     /// Whether the plugin may connect to `ip:port`, an address `name` resolved to.
-    /// The request text is `name:port`.
-    pub fn connect_name(&self, name: &str, ip: IpAddr, port: u16) -> Result<(), Denied> {
+    /// The request text is `name:port`. `own`: `ip` is one of the worker's own
+    /// addresses.
+    pub fn connect_name(&self, name: &str, ip: IpAddr, port: u16, own: bool) -> Result<(), Denied> {
         let normalized = normalize_name(name);
         let request = format!("{name}:{port}");
         let by_name =
             |patterns: &[Named<NetPattern>]| patterns.iter().any(|p| p.pattern.matches_name(&normalized, port));
-        let grant = match (by_name(&self.grant.connect), self.grant_ip(ip, port)) {
+        let grant = match (by_name(&self.grant.connect), self.grant_ip(ip, port, own)) {
             (_, Grant::Allowed) => Grant::Allowed,
-            (true, _) if !is_private(ip) || self.allow_private() => Grant::Allowed,
+            (true, _) if (!is_private(ip) && !own) || self.allow_private() => Grant::Allowed,
             (true, _) | (false, Grant::Private) => Grant::Private,
             (false, Grant::No) => Grant::No,
         };
         match grant {
             Grant::Allowed => {}
             Grant::Private => {
-                let reason = format!("{name} resolved to {ip}, a private address");
+                let kind = if own && !is_private(ip) {
+                    "this worker's own address"
+                } else {
+                    "a private address"
+                };
+                let reason = format!("{name} resolved to {ip}, {kind}");
                 return Err(self.private(&request, &reason, ip, port));
             }
             Grant::No => {
@@ -93,9 +109,10 @@ impl Policy {
     }
 
     /// The grant side for an address: any address pattern for a public address,
-    /// only IP/CIDR patterns for a private one unless `allow-private`.
-    fn grant_ip(&self, ip: IpAddr, port: u16) -> Grant {
-        let open = !is_private(ip) || self.allow_private();
+    /// only IP/CIDR patterns for a private one or the worker's own unless
+    /// `allow-private`.
+    fn grant_ip(&self, ip: IpAddr, port: u16, own: bool) -> Grant {
+        let open = (!is_private(ip) && !own) || self.allow_private();
         let mut verdict = Grant::No;
         for p in self.grant.connect.iter().filter(|p| p.pattern.matches_ip(ip, port)) {
             if open || p.pattern.is_address() {

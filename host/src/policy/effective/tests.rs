@@ -91,14 +91,14 @@ fn denials_name_the_grant_key_then_the_request() {
         ),
         (
             "network.connect",
-            |p| p.connect_ip(ip("93.184.215.14"), 443),
+            |p| p.connect_ip(ip("93.184.215.14"), 443, false),
             "93.184.215.14:443",
             "network.connect",
             "add a matching pattern to [plugins.native.network] connect",
         ),
         (
             "network.connect",
-            |p| p.connect_name("example.com", ip("93.184.215.14"), 443),
+            |p| p.connect_name("example.com", ip("93.184.215.14"), 443, false),
             "example.com:443",
             "network.connect",
             "add a matching pattern to [plugins.native.network] connect",
@@ -218,7 +218,7 @@ fn invalid_patterns_that_slip_through_never_match() {
     let p = Policy::new("native", "0.1.0", bad.clone(), bad);
     assert!(p.exec(&["/usr/bin/x".into()]).is_ok()); // via "**"
     assert!(!p.network_enabled());
-    assert!(p.connect_ip(ip("8.8.8.8"), 53).is_err());
+    assert!(p.connect_ip(ip("8.8.8.8"), 53, false).is_err());
 }
 
 #[test]

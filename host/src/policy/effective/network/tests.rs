@@ -42,7 +42,7 @@ fn private_addresses_need_an_address_grant() {
     for (pattern, addr, port, want) in grants {
         let p = policy(ANY, &format!("[network]\nconnect = [{pattern:?}]"));
         assert_eq!(
-            p.connect_ip(ip(addr), port).is_ok(),
+            p.connect_ip(ip(addr), port, false).is_ok(),
             want,
             "{pattern} grants {addr}:{port}"
         );
@@ -50,7 +50,7 @@ fn private_addresses_need_an_address_grant() {
     let open = policy(ANY, "[network]\nconnect = [\"*:*\"]\nallow-private = true");
     for addr in ["10.1.2.3", "127.0.0.1", "fd00::1", "169.254.169.254"] {
         assert!(
-            open.connect_ip(ip(addr), 80).is_ok(),
+            open.connect_ip(ip(addr), 80, false).is_ok(),
             "allow-private lets {addr} through"
         );
     }
@@ -60,10 +60,10 @@ fn private_addresses_need_an_address_grant() {
 fn the_request_side_matches_by_pattern_only() {
     // The request's `*` covers private addresses; the grant's CIDR allows them.
     let p = policy(ANY, "[network]\nconnect = [\"10.0.0.0/8:5432\"]");
-    assert!(p.connect_ip(ip("10.1.2.3"), 5432).is_ok());
+    assert!(p.connect_ip(ip("10.1.2.3"), 5432, false).is_ok());
     let p = policy("[network]\nconnect = [\"example.com:443\"]", ANY);
     assert_eq!(
-        p.connect_ip(ip("93.184.215.14"), 443).unwrap_err().message,
+        p.connect_ip(ip("93.184.215.14"), 443, false).unwrap_err().message,
         format!("network.connect \"93.184.215.14:443\": {NOT_REQUESTED}")
     );
 }
@@ -71,7 +71,7 @@ fn the_request_side_matches_by_pattern_only() {
 #[test]
 fn private_denials_say_how_to_grant() {
     let p = policy(ANY, "[network]\nconnect = [\"*:*\"]");
-    let denied = p.connect_ip(ip("10.1.2.3"), 80).unwrap_err();
+    let denied = p.connect_ip(ip("10.1.2.3"), 80, false).unwrap_err();
     assert_eq!(denied.grant_key, "plugins.native.network.connect");
     assert_eq!(denied.request, "10.1.2.3:80");
     assert_eq!(
@@ -80,19 +80,23 @@ fn private_denials_say_how_to_grant() {
          \"10.1.2.3:80\") in [plugins.native.network] connect, or set allow-private = true"
     );
     assert_eq!(
-        p.connect_ip(ip("fd00::1"), 443).unwrap_err().message,
+        p.connect_ip(ip("fd00::1"), 443, false).unwrap_err().message,
         "network.connect \"[fd00::1]:443\": fd00::1 is a private address; grant it by IP or CIDR (e.g. \
          \"[fd00::1]:443\") in [plugins.native.network] connect, or set allow-private = true"
     );
     let p = policy(ANY, "[network]\nconnect = [\"db.internal:5432\"]");
     assert_eq!(
-        p.connect_name("db.internal", ip("10.1.2.3"), 5432).unwrap_err().message,
+        p.connect_name("db.internal", ip("10.1.2.3"), 5432, false)
+            .unwrap_err()
+            .message,
         "network.connect \"db.internal:5432\": db.internal resolved to 10.1.2.3, a private address; grant it by \
          IP or CIDR (e.g. \"10.1.2.3:5432\") in [plugins.native.network] connect, or set allow-private = true"
     );
     // Not a private-rule refusal when no pattern matched at all.
     assert_eq!(
-        p.connect_name("db.internal", ip("10.1.2.3"), 5433).unwrap_err().message,
+        p.connect_name("db.internal", ip("10.1.2.3"), 5433, false)
+            .unwrap_err()
+            .message,
         "network.connect \"db.internal:5433\": not granted; add a matching pattern to [plugins.native.network] \
          connect"
     );
@@ -136,7 +140,7 @@ fn names_connect_by_name_or_by_address_on_each_side() {
             &format!("[network]\nconnect = [{request:?}]"),
             &format!("[network]\nconnect = [{granted:?}]"),
         );
-        let got = p.connect_name(name, addr, port);
+        let got = p.connect_name(name, addr, port, false);
         assert_eq!(
             got.is_ok(),
             want,
@@ -147,13 +151,13 @@ fn names_connect_by_name_or_by_address_on_each_side() {
         "[network]\nconnect = [\"db.internal:5432\"]",
         "[network]\nconnect = [\"db.internal:5432\"]\nallow-private = true",
     );
-    assert!(open.connect_name("db.internal", ip("10.1.2.3"), 5432).is_ok());
+    assert!(open.connect_name("db.internal", ip("10.1.2.3"), 5432, false).is_ok());
     let p = policy(
         "[network]\nconnect = [\"other.org:443\"]",
         "[network]\nconnect = [\"*:443\"]",
     );
     assert_eq!(
-        p.connect_name("example.com", public, 443).unwrap_err().message,
+        p.connect_name("example.com", public, 443, false).unwrap_err().message,
         format!("network.connect \"example.com:443\": {NOT_REQUESTED}")
     );
 }
@@ -196,4 +200,31 @@ fn lookups_need_a_name_pattern_on_each_side() {
         p.lookup_name("example.com").unwrap_err().message,
         format!("network.lookup \"example.com\": {NOT_REQUESTED}")
     );
+}
+
+#[test]
+fn the_workers_own_addresses_are_not_public() {
+    // 192.0.2.5 stands for a public address that is also one of this worker's own.
+    let own = ip("192.0.2.5");
+    let p = policy(ANY, ANY);
+    assert!(p.connect_ip(own, 8080, false).is_ok(), "someone else's public address");
+    let e = p.connect_ip(own, 8080, true).unwrap_err();
+    assert!(
+        e.message.contains("192.0.2.5 is this worker's own address"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("grant it by IP or CIDR"), "{}", e.message);
+    let e = p.connect_name("me.example", own, 8080, true).unwrap_err();
+    assert!(
+        e.message.contains("resolved to 192.0.2.5, this worker's own address"),
+        "{}",
+        e.message
+    );
+    // Named as such, or with allow-private, it is reachable.
+    let by_ip = policy(ANY, "[network]\nconnect = [\"192.0.2.5:8080\"]");
+    assert!(by_ip.connect_ip(own, 8080, true).is_ok());
+    let open = policy(ANY, "[network]\nconnect = [\"*:*\"]\nallow-private = true");
+    assert!(open.connect_ip(own, 8080, true).is_ok());
+    assert!(open.connect_name("me.example", own, 8080, true).is_ok());
 }
