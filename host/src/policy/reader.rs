@@ -248,7 +248,7 @@ mod tests {
             (
                 "ptty = true",
                 "plugins.x.process.ptty: unknown key; the keys allowed here are exec, search-path, run-as, pty, \
-                 max-per-task",
+                 max-per-task, env-allow, network",
             ),
         ];
         for (text, want) in cases {

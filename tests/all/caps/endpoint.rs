@@ -326,7 +326,9 @@ async fn connections_heads_and_peers_are_bounded() {
     let (sandbox, _ctx, addr) = serving(
         &engine,
         json!([{"op": "route", "path": "/f", "fixed": {"status": 200, "body": "ok"}},
-               {"op": "route", "path": "/held"}]),
+               {"op": "route", "path": "/held"},
+               {"op": "sleep", "ms": 3000},
+               {"op": "serve", "count": 1}]),
     )
     .await;
     // A request head over 64 KiB is refused.
@@ -337,7 +339,8 @@ async fn connections_heads_and_peers_are_bounded() {
     let answer = http(&addr, &huge).await;
     assert!(answer.starts_with("HTTP/1.1 431") || answer.is_empty(), "{answer}");
     // One connection at a time: while the first has a request in progress (the
-    // engine never answers /held), a second one waits until the first closes.
+    // engine answers /held only after 3 s), a newcomer does not evict it but
+    // waits, and takes the slot when the first closes.
     let mut first = TcpStream::connect(&addr).await.unwrap();
     first.write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -347,6 +350,9 @@ async fn connections_heads_and_peers_are_bounded() {
         !second.is_finished(),
         "the second connection was served while the first held the only slot"
     );
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     drop(first);
     let answer = second.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

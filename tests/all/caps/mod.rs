@@ -6,6 +6,8 @@
 //!
 //! - `process`, `files`, `net`, `unix_socket`, `users`, `endpoint`: one module per
 //!   capability.
+//! - `side_doors`: the hostile suite (deep trees, loader variables, socket
+//!   symlinks, the worker's own addresses, task network, fork and memory floods).
 //! - `cleanup`: a SIGKILLed worker's leftovers are gone after its next start.
 //! - `compat`: plugins built for contract 0.1.0 still pass their suites.
 
@@ -15,6 +17,7 @@ mod endpoint;
 mod files;
 mod net;
 mod process;
+mod side_doors;
 mod unix_socket;
 mod users;
 

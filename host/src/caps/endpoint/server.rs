@@ -294,13 +294,31 @@ async fn handle(
 ) -> Result<Response<AnswerBody>, Infallible> {
     let busy = Busy::new(&conn);
     let response = route(shared, conn, req).await;
-    Ok(response.map(move |body| {
-        body.map_frame(move |frame| {
-            let _in_progress = &busy;
-            frame
-        })
-        .boxed_unsync()
-    }))
+    Ok(response.map(move |body| Tracked { body, _busy: busy }.boxed_unsync()))
+}
+
+/// An answer's body that keeps its connection busy until it is sent (or dropped),
+/// with the inner body's length and end as they are.
+struct Tracked {
+    body: AnswerBody,
+    _busy: Busy,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Answers one request by its route.

@@ -195,6 +195,8 @@ pub fn list_files(start: OwnedFd, budget: Budget) -> Result<Vec<String>, WalkErr
         }
         Ok(())
     };
+    // The start may be an O_PATH descriptor (cap-std opens directories so): reopen it for reading.
+    let start = open_dir(start.as_fd(), OsStr::new(".")).map_err(WalkError::Io)?;
     visit(Arc::new(start), "", 0, &mut stack)?;
     while let Some(next) = stack.pop() {
         let Ok(dir) = open_dir(next.parent.as_fd(), &next.name) else {

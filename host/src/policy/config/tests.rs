@@ -96,7 +96,7 @@ fn errors_name_the_key_and_what_would_be_right() {
         (
             "[plugins.native.process]\nexecs = []",
             "plugins.native.process.execs: unknown key; the keys allowed here are exec, search-path, run-as, pty, \
-             max-per-task",
+             max-per-task, env-allow, network",
         ),
         (
             "[plugins.native.network]\nhosts = []",
