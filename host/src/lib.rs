@@ -11,9 +11,10 @@
 //!   yardstick and an engine for worker tests.
 //! - [`conformance`]: the engine conformance suite (the seed's enginetest).
 //! - [`worker`]: running one task through the seed's stages.
-//! - [`schema`]: JSON Schema validation with the seed's rules (payloads, configs).
-//! - [`text`]: plugin-controlled text made safe to print.
-//! - [`policy`]: the operator config and the capability policy (request ∩ grant).
+//! - [`schema`], [`text`], [`policy`]: the leaves, from the `enginehost-core` crate
+//!   (`core/`, no wasmtime; fuzzed in `fuzz/`): JSON Schema validation with the
+//!   seed's rules, plugin-controlled text made safe to print, the operator config
+//!   and the capability policy (request ∩ grant).
 //! - [`caps`]: capabilities engines use on the host (processes, files, network,
 //!   unix sockets, users), each behind one check of the policy.
 //! - [`bench`]: the benchmark `enginehost bench` and `cargo bench` print.
@@ -25,8 +26,7 @@ pub mod conformance;
 pub mod contract;
 pub mod native_mock;
 pub mod plugin;
-pub mod policy;
 pub mod runtime;
-pub mod schema;
-pub mod text;
 pub mod worker;
+
+pub use enginehost_core::{policy, schema, text};

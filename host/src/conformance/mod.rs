@@ -13,7 +13,7 @@
 
 mod artifacts;
 mod basic;
-mod cases;
+use enginehost_core::cases;
 mod display;
 mod harness;
 mod rfb;

@@ -5,13 +5,12 @@
 //! directory is rejected with a [`Rejection`] and skipped, and the others still
 //! load. A directory plugin with a built-in's name takes precedence over it.
 
-pub mod metadata;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use metadata::{CONTRACT_VERSION, Metadata};
+pub use enginehost_core::metadata;
+pub use metadata::{CONTRACT_VERSION, Metadata, Rejection};
 
 use crate::runtime::{LoadedPlugin, Runtime};
 
@@ -51,47 +50,6 @@ pub fn default_dir() -> PathBuf {
     std::env::var_os("ENGINEHOST_PLUGINS")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/var/lib/enginehost/plugins".into())
-}
-
-/// Why a candidate file was skipped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    /// The file could not be read.
-    #[error("cannot read the file: {0}")]
-    Unreadable(String),
-    /// Not WebAssembly at all.
-    #[error("not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2")]
-    NotWasm,
-    /// A core module, not a component.
-    #[error(
-        "a core WebAssembly module, not a component; build the engine for the wasm32-wasip2 target with the enginehost SDK"
-    )]
-    CoreModule,
-    /// The binary does not parse.
-    #[error("invalid WebAssembly: {0}")]
-    Invalid(String),
-    /// No `enginehost:metadata` section.
-    #[error("no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro")]
-    NoMetadata,
-    /// The section is there but wrong.
-    #[error("bad enginehost:metadata section: {0}")]
-    BadMetadata(String),
-    /// Built against a contract this host does not implement.
-    #[error(
-        "built for engine contract {0}, but this host implements contract {CONTRACT_VERSION}; rebuild it with a matching enginehost SDK"
-    )]
-    UnknownContract(String),
-    /// Compiling or linking failed.
-    #[error("does not compile or link: {0}")]
-    CompileFailed(String),
-    /// Two files of the directory claim one engine name.
-    #[error("engine name '{name}' is also claimed by {other}; remove or rename one of them")]
-    DuplicateName {
-        /// The contested name.
-        name: String,
-        /// The other file.
-        other: PathBuf,
-    },
 }
 
 /// Where a plugin comes from.

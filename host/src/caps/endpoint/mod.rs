@@ -13,7 +13,14 @@
 //! - `routes`: what a request leads to (pure).
 //! - `server`: the listener, connections and request handling (hyper).
 
-mod routes;
+/// What a request leads to: `enginehost_core::endpoint` (pure, fuzzed), with the
+/// worker's proxy handlers.
+mod routes {
+    pub(crate) use enginehost_core::endpoint::{Action, Fixed, MAX_FIXED_BODY, headers, status};
+    type Handler = std::sync::Arc<dyn crate::contract::ProxyHandler>;
+    pub(crate) type Routes = enginehost_core::endpoint::Routes<Handler>;
+    pub(crate) type Target = enginehost_core::endpoint::Target<Handler>;
+}
 mod save;
 mod server;
 

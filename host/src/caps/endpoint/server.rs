@@ -32,15 +32,10 @@ use super::routes::{Action, Fixed, Routes, Target};
 use crate::caps::log_lines::LogLines;
 use crate::contract::{ByteSink, ByteStream, HttpRequest, ProxyHandler, TaskLog, byte_pipe};
 use crate::policy::Peers;
+use enginehost_core::endpoint::configure_http1;
 
 /// Connections at once, unless the operator says (`endpoint.max-connections`).
 pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 64;
-/// The largest request head (request line and headers).
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
-/// The most headers in a request.
-pub(crate) const MAX_HEADERS: usize = 100;
-/// How long a client may take to send a request head.
-pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request body a proxy gets (buffered: the handler takes bytes).
 pub(crate) const MAX_PROXY_BODY: usize = 16 * 1024 * 1024;
 /// Requests waiting for `next-request`; more wait on their connections.
@@ -237,13 +232,8 @@ where
     };
     drop(conn);
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .max_header_size(MAX_HEAD)
-        .max_buf_size(2 * MAX_HEAD)
-        .max_headers(MAX_HEADERS)
-        .half_close(true);
+    builder.timer(TokioTimer::new());
+    configure_http1(&mut builder);
     let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
     tokio::select! {
         _ = shared.cancel.cancelled() => {}

@@ -17,11 +17,8 @@ pub fn is_own_address(ip: IpAddr) -> bool {
     if ip.is_multicast() {
         return false;
     }
-    match UdpSocket::bind(SocketAddr::new(ip, 0)) {
-        Ok(_) => true,
-        // EADDRNOTAVAIL: not ours. Anything else (EACCES, no IPv6 here): not a local address we could bind either.
-        Err(_) => false,
-    }
+    // EADDRNOTAVAIL: not ours. Anything else (EACCES, no IPv6 here): not a local address we could bind either.
+    UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 #[cfg(test)]

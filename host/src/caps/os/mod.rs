@@ -10,7 +10,7 @@
 //!
 //! Every file refers to its siblings through `super::` only, so this directory can be moved as a unit.
 
-pub mod beneath;
+pub use enginehost_core::beneath;
 pub mod bounds;
 pub mod cgroup;
 pub mod child;

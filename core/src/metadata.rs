@@ -8,7 +8,8 @@
 use serde::Deserialize;
 use wasmparser::{Parser, Payload};
 
-use super::Rejection;
+use std::path::PathBuf;
+
 use crate::policy::Capabilities;
 
 /// The metadata section's name.
@@ -24,6 +25,47 @@ pub const MAX_CAPABILITIES: usize = 64 * 1024;
 /// The contract version this host implements (the WIT package version). It runs
 /// plugins built for any 0.1.x contract: 0.1.1 and 0.1.2 only added interfaces.
 pub const CONTRACT_VERSION: &str = "0.1.2";
+
+/// Why a candidate file was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Unreadable(String),
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file (no \\0asm header); expected a component built for wasm32-wasip2")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error(
+        "a core WebAssembly module, not a component; build the engine for the wasm32-wasip2 target with the enginehost SDK"
+    )]
+    CoreModule,
+    /// The binary does not parse.
+    #[error("invalid WebAssembly: {0}")]
+    Invalid(String),
+    /// No `enginehost:metadata` section.
+    #[error("no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro")]
+    NoMetadata,
+    /// The section is there but wrong.
+    #[error("bad enginehost:metadata section: {0}")]
+    BadMetadata(String),
+    /// Built against a contract this host does not implement.
+    #[error(
+        "built for engine contract {0}, but this host implements contract {CONTRACT_VERSION}; rebuild it with a matching enginehost SDK"
+    )]
+    UnknownContract(String),
+    /// Compiling or linking failed.
+    #[error("does not compile or link: {0}")]
+    CompileFailed(String),
+    /// Two files of the directory claim one engine name.
+    #[error("engine name '{name}' is also claimed by {other}; remove or rename one of them")]
+    DuplicateName {
+        /// The contested name.
+        name: String,
+        /// The other file.
+        other: PathBuf,
+    },
+}
 
 /// What a plugin says about itself.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

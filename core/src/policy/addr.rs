@@ -120,6 +120,9 @@ fn private_v4(v4: Ipv4Addr) -> bool {
         || v4.is_multicast()
         || a == 0 // "this network", 0.0.0.0 included
         || (a == 100 && b & 0xc0 == 64) // CGNAT 100.64.0.0/10
+        || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments 192.0.0.0/24
+        || (a == 198 && b & 0xfe == 18) // benchmarking 198.18.0.0/15, often used inside networks
+        || a >= 240 // reserved 240.0.0.0/4 (never public), the broadcast address included
 }
 
 #[cfg(test)]
@@ -193,6 +196,12 @@ mod tests {
             "0.1.2.3",
             "255.255.255.255",
             "224.0.0.1",
+            "240.0.0.1",
+            "255.0.155.0",
+            "192.0.0.170",
+            "198.18.0.1",
+            "198.19.255.255",
+            "::ffff:250.1.2.3",
             "::1",
             "::",
             "fe80::1",
@@ -209,6 +218,8 @@ mod tests {
             "172.32.0.1",
             "100.128.0.1",
             "100.63.255.255",
+            "198.20.0.1",
+            "223.255.255.255",
             "192.0.2.1",
             "2001:db8::1",
             "2606:4700::1111",

@@ -1,34 +1,58 @@
 //! What an endpoint does with a request: its routes (in the order the engine added
-//! them), then its proxies (`/<name>/...`). Pure data and matching, no I/O.
+//! them), then its proxies (`/<name>/...`), and the bounds its HTTP/1.1 parser runs
+//! with. Pure data and matching, no I/O; the server is the host's
+//! (`caps::endpoint::server`). Generic over the proxy handler `H`, which the host
+//! fills with its `Arc<dyn ProxyHandler>`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
-use crate::contract::ProxyHandler;
+/// The largest request head (request line and headers), in bytes.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most headers one request may carry.
+pub const MAX_HEADERS: usize = 100;
+/// How long a client has to send a whole request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sets an HTTP/1.1 server connection's bounds: head size and count, head deadline
+/// (needs a timer: the caller gives it), buffer size; half-closed clients are kept.
+pub fn configure_http1(builder: &mut hyper::server::conn::http1::Builder) {
+    builder
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(2 * MAX_HEAD)
+        .max_headers(MAX_HEADERS)
+        .half_close(true);
+}
 
 /// The most routes an endpoint takes.
-pub(crate) const MAX_ROUTES: usize = 64;
+pub const MAX_ROUTES: usize = 64;
 /// The largest fixed answer body.
-pub(crate) const MAX_FIXED_BODY: usize = 1024 * 1024;
+pub const MAX_FIXED_BODY: usize = 1024 * 1024;
 /// The most headers one answer from an engine may carry.
-pub(crate) const MAX_ANSWER_HEADERS: usize = 100;
+pub const MAX_ANSWER_HEADERS: usize = 100;
 
 /// A fixed answer.
 #[derive(Clone)]
-pub(crate) struct Fixed {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    pub(crate) body: Bytes,
+pub struct Fixed {
+    /// The status line's code.
+    pub status: StatusCode,
+    /// The headers, in order.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The whole body.
+    pub body: Bytes,
 }
 
 /// What a route does.
 #[derive(Clone)]
-pub(crate) enum Action {
+pub enum Action {
+    /// Answer this, without asking the engine.
     Fixed(Fixed),
+    /// Hand the request to the engine's `handle-request`.
     Engine,
     /// Copy the body into the task log with this line prefix, then to the engine.
     BodyToLog(String),
@@ -36,36 +60,46 @@ pub(crate) enum Action {
 
 /// One route.
 #[derive(Clone)]
-pub(crate) struct Route {
+pub struct Route {
     method: Option<Method>,
     /// The path, or the prefix when `prefix`.
     path: String,
     prefix: bool,
-    pub(crate) action: Action,
+    /// What the route does.
+    pub action: Action,
 }
 
 /// What a request's path and method lead to.
-pub(crate) enum Target {
+pub enum Target<H> {
+    /// A route for this path and method.
     Route(Action),
     /// A route has the path, but not for this method.
     WrongMethod,
     /// `/<name>/rest` for an attached proxy: the handler and `/rest`.
-    Proxy(Arc<dyn ProxyHandler>, String),
+    Proxy(H, String),
     /// `/<name>/...` for no attached proxy, with the names that are.
     UnknownProxy(String, Vec<String>),
     /// Nothing here.
     NotFound,
 }
 
-/// An endpoint's routes and proxies.
-#[derive(Default)]
-pub(crate) struct Routes {
+/// An endpoint's routes and proxies (`H`: what answers a proxy's requests).
+pub struct Routes<H> {
     routes: Vec<Route>,
-    proxies: BTreeMap<String, Arc<dyn ProxyHandler>>,
+    proxies: BTreeMap<String, H>,
+}
+
+impl<H> Default for Routes<H> {
+    fn default() -> Self {
+        Routes {
+            routes: Vec::new(),
+            proxies: BTreeMap::new(),
+        }
+    }
 }
 
 /// Checks a header list an engine gave.
-pub(crate) fn headers(list: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+pub fn headers(list: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     if list.len() > MAX_ANSWER_HEADERS {
         return Err(format!("{} headers; at most {MAX_ANSWER_HEADERS}", list.len()));
     }
@@ -80,7 +114,7 @@ pub(crate) fn headers(list: &[(String, String)]) -> Result<Vec<(HeaderName, Head
 }
 
 /// Checks a status an engine gave.
-pub(crate) fn status(code: u16) -> Result<StatusCode, String> {
+pub fn status(code: u16) -> Result<StatusCode, String> {
     match StatusCode::from_u16(code) {
         Ok(s) if code >= 200 => Ok(s),
         _ => Err(format!("{code} is not a final HTTP status (200-999)")),
@@ -91,9 +125,9 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-impl Routes {
+impl<H: Clone> Routes<H> {
     /// Adds a route.
-    pub(crate) fn add_route(&mut self, method: Option<&str>, path: &str, action: Action) -> Result<(), String> {
+    pub fn add_route(&mut self, method: Option<&str>, path: &str, action: Action) -> Result<(), String> {
         if self.routes.len() >= MAX_ROUTES {
             return Err(format!(
                 "the endpoint has {MAX_ROUTES} routes already, the most it takes"
@@ -131,7 +165,7 @@ impl Routes {
     }
 
     /// Adds a proxy.
-    pub(crate) fn add_proxy(&mut self, name: &str, handler: Arc<dyn ProxyHandler>) -> Result<(), String> {
+    pub fn add_proxy(&mut self, name: &str, handler: H) -> Result<(), String> {
         if !valid_name(name) {
             return Err(format!(
                 "proxy name {name:?} is not [a-zA-Z0-9_-]+ (at most 64 characters), e.g. \"tcproxy\""
@@ -149,7 +183,7 @@ impl Routes {
 
     /// Where a request for `path` (without the query) with `method` goes; `query`
     /// (with its `?`, or "") is kept on a proxy's path.
-    pub(crate) fn target(&self, method: &Method, path: &str, query: &str) -> Target {
+    pub fn target(&self, method: &Method, path: &str, query: &str) -> Target<H> {
         let mut wrong_method = false;
         for route in &self.routes {
             let hit = if route.prefix {
@@ -199,17 +233,12 @@ fn route_covers_name(path: &str, prefix: bool, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::{HttpRequest, HttpResponse};
 
+    /// A proxy handler stand-in: routing only clones it.
+    #[derive(Clone)]
     struct Nobody;
-    #[async_trait::async_trait]
-    impl ProxyHandler for Nobody {
-        async fn handle(&self, _: HttpRequest) -> HttpResponse {
-            unreachable!()
-        }
-    }
 
-    fn kind(t: &Target) -> String {
+    fn kind(t: &Target<Nobody>) -> String {
         match t {
             Target::Route(Action::Engine) => "engine".into(),
             Target::Route(Action::Fixed(f)) => format!("fixed {}", f.status.as_u16()),
@@ -223,7 +252,7 @@ mod tests {
 
     #[test]
     fn routes_first_in_order_then_proxies() {
-        let mut r = Routes::default();
+        let mut r = Routes::<Nobody>::default();
         let fixed = Action::Fixed(Fixed {
             status: StatusCode::OK,
             headers: Vec::new(),
@@ -233,7 +262,7 @@ mod tests {
         r.add_route(Some("POST"), "/engine/v1/log", Action::BodyToLog("".into()))
             .unwrap();
         r.add_route(None, "/engine/*", Action::Engine).unwrap();
-        r.add_proxy("my-proxy", Arc::new(Nobody)).unwrap();
+        r.add_proxy("my-proxy", Nobody).unwrap();
         let t = |m: &str, p: &str, q: &str| kind(&r.target(&Method::from_bytes(m.as_bytes()).unwrap(), p, q));
         assert_eq!(t("GET", "/engine/v1/execute", ""), "fixed 200");
         assert_eq!(
@@ -251,14 +280,14 @@ mod tests {
 
     #[test]
     fn a_known_path_with_another_method_is_405() {
-        let mut r = Routes::default();
+        let mut r = Routes::<Nobody>::default();
         r.add_route(Some("PUT"), "/engine/v1/success", Action::Engine).unwrap();
         assert_eq!(kind(&r.target(&Method::GET, "/engine/v1/success", "")), "405");
     }
 
     #[test]
     fn names_and_paths_are_checked() {
-        let mut r = Routes::default();
+        let mut r = Routes::<Nobody>::default();
         assert!(
             r.add_route(None, "engine", Action::Engine)
                 .unwrap_err()
@@ -271,12 +300,12 @@ mod tests {
         );
         r.add_route(None, "/engine/*", Action::Engine).unwrap();
         assert_eq!(
-            r.add_proxy("engine", Arc::new(Nobody)).unwrap_err(),
+            r.add_proxy("engine", Nobody).unwrap_err(),
             "the name \"engine\" is taken by a route of the endpoint"
         );
-        assert!(r.add_proxy("bad name", Arc::new(Nobody)).is_err());
-        r.add_proxy("tcproxy", Arc::new(Nobody)).unwrap();
-        assert!(r.add_proxy("tcproxy", Arc::new(Nobody)).is_err());
+        assert!(r.add_proxy("bad name", Nobody).is_err());
+        r.add_proxy("tcproxy", Nobody).unwrap();
+        assert!(r.add_proxy("tcproxy", Nobody).is_err());
         assert!(r.add_route(None, "/tcproxy/x", Action::Engine).is_err());
         for i in 1..MAX_ROUTES {
             r.add_route(None, &format!("/r{i}"), Action::Engine).unwrap();

@@ -177,7 +177,7 @@ fn root_url(text: &str, key: &str) -> Result<String, ConfigError> {
             format!("{text:?} {why}; write the deployment's root URL, e.g. \"https://tc.example.com\""),
         )
     };
-    let url = reqwest::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("is not an http(s) URL"));
     }
