@@ -2,7 +2,7 @@
 //! an engine that fetches from the internet), no address that is private, loopback,
 //! link-local, unique-local, mapped or NAT64-wrapped onto one of those, nor one of
 //! the worker's own, is ever allowed, whether given as an address or as what a name
-//! resolved to. The private ranges are written out here again, independently of the
+//! resolved to, by an engine or through its tasks' proxy. The private ranges are written out here again, independently of the
 //! policy's own table. Input: 16 address bytes, 2 port bytes, 1 flag byte, then a
 //! pattern string that must parse or be refused without a panic.
 #![no_main]
@@ -16,8 +16,13 @@ use libfuzzer_sys::fuzz_target;
 fn wide_open() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let config = OperatorConfig::parse("[plugins.net.network]\nconnect = [\"*:*\"]\n").unwrap();
-        let requested = Capabilities::from_plugin_toml("[network]\nconnect = [\"*:*\"]\n").unwrap();
+        let config = OperatorConfig::parse(
+            "[plugins.net.network]\nconnect = [\"*:*\"]\n\
+             [plugins.net.process]\nnetwork = { connect = [\"*:*\"] }\n",
+        )
+        .unwrap();
+        let requested =
+            Capabilities::from_plugin_toml("[network]\nconnect = [\"*:*\"]\n[process]\nnetwork = \"host\"\n").unwrap();
         Policy::new("net", "1.0.0", requested, config.grants("net"))
     })
 }
@@ -83,6 +88,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             policy.connect_name("example.com", ip, port, own).is_err(),
             "example.com resolving to {ip}:{port} (own: {own}) was allowed"
+        );
+        // The same for the task network's proxy.
+        let task = policy.task_net();
+        assert!(
+            task.connect_ip(ip, port, own).is_err(),
+            "a task reached {ip}:{port} (own: {own})"
+        );
+        assert!(
+            task.connect_name("example.com", ip, port, own).is_err(),
+            "a task reached example.com resolving to {ip}:{port} (own: {own})"
         );
     }
     // Any pattern an operator or a plugin writes: parsed or refused, and then used.

@@ -32,7 +32,7 @@ mod validate;
 mod worker;
 
 pub use config::{ConfigError, HostSettings, OperatorConfig, TreeKill};
-pub use effective::{CapabilityReport, Denied, EffectiveDir, Policy};
+pub use effective::{CapabilityReport, Denied, EffectiveDir, NetRules, Policy, TaskEgress};
 pub use endpoint::Peers;
 pub use limits::{Limits, ResolvedLimits};
 pub use tables::{

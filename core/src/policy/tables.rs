@@ -97,29 +97,96 @@ pub struct ProcessTable {
     #[serde(default)]
     pub env_allow: Vec<String>,
     /// The network a task's processes get: `"none"` (the default: a network
-    /// namespace of their own with only loopback) or `"host"` (the worker's). Both
-    /// sides must say `"host"` for it.
+    /// namespace of their own with only loopback), `{ connect = [...] }` (that
+    /// namespace, and a proxy on its loopback reaching only the `host:port`
+    /// patterns listed) or `"host"` (the worker's). Each side is checked on its
+    /// own; `"host"` on one side means "anything" there.
     #[serde(default)]
     pub network: TaskNetwork,
 }
 
 /// The network of a task's processes (`[process] network`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum TaskNetwork {
     /// A network namespace per task holding only its own loopback.
     #[default]
     None,
+    /// The task's namespace plus a proxy (on its loopback) that connects only to
+    /// these `host:port` patterns, as `[network] connect` does for plugins.
+    Connect(Vec<String>),
     /// The worker's own network (every address the worker can reach).
     Host,
 }
 
-impl TaskNetwork {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
+impl fmt::Display for TaskNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskNetwork::None => "none",
-            TaskNetwork::Host => "host",
+            TaskNetwork::None => f.write_str("\"none\""),
+            TaskNetwork::Host => f.write_str("\"host\""),
+            TaskNetwork::Connect(patterns) => {
+                let quoted: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
+                write!(f, "{{ connect = [{}] }}", quoted.join(", "))
+            }
+        }
+    }
+}
+
+impl Serialize for TaskNetwork {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            TaskNetwork::None => s.serialize_str("none"),
+            TaskNetwork::Host => s.serialize_str("host"),
+            TaskNetwork::Connect(patterns) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("connect", patterns)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskNetwork {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const EXPECTED: &str = "\"none\", \"host\" or { connect = [\"host:port\", ...] }";
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TaskNetwork;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TaskNetwork, E> {
+                match v {
+                    "none" => Ok(TaskNetwork::None),
+                    "host" => Ok(TaskNetwork::Host),
+                    other => Err(E::custom(format!("unknown network {other:?}, expected {EXPECTED}"))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TaskNetwork, A::Error> {
+                let mut connect = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "connect" {
+                        return Err(serde::de::Error::custom(format!(
+                            "unknown key {key:?} in network, expected {EXPECTED}"
+                        )));
+                    }
+                    connect = Some(map.next_value::<Vec<String>>()?);
+                }
+                connect.map(TaskNetwork::Connect).ok_or_else(|| {
+                    serde::de::Error::custom(format!("network has no connect list, expected {EXPECTED}"))
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl TaskNetwork {
+    /// The `connect` patterns (`{ connect = [...] }`), or none.
+    pub fn connect(&self) -> &[String] {
+        match self {
+            TaskNetwork::Connect(patterns) => patterns,
+            _ => &[],
         }
     }
 }

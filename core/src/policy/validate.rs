@@ -160,6 +160,11 @@ fn patterns_and_names(caps: &Capabilities, root: &str) -> Result<(), ConfigError
             &at(root, "process.env-allow"),
             super::env::parse_allow,
         )?;
+        each(
+            process.network.connect(),
+            &at(root, "process.network.connect"),
+            NetPattern::parse,
+        )?;
     }
     if let Some(network) = &caps.network {
         each(&network.connect, &at(root, "network.connect"), NetPattern::parse)?;

@@ -27,7 +27,7 @@ use wasmtime_wasi::p3::bindings::sockets::types::IpAddress;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::os::local::is_own_address;
-use crate::policy::Policy;
+use crate::policy::{Denied, NetRules, Policy};
 use crate::runtime::HostState;
 
 /// How long an address learned from a lookup stays attributed to its name.
@@ -35,6 +35,57 @@ const LEARNED_TTL: Duration = Duration::from_secs(600);
 /// Most addresses remembered per engine (a hostile engine looking up names in a
 /// loop cannot grow the map without end; the oldest are forgotten).
 const LEARNED_MAX: usize = 4096;
+
+/// Why `host:port` cannot be reached under a set of rules.
+pub(crate) enum Unreachable {
+    /// The policy refuses it (the name, or every address it resolved to).
+    Denied(Denied),
+    /// The name could not be resolved.
+    Lookup(String),
+}
+
+/// How long a lookup made for a download or the task proxy may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The addresses `host:port` may be reached at under `rules`, the one check that
+/// host-made connections (downloads, the task network's proxy) go through: an
+/// address is checked as given; a name is checked for lookup, resolved, and each
+/// address it resolved to is checked again, so a granted name never leads to a
+/// private or own address that no IP/CIDR pattern grants. Connect only to these.
+pub(crate) async fn allowed_addrs(rules: &NetRules<'_>, host: &str, port: u16) -> Result<Vec<SocketAddr>, Unreachable> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        let ip = ip.to_canonical();
+        return match rules.connect_ip(ip, port, is_own_address(ip)) {
+            Ok(()) => Ok(vec![SocketAddr::new(ip, port)]),
+            Err(d) => Err(Unreachable::Denied(d)),
+        };
+    }
+    rules.lookup_name(host).map_err(Unreachable::Denied)?;
+    let resolved = match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(e)) => return Err(Unreachable::Lookup(format!("looking up {host}: {e}"))),
+        Err(_) => {
+            return Err(Unreachable::Lookup(format!(
+                "looking up {host}: no answer in {LOOKUP_TIMEOUT:?}"
+            )));
+        }
+    };
+    let mut allowed = Vec::new();
+    let mut refusal = None;
+    for addr in resolved {
+        let ip = addr.ip().to_canonical();
+        match rules.connect_name(host, ip, port, is_own_address(ip)) {
+            Ok(()) => allowed.push(SocketAddr::new(ip, port)),
+            Err(d) => refusal = Some(d),
+        }
+    }
+    match (allowed.is_empty(), refusal) {
+        (false, _) => Ok(allowed),
+        (true, Some(d)) => Err(Unreachable::Denied(d)),
+        (true, None) => Err(Unreachable::Lookup(format!("looking up {host}: no address"))),
+    }
+}
 
 /// One engine's network checks and what its lookups learned.
 pub(crate) struct NetCheck {

@@ -505,10 +505,11 @@ impl TaskScope {
 
     /// The task's network namespace (made at the first call), for a process that
     /// does not get the worker's network.
-    pub(crate) fn netns(&self) -> CapResult<OwnedFd> {
+    pub(crate) fn netns(&self) -> CapResult<(OwnedFd, bool)> {
         self.live()?;
         let mut state = self.lock();
-        if state.netns.is_none() {
+        let fresh = state.netns.is_none();
+        if fresh {
             let ns = netns::create().map_err(|e| {
                 invalid(format!(
                     "task processes get a network namespace of their own (no network; [plugins.{}.process] \
@@ -520,8 +521,10 @@ impl TaskScope {
             state.netns = Some(ns);
         }
         let ns = state.netns.as_ref().expect("just made");
-        ns.try_clone()
-            .map_err(|e| os_error("duplicating the network namespace descriptor", e))
+        let ns = ns
+            .try_clone()
+            .map_err(|e| os_error("duplicating the network namespace descriptor", e))?;
+        Ok((ns, fresh))
     }
 
     /// Journals a user about to be created; call [`TaskScope::add_user`] once it is.

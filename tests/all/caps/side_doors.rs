@@ -2,7 +2,8 @@
 //! the side doors, each refused or bounded with a clear error while the host keeps
 //! serving: a tree deeper than any stack, the loader's and shells' variables for a
 //! granted program, a symlink where a socket was granted, the worker's own
-//! addresses, task processes on the worker's network, fork and memory floods.
+//! addresses, task processes on the worker's network (and past their proxy's
+//! grants), fork and memory floods.
 
 use serde_json::json;
 
@@ -143,6 +144,96 @@ async fn task_processes_have_no_network_unless_granted() {
     );
     let log = run(format!("{SH}network = \"host\"\n")).await;
     assert!(log.contains("net: reached"), "{log}");
+}
+
+/// A plain HTTP server on the worker's loopback answering every request with `body`.
+fn http_server(body: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_network_reaches_only_its_connect_grants_through_the_proxy() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let (granted, other) = (http_server("granted"), http_server("other"));
+    // The worker's loopback is private: granted by address it is reached; by name
+    // (localhost resolves to it) it is not.
+    let config = format!("{SH}network = {{ connect = [\"127.0.0.1:{granted}\", \"localhost:{other}\"] }}\n");
+    let engine = with_grants(&CAPS, &config).await;
+    // curl leaves 127.0.0.1 alone by default (no_proxy: it is the task's own
+    // loopback); --noproxy '' sends everything through the proxy.
+    let curl =
+        |url: String, extra: &'static str| format!("curl -sS --noproxy '' {extra} -w ' %{{http_code}}' {url}; echo");
+    let (_, log) = steps(
+        &engine,
+        json!([
+            {"op": "spawn", "argv": ["/bin/bash", "-c", curl(format!("http://127.0.0.1:{granted}/x"), "")],
+             "stdout": {"log": "plain: "}},
+            {"op": "wait"},
+            {"op": "spawn", "argv": ["/bin/bash", "-c", curl(format!("http://127.0.0.1:{granted}/x"), "-p")],
+             "stdout": {"log": "tunnel: "}},
+            {"op": "wait"},
+            {"op": "spawn", "argv": ["/bin/bash", "-c", curl(format!("http://127.0.0.1:{other}/x"), "")],
+             "stdout": {"log": "other: "}},
+            {"op": "wait"},
+            {"op": "spawn", "argv": ["/bin/bash", "-c", curl(format!("http://localhost:{other}/x"), "-p")],
+             "stdout": {"log": "by-name: "}, "stderr": {"log": "by-name-err: "}},
+            {"op": "wait"},
+            {"op": "spawn", "argv": ["/bin/bash", "-c",
+                format!("echo x >/dev/tcp/127.0.0.1/{granted} && echo reached || echo unreachable")],
+             "stdout": {"log": "direct: "}},
+            {"op": "wait"},
+            {"op": "spawn", "argv": ["/usr/bin/env"], "stdout": {"log": "env: "}},
+            {"op": "wait"},
+            {"op": "drained"}
+        ]),
+    )
+    .await;
+    assert_eq!(line(&log, "plain: "), "plain: granted 200", "{log}");
+    assert_eq!(line(&log, "tunnel: "), "tunnel: granted 200", "{log}");
+    // The proxy's answer: 403 and a body naming the grant (it ends in a newline).
+    assert!(
+        line(&log, "other: ").contains(&format!("process.network.connect \"127.0.0.1:{other}\": not granted")),
+        "{log}"
+    );
+    assert!(lines(&log).contains(&"other:  403".to_string()), "{log}");
+    assert!(
+        log.contains(&format!(
+            "task network: process.network.connect \"127.0.0.1:{other}\": not granted; add a \
+             matching pattern to [plugins.{}.process] network.connect",
+            CAPS.name()
+        )),
+        "the task log names the grant: {log}"
+    );
+    assert!(line(&log, "by-name-err: ").contains("403"), "{log}");
+    assert!(
+        log.contains("localhost resolved to 127.0.0.1, a private address"),
+        "{log}"
+    );
+    assert_eq!(line(&log, "direct: "), "direct: unreachable", "{log}");
+    assert_eq!(
+        line(&log, "env: https_proxy="),
+        "env: https_proxy=http://127.0.0.1:3128",
+        "{log}"
+    );
+    drained().await;
+    mock_still_works().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

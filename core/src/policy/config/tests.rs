@@ -163,6 +163,21 @@ fn errors_name_the_key_and_what_would_be_right() {
              \"example.com:*\" for every port",
         ),
         (
+            "[plugins.native.process]\nnetwork = { connect = [\"*:443\", \"example.com\"] }",
+            "plugins.native.process.network.connect[1]: pattern \"example.com\" has no port; write \
+             \"example.com:443\", or \"example.com:*\" for every port",
+        ),
+        (
+            "[plugins.native.process]\nnetwork = \"all\"",
+            "plugins.native.process.network: unknown network \"all\", expected \"none\", \"host\" or \
+             { connect = [\"host:port\", ...] }",
+        ),
+        (
+            "[plugins.native.process]\nnetwork = { conect = [] }",
+            "plugins.native.process.network: unknown key \"conect\" in network, expected \"none\", \"host\" or \
+             { connect = [\"host:port\", ...] }",
+        ),
+        (
             "[plugins.docker.unix-sockets]\nconnect = [\"docker.sock\"]",
             "plugins.docker.unix-sockets.connect[0]: pattern \"docker.sock\" is not absolute; write \
              \"/docker.sock\", or \"sandbox:docker.sock\" for a socket in the task's sandbox",

@@ -116,17 +116,6 @@ impl Policy {
             })
     }
 
-    /// The network of the task's processes: `host` only when both sides say so.
-    pub fn task_network(&self) -> crate::policy::TaskNetwork {
-        let [granted, requested] =
-            [&self.granted, &self.requested].map(|c| c.process.as_ref().map(|p| p.network).unwrap_or_default());
-        if granted == crate::policy::TaskNetwork::Host && requested == crate::policy::TaskNetwork::Host {
-            crate::policy::TaskNetwork::Host
-        } else {
-            crate::policy::TaskNetwork::None
-        }
-    }
-
     /// The grant's `max-per-task` (`None`: no limit set).
     pub fn max_processes_per_task(&self) -> Option<u32> {
         self.granted.process.as_ref().and_then(|p| p.max_per_task)

@@ -88,7 +88,7 @@ fn side(caps: &Capabilities, capability: &str) -> String {
                     parts.push(format!("env-allow {}", list(p.env_allow.iter().cloned())));
                 }
                 if p.network != crate::policy::TaskNetwork::None {
-                    parts.push(format!("network {}", p.network.as_str()));
+                    parts.push(format!("network {}", p.network));
                 }
             }
         }

@@ -17,13 +17,14 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use describe::CapabilityReport;
+pub use network::{NetRules, TaskEgress};
 
 use super::endpoint::ListenPattern;
 use super::exec::ExecPattern;
 use super::net::NetPattern;
 use super::reader::join;
 use super::unix_socket::SocketPattern;
-use super::{Capabilities, DirMode};
+use super::{Capabilities, DirMode, TaskNetwork};
 
 /// A use that was refused: the WIT `denied` record plus the message for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,9 @@ struct Compiled {
     connect: Vec<Named<NetPattern>>,
     unix: Vec<Named<SocketPattern>>,
     listen: Vec<Named<ListenPattern>>,
+    /// `[process] network`: `None` for `"none"`, `Some(None)` for `"host"`,
+    /// `Some(Some(patterns))` for `{ connect = [...] }`.
+    egress: Option<Option<Vec<Named<NetPattern>>>>,
 }
 
 impl Compiled {
@@ -109,6 +113,20 @@ impl Compiled {
                 .as_ref()
                 .map(|e| compile(&e.listen, ListenPattern::parse))
                 .unwrap_or_default(),
+            egress: match caps.process.as_ref().map(|p| &p.network) {
+                None | Some(TaskNetwork::None) => None,
+                Some(TaskNetwork::Host) => Some(None),
+                Some(TaskNetwork::Connect(patterns)) => Some(Some(compile(patterns, NetPattern::parse))),
+            },
+        }
+    }
+
+    /// The task network side: `None` (no network), `Any` or the patterns.
+    fn egress(&self) -> Option<network::Side<'_>> {
+        match &self.egress {
+            None => None,
+            Some(None) => Some(network::Side::Any),
+            Some(Some(patterns)) => Some(network::Side::Patterns(patterns)),
         }
     }
 }
@@ -246,6 +264,7 @@ impl Policy {
 fn grant_key(capability: &str) -> &str {
     match capability {
         "network.lookup" => "network.connect",
+        "process.network.lookup" => "process.network.connect",
         other => other,
     }
 }

@@ -7,14 +7,14 @@
 //! cannot lead to a private address the operator did not grant); the connection
 //! then goes to exactly those addresses. No proxy from the environment is used.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use tokio::io::AsyncWriteExt;
 
-use crate::caps::os::local::is_own_address;
+use crate::caps::net::{self, Unreachable};
 use crate::caps::scope::TaskScope;
 use crate::caps::{CapResult, denied, invalid, os_error};
 use crate::policy::Policy;
@@ -37,31 +37,10 @@ async fn allowed_addrs(policy: &Policy, url: &Url) -> CapResult<(String, Vec<Soc
     let port = url
         .port_or_known_default()
         .ok_or_else(|| invalid(format!("the URL {url} has no port")))?;
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return match policy.connect_ip(ip, port, is_own_address(ip)) {
-            Ok(()) => Ok((host, vec![SocketAddr::new(ip, port)])),
-            Err(d) => denied(policy, d),
-        };
-    }
-    if let Err(d) = policy.lookup_name(&host) {
-        return denied(policy, d);
-    }
-    let resolved = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| os_error(&format!("looking up {host}"), e))?;
-    let mut allowed = Vec::new();
-    let mut refusal = None;
-    for addr in resolved {
-        let ip = addr.ip().to_canonical();
-        match policy.connect_name(&host, ip, port, is_own_address(ip)) {
-            Ok(()) => allowed.push(addr),
-            Err(d) => refusal = Some(d),
-        }
-    }
-    match (allowed.is_empty(), refusal) {
-        (false, _) => Ok((host, allowed)),
-        (true, Some(d)) => denied(policy, d),
-        (true, None) => Err(os_error(&format!("looking up {host}"), "no address")),
+    match net::allowed_addrs(&policy.plugin_net(), &host, port).await {
+        Ok(addrs) => Ok((host, addrs)),
+        Err(Unreachable::Denied(d)) => denied(policy, d),
+        Err(Unreachable::Lookup(e)) => Err(os_error("download", e)),
     }
 }
 

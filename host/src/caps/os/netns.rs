@@ -38,6 +38,28 @@ pub fn create() -> io::Result<OwnedFd> {
         .map_err(|_| io::Error::other("the namespace thread panicked"))?
 }
 
+/// A TCP listener bound to `addr` inside the namespace `ns` (the socket stays in
+/// it; the thread that made it leaves). The task network's proxy listens so.
+///
+/// # Errors
+/// When the namespace cannot be entered or the address bound.
+pub fn listen_tcp(ns: &OwnedFd, addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let ns = ns.try_clone()?;
+    std::thread::Builder::new()
+        .name("enginehost-netns".into())
+        .spawn(move || -> io::Result<std::net::TcpListener> {
+            // SAFETY: setns affects only this thread, which ends right after.
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
+
 /// `ip link set lo up` in the calling thread's namespace.
 fn loopback_up() -> io::Result<()> {
     // SAFETY: a socket for the ioctls, closed at the end; ifreq is plain data.

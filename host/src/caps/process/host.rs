@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 
+use super::egress;
 use super::resolve::{check_env, resolve};
 use super::{CopyGuard, ProcEntry, ProcessRes, copy};
 use crate::caps::os::cgroup::Cgroup;
@@ -17,7 +18,7 @@ use crate::caps::os::spawn::{self, ExitStatus, Ids, Output, SpawnSpec, Stderr, S
 use crate::caps::scope::{SandboxDir, TaskScope};
 use crate::caps::{CapResult, TaskUserRes, denied, invalid, os_error};
 use crate::contract::{ByteStream, TaskLog, byte_pipe};
-use crate::policy::{RunAs, TaskNetwork};
+use crate::policy::{RunAs, TaskEgress};
 use crate::runtime::HostState;
 use crate::runtime::bindings::process::{self as wit, Command, Input, Output as WitOutput, Signal, Size};
 use crate::runtime::imports::TaskContextRes;
@@ -185,14 +186,23 @@ async fn spawn_checked(req: Request, command: Command) -> CapResult<Arc<ProcEntr
         None => None,
     };
     let also_join = scope.bounds_to_join()?;
+    let mut env = command.env;
     let netns = match policy.task_network() {
-        TaskNetwork::None => Some(scope.netns()?),
-        TaskNetwork::Host => None,
+        TaskEgress::None => Some(scope.netns()?.0),
+        TaskEgress::Proxy => {
+            let (ns, fresh) = scope.netns()?;
+            if fresh {
+                egress::start(&scope, &ns, log.clone())?;
+            }
+            egress::add_proxy_env(&mut env);
+            Some(ns)
+        }
+        TaskEgress::Host => None,
     };
     let spec = SpawnSpec {
         program: resolved.program,
         argv: command.argv,
-        env: command.env,
+        env,
         cwd,
         ids: user.map(|(ids, _)| ids),
         cgroup_procs,

@@ -4,15 +4,17 @@
 //!
 //! Granted by `[plugins.NAME.process]`: `exec` (patterns the resolved executable
 //! must match), `run-as` ("worker", "task-user"), `pty`, `search-path`,
-//! `max-per-task`. The checks come first in [`host`]'s `spawn`, before anything
+//! `max-per-task`, `env-allow`, `network`. The checks come first in [`host`]'s `spawn`, before anything
 //! touches the host. The registry of a task's processes ([`ProcEntry`]) lives in
 //! its `TaskScope`, outside the wasmtime Store.
 //!
 //! - `resolve`: argv[0] → the executable, and the names the policy matches.
 //! - `copy`: the host copies of process output into the task log.
 //! - `host`: the WIT imports.
+//! - `egress`: the task network's proxy (`network = { connect = [...] }`).
 
 mod copy;
+mod egress;
 mod host;
 mod resolve;
 

@@ -228,3 +228,74 @@ fn the_workers_own_addresses_are_not_public() {
     assert!(open.connect_ip(own, 8080, true).is_ok());
     assert!(open.connect_name("me.example", own, 8080, true).is_ok());
 }
+
+const TASK_HOST: &str = "[process]\nnetwork = \"host\"";
+const TASK_CONNECT: &str = "[process]\nnetwork = { connect = [\"example.com:443\", \"10.0.0.0/8:*\"] }";
+
+#[test]
+fn the_task_network_is_the_workers_only_when_both_sides_say_host() {
+    use crate::policy::TaskEgress;
+    assert_eq!(policy(TASK_HOST, TASK_HOST).task_network(), TaskEgress::Host);
+    assert_eq!(policy(TASK_HOST, "").task_network(), TaskEgress::None);
+    assert_eq!(policy("", TASK_HOST).task_network(), TaskEgress::None);
+    assert_eq!(policy("", TASK_CONNECT).task_network(), TaskEgress::None);
+    assert_eq!(policy(TASK_HOST, TASK_CONNECT).task_network(), TaskEgress::Proxy);
+    assert_eq!(policy(TASK_CONNECT, TASK_HOST).task_network(), TaskEgress::Proxy);
+    assert_eq!(policy(TASK_CONNECT, TASK_CONNECT).task_network(), TaskEgress::Proxy);
+}
+
+#[test]
+fn the_task_proxy_reaches_only_what_both_sides_list() {
+    let p = policy(TASK_HOST, TASK_CONNECT);
+    assert!(p.task_net().lookup_name("example.com").is_ok());
+    assert!(
+        p.task_net()
+            .connect_name("example.com", ip("93.184.215.14"), 443, false)
+            .is_ok()
+    );
+    assert!(
+        p.task_net().connect_ip(ip("10.1.2.3"), 22, false).is_ok(),
+        "a CIDR names private addresses"
+    );
+    let d = p
+        .task_net()
+        .connect_name("example.com", ip("93.184.215.14"), 80, false)
+        .unwrap_err();
+    assert_eq!(d.grant_key, "plugins.native.process.network.connect");
+    assert_eq!(
+        d.message,
+        "process.network.connect \"example.com:80\": not granted; add a matching pattern to \
+         [plugins.native.process] network.connect"
+    );
+    let d = p.task_net().lookup_name("evil.example").unwrap_err();
+    assert_eq!(d.grant_key, "plugins.native.process.network.connect");
+    // A name that resolves to a private or the worker's own address needs an address grant.
+    for (addr, own, kind) in [
+        ("127.0.0.1", false, "a private address"),
+        ("203.0.113.9", true, "this worker's own address"),
+    ] {
+        let d = p
+            .task_net()
+            .connect_name("example.com", ip(addr), 443, own)
+            .unwrap_err();
+        assert_eq!(
+            d.message,
+            format!(
+                "process.network.connect \"example.com:443\": example.com resolved to {addr}, {kind}; grant it \
+                 by IP or CIDR (e.g. \"{addr}:443\") in [plugins.native.process] network.connect"
+            )
+        );
+    }
+    // The request side narrows a wider grant.
+    let p = policy(TASK_CONNECT, "[process]\nnetwork = { connect = [\"*:*\"] }");
+    let d = p
+        .task_net()
+        .connect_name("other.org", ip("93.184.215.14"), 443, false)
+        .unwrap_err();
+    assert!(d.message.ends_with(NOT_REQUESTED), "{}", d.message);
+    // Neither the plugin's own sockets nor a "none" side get anything from it.
+    let p = policy(TASK_HOST, TASK_CONNECT);
+    assert!(p.connect_ip(ip("10.1.2.3"), 22, false).is_err());
+    let p = policy("", TASK_CONNECT);
+    assert!(p.task_net().connect_ip(ip("10.1.2.3"), 22, false).is_err());
+}
