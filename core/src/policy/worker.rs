@@ -120,6 +120,9 @@ pub struct WorkerSettings {
     pub reclaim_margin: Duration,
     /// `poll-interval`: the pause after a `claimWork` that brought nothing (default 1 s).
     pub poll_interval: Duration,
+    /// `metrics-listen`: where `/metrics` (Prometheus) and `/healthz` are served
+    /// (none by default).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The table as written; everything is checked after.
@@ -142,6 +145,7 @@ struct RawWorker {
     live_log_url: Option<String>,
     reclaim_margin: Option<Value>,
     poll_interval: Option<Value>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -337,6 +341,15 @@ impl WorkerSettings {
                 Some(LiveLogSettings { listen, url })
             }
         };
+        let metrics_listen = match raw.metrics_listen {
+            Some(text) => Some(text.parse().map_err(|_| {
+                ConfigError::new(
+                    key("metrics-listen"),
+                    format!("{text:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:9464\""),
+                )
+            })?),
+            None => None,
+        };
         let duration = |v: Option<Value>, k: &str, default: Duration| match v {
             Some(v) => super::limits::duration(&v, &key(k)),
             None => Ok(default),
@@ -356,6 +369,7 @@ impl WorkerSettings {
             live_log,
             reclaim_margin: duration(raw.reclaim_margin, "reclaim-margin", Duration::from_secs(180))?,
             poll_interval: duration(raw.poll_interval, "poll-interval", Duration::from_secs(1))?,
+            metrics_listen,
         })
     }
 }

@@ -115,11 +115,7 @@ pub(super) async fn run(options: &Options) -> anyhow::Result<Vec<Figure>> {
     let (_, result) = task(&engine, &log, &make).await?;
     log.close();
     let home = String::from_utf8(log.read_to_end().await?)?.trim().to_string();
-    let spec = ArtifactSpec {
-        kind: ArtifactKind::Directory,
-        path: "out".into(),
-        name: "out".into(),
-    };
+    let spec = ArtifactSpec::new(ArtifactKind::Directory, "out", "out");
     let (mut extract, mut copy) = (Duration::MAX, Duration::MAX);
     for round in 0..rounds {
         let dest = scratch.join(format!("cp-{round}"));

@@ -7,6 +7,7 @@
 mod context;
 mod error;
 mod log;
+pub mod metrics;
 mod streams;
 
 use std::any::Any;

@@ -24,6 +24,7 @@ use super::LoadedPlugin;
 use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
 use crate::caps::CapsCtx;
+use crate::contract::metrics::Metrics;
 use crate::contract::{EngineError, WorkerControl};
 use crate::policy::ResolvedLimits;
 
@@ -78,11 +79,15 @@ impl Instance {
         let (death_tx, death) = watch::channel(None);
         let (kill, killed) = watch::channel(None);
         let name = plugin.name.clone();
+        let metrics = Metrics::global();
+        metrics.instance_starts.get_or_create(&Metrics::engine(&name)).inc();
+        let engine = Metrics::engine(&name);
         tokio::spawn(async move {
             let stderr = store.data().stderr.clone();
             let message = match run(store, bindings, rx, killed).await {
                 Ok(()) => "the engine instance was shut down".to_string(),
                 Err(e) => {
+                    metrics.instance_traps.get_or_create(&engine).inc();
                     let mut message = format!("{e:#}");
                     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
                         message = format!("{trap}");
@@ -126,6 +131,19 @@ impl Instance {
     /// instance dies first (in `f` or anywhere else), the error names the plugin and
     /// the cause. A call that misses its `deadline` tears the instance down.
     pub(crate) async fn call<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
+        let result = self.call_bounded(what, deadline, f).await;
+        // The contract's name of the call ("describe" for the schema and capability calls made together).
+        let call = if what.contains(' ') { "describe" } else { what };
+        Metrics::global().engine_call(&self.plugin, call, started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn call_bounded<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R, EngineError>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,

@@ -290,6 +290,11 @@ impl WasmEngine {
                 plugin: self.plugin.name.to_string(),
                 reason: format!("restarting: {e:#}"),
             })?;
+            let metrics = crate::contract::metrics::Metrics::global();
+            metrics
+                .instance_restarts
+                .get_or_create(&crate::contract::metrics::Metrics::engine(&self.plugin.name))
+                .inc();
             *current = (instance, generation);
         }
         Ok(current.clone())

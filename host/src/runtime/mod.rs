@@ -154,8 +154,10 @@ impl Runtime {
         if let Some(cache) = self.cache()
             && let Some(component) = cache.get(&self.engine, wasm)
         {
+            crate::contract::metrics::Metrics::global().compile_cache_hits.inc();
             return Ok((component, true));
         }
+        crate::contract::metrics::Metrics::global().compile_cache_misses.inc();
         let component = Component::new(&self.engine, wasm)
             .map_err(anyhow::Error::from)
             .context("compiling the component")?;

@@ -33,6 +33,34 @@ pub struct ArtifactSpec {
     pub path: String,
     /// Where it lands, relative to the artifacts directory.
     pub name: String,
+    /// When it expires (RFC 3339; the task's `expires` when absent, never later).
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// Its content type (a file's; guessed from each name when absent).
+    #[serde(default, rename = "contentType")]
+    pub content_type: Option<String>,
+    /// `identity` (the default) or `gzip` (compressed by the worker, served with
+    /// `Content-Encoding: gzip`).
+    #[serde(default, rename = "contentEncoding")]
+    pub content_encoding: Option<String>,
+    /// When set, a missing file is not an error: no error artifact is made.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+impl ArtifactSpec {
+    /// An artifact with no optional field set.
+    pub fn new(kind: ArtifactKind, path: &str, name: &str) -> ArtifactSpec {
+        ArtifactSpec {
+            kind,
+            path: path.to_string(),
+            name: name.to_string(),
+            expires: None,
+            content_type: None,
+            content_encoding: None,
+            optional: false,
+        }
+    }
 }
 
 /// Most parts an artifact path may have (the host lists at most 256 levels).

@@ -270,6 +270,11 @@ async fn stages(
     for spec in &task.artifacts {
         let status = match artifacts::extract(result.as_ref(), spec, artifacts_dir, &budget).await {
             Ok(()) => ArtifactStatus::Extracted,
+            Err(ArtifactError::Engine(EngineError::ResourceNotFound)) if spec.optional => {
+                let m = format!("artifact '{}': {} was not found (optional)", spec.name, spec.path);
+                ctx.log().log(&m);
+                ArtifactStatus::Missing(m)
+            }
             Err(ArtifactError::Engine(EngineError::ResourceNotFound)) => {
                 let m = format!("artifact '{}': {} was not found in the sandbox", spec.name, spec.path);
                 ctx.log().log_error(&m);

@@ -156,7 +156,7 @@ async fn artifacts_and_the_backing_log_download_byte_identical() {
         ] {
             assert_eq!(kind(name).storage_type, *storage, "{name}");
         }
-        assert_eq!(kind("public/small.txt").content_type, "text/plain");
+        assert_eq!(kind("public/small.txt").content_type, "text/plain; charset=utf-8");
         assert_eq!(kind("public/big.bin").content_type, "application/octet-stream");
 
         // The backing log: gzip on the wire, the same text through live.log.
@@ -246,4 +246,72 @@ async fn the_live_log_is_served_while_the_task_runs() {
         reqwest::get(&url).await.is_err(),
         "the worker is gone, and its live log server"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_worker_artifact_fields_are_honoured() {
+    let fake = fake(Duration::from_secs(60)).await;
+    let api = reader(&fake);
+    let mut worker = WorkerProcess::start(
+        &fake,
+        Config::new("fields")
+            .worker("engines = [\"mock\", \"script\"]")
+            .tables(SCRIPT),
+    );
+    let soon = Utc::now() + taskcluster::chrono::Duration::hours(1);
+    let soon_text = soon.to_rfc3339_opts(taskcluster::chrono::SecondsFormat::Millis, true);
+    let payload = json!({"engine": "script", "payload": {}, "maxRunTime": 120, "artifacts": [
+        {"type": "file", "path": "small.txt", "name": "public/typed.txt", "contentType": "text/x-custom",
+         "expires": soon_text},
+        {"type": "file", "path": "small.txt", "name": "public/zipped.txt", "contentEncoding": "gzip"},
+        {"type": "file", "path": "nothing.txt", "name": "public/maybe.txt", "optional": true},
+    ]});
+    let task = create(&fake, TASK_QUEUE, payload, |_| {});
+    wait_for("the task to be resolved", Duration::from_secs(120), &[&worker], || {
+        !fake.resolutions(&task).is_empty()
+    })
+    .await;
+    assert_eq!(
+        only_resolution(&fake, &task).state,
+        "completed",
+        "{}",
+        backing_log(&fake, &task, 0)
+    );
+    let artifacts = fake.artifacts(&task, 0);
+    let get = |name: &str| artifacts.iter().find(|a| a.name == name).cloned();
+    let typed = get("public/typed.txt").unwrap();
+    assert_eq!(typed.content_type, "text/x-custom");
+    assert_eq!(typed.expires, soon_text.parse::<DateTime<Utc>>().unwrap());
+    let zipped = get("public/zipped.txt").unwrap();
+    assert_eq!(zipped.content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(zipped.content_type, "text/plain; charset=utf-8");
+    let (bytes, encoding) = download(&api, &task, "public/zipped.txt").await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert_eq!(gunzip(&bytes), b"small\n");
+    assert!(
+        get("public/maybe.txt").is_none(),
+        "an optional missing file makes no artifact"
+    );
+
+    // An expiry after the task's is the author's mistake.
+    let late = json!({"engine": "script", "payload": {}, "artifacts": [
+        {"type": "file", "path": "small.txt", "name": "public/late.txt", "expires": "2999-01-01T00:00:00.000Z"},
+        {"type": "file", "path": "small.txt", "name": "public/odd.txt", "contentType": "not a type"},
+    ]});
+    let task = create(&fake, TASK_QUEUE, late, |_| {});
+    wait_for("the task to be resolved", Duration::from_secs(120), &[&worker], || {
+        !fake.resolutions(&task).is_empty()
+    })
+    .await;
+    assert_eq!(only_resolution(&fake, &task).reason, "malformed-payload");
+    let log = backing_log(&fake, &task, 0);
+    assert!(
+        log.contains("task.payload.artifacts[0].expires: 2999-01-01T00:00:00.000Z is after the task's expires"),
+        "{log}"
+    );
+    assert!(
+        log.contains("task.payload.artifacts[1].contentType: \"not a type\" is not a media type"),
+        "{log}"
+    );
+    worker.stop().await;
 }

@@ -7,6 +7,8 @@
 //! - `artifacts`: object and s3 artifacts, error artifacts, the gzip backing log and
 //!   the live log, byte-identical when downloaded; expiry; uploads before resolution.
 //! - `claims`: reclaims swap credentials; a lost claim aborts the task, reports nothing.
+//! - `outage`: a queue outage loses nothing; stops drop the long-poll; a cancelled
+//!   task's log; metrics checked by promtool.
 //! - `payloads`: malformed payloads and internal errors, each resolved as the protocol says.
 //! - `shutdown`: SIGTERM (abort and finish), stop-now, fatal errors.
 //! - `startup`: the example config with a wrong root URL, wrong credentials, missing scopes.
@@ -14,6 +16,7 @@
 mod artifacts;
 mod claims;
 mod drain;
+mod outage;
 mod payloads;
 mod shutdown;
 mod startup;

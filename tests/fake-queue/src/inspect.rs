@@ -117,6 +117,26 @@ impl FakeQueue {
         true
     }
 
+    /// Cancel a task as `cancelTask` does: its running (or pending) run becomes
+    /// `exception`/`canceled` now, with no retry; the worker's next reclaim or report
+    /// gets a 409, and artifacts are still accepted for the grace period. Returns
+    /// false if no run is running or pending.
+    pub fn cancel_task(&self, task_id: &str) -> bool {
+        let mut st = self.shared.lock();
+        let Some(run) = st
+            .tasks
+            .get_mut(task_id)
+            .and_then(|t| t.runs.last_mut())
+            .filter(|r| r.state == "running" || r.state == "pending")
+        else {
+            return false;
+        };
+        crate::state::resolve_run(run, "exception", "canceled", Utc::now());
+        drop(st);
+        self.shared.notify.notify_waiters();
+        true
+    }
+
     /// Every request served so far, in order.
     pub fn request_log(&self) -> Vec<RequestRecord> {
         self.shared.lock().log.clone()

@@ -133,6 +133,14 @@ impl FakeQueue {
         st.tasks.get(task_id).map(|t| t.status_json(task_id))
     }
 
+    /// Starts (`true`) or ends an outage: meanwhile every request is answered 503
+    /// `ServiceUnavailable` and changes nothing, as a deployment behind a load
+    /// balancer with no healthy backend. Claims keep their `takenUntil`.
+    pub fn set_outage(&self, on: bool) {
+        self.shared.lock().outage = on;
+        self.shared.notify.notify_waiters();
+    }
+
     fn internal_caller() -> Caller {
         Caller {
             client_id: "fake-queue/test-api".to_string(),

@@ -87,6 +87,11 @@ impl ApiError {
         Self::new(404, "ResourceNotFound", message)
     }
 
+    /// 503: the deployment is away (an outage).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
     /// 409: the request conflicts with the current state (resolved run, different artifact...).
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(409, "RequestConflict", message)

@@ -61,7 +61,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     let headers = req.headers().clone();
-    let (client_id, result) = match req.into_body().collect().await {
+    let body = req.into_body().collect().await;
+    if shared.lock().outage {
+        let response = render(
+            &method,
+            &path,
+            Err(ApiError::unavailable(
+                "the fake deployment is in an outage (FakeQueue::set_outage)",
+            )),
+        );
+        shared.lock().log.push(RequestRecord {
+            method,
+            path,
+            client_id: None,
+            status: 503,
+        });
+        return Ok(response);
+    }
+    let (client_id, result) = match body {
         Ok(body) => {
             dispatch(
                 &shared,
@@ -177,6 +194,11 @@ async fn claim_work(shared: &Shared, caller: &Caller, queue_id: &str, body: &Val
         notified.as_mut().enable();
         let claims = {
             let mut st = shared.lock();
+            if st.outage {
+                return Err(ApiError::unavailable(
+                    "the fake deployment is in an outage (FakeQueue::set_outage)",
+                ));
+            }
             st.sweep(Utc::now());
             runs::claim_available(&mut st, &req)
         };

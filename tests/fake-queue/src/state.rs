@@ -167,6 +167,8 @@ pub struct State {
     pub log: Vec<RequestRecord>,
     /// Source of `pending_seq`.
     pub next_seq: u64,
+    /// While set, every request (API, blob, ping) is answered 503 and nothing changes.
+    pub outage: bool,
 }
 
 impl State {
@@ -190,6 +192,7 @@ impl State {
             blobs: HashMap::new(),
             log: Vec::new(),
             next_seq: 0,
+            outage: false,
         }
     }
 

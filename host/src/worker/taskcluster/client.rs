@@ -8,6 +8,9 @@
 //!   with the run's temporary credentials, swapped at each reclaim.
 //! - [`CallError`]: a 409 (the run is no longer ours) kept apart from every other
 //!   failure, since the protocol treats it differently.
+//! - [`persist`]: a run's calls are tried again through transient failures (no
+//!   answer, 5xx, 429), with exponential backoff and jitter, until shortly before
+//!   the run's `takenUntil`: a queue outage of minutes loses nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +39,67 @@ impl CallError {
             Some(status) if status.as_u16() == 409 => CallError::Conflict(format!("{error:#}")),
             _ => CallError::Other(error),
         }
+    }
+}
+
+/// Whether a failed call may succeed when tried again: no answer at all (refused,
+/// reset, timed out: an HTTP error without a status), a 5xx or a 429. Any other
+/// 4xx, and anything that is not an HTTP error, is final.
+pub fn transient(error: &anyhow::Error) -> bool {
+    match taskcluster::err_status_code(error) {
+        Some(status) => status.is_server_error() || status.as_u16() == 429,
+        None => error.chain().any(|c| c.is::<reqwest::Error>()),
+    }
+}
+
+/// The first pause between tries of a run's call, doubled each time.
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest pause between tries.
+const MAX_PAUSE: Duration = Duration::from_secs(15);
+/// How long before the claim's end a run's calls stop being tried again.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// `pause` with ±25 % jitter (so that workers that lost the queue together do not
+/// come back in step).
+pub fn jitter(pause: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    pause.mul_f64(0.75 + f64::from(byte[0]) / 510.0)
+}
+
+/// Calls `call` until it succeeds, fails for good (a 409 or another non-transient
+/// error), or `until()` (re-read at each try: a reclaim moves it) is less than
+/// [`DEADLINE_MARGIN`] away. Each retry is logged with `what`.
+pub async fn persist<T, F, Fut>(what: &str, until: impl Fn() -> DateTime<Utc>, mut call: F) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let error = match call().await {
+            Err(CallError::Other(e)) if transient(&e) => e,
+            done => {
+                if tries > 1 && done.is_ok() {
+                    tracing::info!(tries, "{what}: succeeded after the queue came back");
+                }
+                return done;
+            }
+        };
+        let wait = jitter(pause);
+        let left = (until() - Utc::now()).to_std().unwrap_or_default();
+        if left < wait + DEADLINE_MARGIN {
+            crate::contract::metrics::Metrics::global().queue_error(what);
+            return Err(CallError::Other(error.context(format!(
+                "{what}: gave up after {tries} tries, as the claim is about to end"
+            ))));
+        }
+        crate::contract::metrics::Metrics::global().queue_retry(what);
+        tracing::warn!(tries, "{what} failed: {error:#}; trying again in {wait:.1?}");
+        tokio::time::sleep(wait).await;
+        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
@@ -392,36 +456,56 @@ impl RunClient {
             .clone()
     }
 
-    /// `createArtifact(name, body)`.
+    /// [`persist`] until this run's claim ends.
+    pub async fn persist<T, F, Fut>(&self, what: &str, call: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        persist(what, || self.taken_until(), call).await
+    }
+
+    /// `createArtifact(name, body)`, tried again through transient failures.
     pub async fn create_artifact(&self, name: &str, body: &Value) -> Result<Value, CallError> {
-        self.queue()
-            .createArtifact(&self.task_id, &self.run, name, body)
-            .await
-            .map_err(CallError::from_client)
+        self.persist("createArtifact", || async {
+            self.queue()
+                .createArtifact(&self.task_id, &self.run, name, body)
+                .await
+                .map_err(CallError::from_client)
+        })
+        .await
     }
 
-    /// `finishArtifact(name, {uploadId})`.
+    /// `finishArtifact(name, {uploadId})`, tried again through transient failures.
     pub async fn finish_artifact(&self, name: &str, upload_id: &str) -> Result<(), CallError> {
-        self.queue()
-            .finishArtifact(&self.task_id, &self.run, name, &json!({ "uploadId": upload_id }))
-            .await
-            .map_err(CallError::from_client)
+        self.persist("finishArtifact", || async {
+            self.queue()
+                .finishArtifact(&self.task_id, &self.run, name, &json!({ "uploadId": upload_id }))
+                .await
+                .map(drop)
+                .map_err(CallError::from_client)
+        })
+        .await
     }
 
-    /// `reportCompleted`, `reportFailed` or `reportException`.
+    /// `reportCompleted`, `reportFailed` or `reportException`, tried again through
+    /// transient failures.
     pub async fn report(&self, resolution: Resolution) -> Result<(), CallError> {
-        let queue = self.queue();
         let (task, run) = (&self.task_id, &self.run);
-        let answer = match resolution {
-            Resolution::Completed => queue.reportCompleted(task, run).await,
-            Resolution::Failed => queue.reportFailed(task, run).await,
-            Resolution::Exception(reason) => {
-                queue
-                    .reportException(task, run, &json!({ "reason": reason.as_str() }))
-                    .await
-            }
-        };
-        answer.map(drop).map_err(CallError::from_client)
+        self.persist("reporting the resolution", || async {
+            let queue = self.queue();
+            let answer = match resolution {
+                Resolution::Completed => queue.reportCompleted(task, run).await,
+                Resolution::Failed => queue.reportFailed(task, run).await,
+                Resolution::Exception(reason) => {
+                    queue
+                        .reportException(task, run, &json!({ "reason": reason.as_str() }))
+                        .await
+                }
+            };
+            answer.map(drop).map_err(CallError::from_client)
+        })
+        .await
     }
 }
 
@@ -452,6 +536,44 @@ mod tests {
         assert!(grants(&have, "queue:worker-id:g/w"));
         assert!(!grants(&have, "queue:worker-id:g/w2"));
         assert!(grants(&["*".to_string()], "anything"));
+    }
+
+    #[tokio::test]
+    async fn only_unanswered_calls_5xx_and_429_are_tried_again() {
+        // No answer: a port nobody listens on.
+        let refused = reqwest::get("http://127.0.0.1:9/").await.unwrap_err();
+        assert!(transient(&anyhow::Error::from(refused).context("claimWork")));
+        assert!(!transient(&anyhow::anyhow!("Could not negotiate an upload method")));
+        // Statuses, from a server that answers each path with its number.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let path = String::from_utf8_lossy(&buf[..n])
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("/500")
+                    .to_string();
+                let status = &path[1..];
+                let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        for (status, want) in [
+            (500, true),
+            (503, true),
+            (429, true),
+            (400, false),
+            (404, false),
+            (409, false),
+        ] {
+            let response = reqwest::get(format!("http://127.0.0.1:{port}/{status}")).await.unwrap();
+            let error = response.error_for_status().unwrap_err();
+            assert_eq!(transient(&anyhow::Error::from(error)), want, "{status}");
+        }
     }
 
     #[test]

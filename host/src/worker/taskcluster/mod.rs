@@ -9,11 +9,13 @@
 //! - `upload`: artifact uploads (`object`, `s3`, `error`, `reference`, `link`; the
 //!   gzip-encoded backing log).
 //! - `livelog`: the HTTP server of the live log.
+//! - `metrics`: `/metrics` (Prometheus) and `/healthz` (`[worker] metrics-listen`).
 //! - `run`: one claimed run, from claim to resolution.
 //! - `service`: the claim loop, capacity, shutdown and stop-now.
 
 pub mod client;
 pub mod livelog;
+pub mod metrics;
 pub mod payload;
 mod run;
 mod service;

@@ -72,7 +72,54 @@ fn empty_object() -> Value {
 }
 
 const SHAPE: &str = "a payload is {\"engine\": NAME, \"payload\": {...}, \"env\": {NAME: VALUE}, \"maxRunTime\": SECONDS, \
-                     \"artifacts\": [{\"type\": \"file\"|\"directory\", \"path\": PATH, \"name\": NAME}]}";
+                     \"artifacts\": [{\"type\": \"file\"|\"directory\", \"path\": PATH, \"name\": NAME, \"expires\": DATE, \
+                     \"contentType\": TYPE, \"contentEncoding\": \"identity\"|\"gzip\", \"optional\": BOOL}]}";
+
+/// What is wrong with an artifact's `expires`, `contentType` and `contentEncoding`.
+fn artifact_field_problems(i: usize, spec: &ArtifactSpec, task_expires: &DateTime<Utc>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let at = |field: &str| format!("task.payload.artifacts[{i}].{field}");
+    if let Some(text) = &spec.expires {
+        match DateTime::parse_from_rfc3339(text) {
+            Err(e) => problems.push(format!(
+                "{}: {text:?} is not a date-time ({e}); write it as the queue does, e.g. \"2030-01-01T00:00:00.000Z\"",
+                at("expires")
+            )),
+            Ok(t) if t.with_timezone(&Utc) > *task_expires => problems.push(format!(
+                "{}: {text} is after the task's expires ({}); an artifact cannot outlive its task",
+                at("expires"),
+                super::client::json_time(task_expires)
+            )),
+            Ok(_) => {}
+        }
+    }
+    if let Some(t) = &spec.content_type {
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        };
+        let essence = t.split(';').next().unwrap_or_default().trim();
+        let ok = t.len() <= 255
+            && !t.chars().any(char::is_control)
+            && essence.split_once('/').is_some_and(|(a, b)| token(a) && token(b));
+        if !ok {
+            problems.push(format!(
+                "{}: {t:?} is not a media type; write e.g. \"text/plain; charset=utf-8\" or \"application/json\"",
+                at("contentType")
+            ));
+        }
+    }
+    if let Some(e) = &spec.content_encoding
+        && !matches!(e.as_str(), "identity" | "gzip")
+    {
+        problems.push(format!(
+            "{}: {e:?} is not one of \"identity\", \"gzip\"",
+            at("contentEncoding")
+        ));
+    }
+    problems
+}
 
 /// The task file for run `run_id` of `task_id`, from its definition, for a worker
 /// serving `engines` (`default` for payloads that name none); or every problem, each
@@ -126,6 +173,7 @@ pub fn task_file(
                 spec.name
             ));
         }
+        problems.extend(artifact_field_problems(i, spec, &definition.expires));
     }
     problems.extend(crate::worker::task::env_name_problems(&payload.env));
     if !problems.is_empty() {

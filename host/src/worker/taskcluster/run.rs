@@ -20,13 +20,15 @@ use taskcluster::chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::client::{CallError, Claim, Deployment, ExceptionReason, Resolution, RunClient, reclaim_delay};
+use super::client::{CallError, Claim, Deployment, ExceptionReason, Resolution, RunClient, reclaim_delay, transient};
 use super::livelog::LiveLogServer;
 use super::payload::{BACKING_LOG, LIVE_LOG, TaskDefinition, task_file};
 use super::upload::{ErrorReason, Uploader, content_type, files_of};
 use super::{Engines, WorkerIdentity};
 use crate::contract::TaskLog;
+use crate::contract::metrics::{Metrics, ResolutionLabels};
 use crate::policy::ArtifactStorage;
+use crate::worker::artifacts::{ArtifactKind, ArtifactSpec};
 use crate::worker::{ArtifactStatus, Outcome, execute};
 
 /// What every run of one worker shares.
@@ -50,6 +52,8 @@ pub(super) struct Shared {
 pub(super) struct RunEnd {
     /// The engine reported a fatal internal error: the worker must stop.
     pub fatal: bool,
+    /// The engine the task ran on (for the metrics; `none` if it did not run).
+    pub engine: Option<String>,
 }
 
 const LOG_TYPE: &str = "text/plain; charset=utf-8";
@@ -60,6 +64,9 @@ pub(super) async fn run_claim(shared: Arc<Shared>, claim: Claim) -> RunEnd {
     let span = tracing::info_span!("run", task = %claim.task_id, run = claim.run_id);
     async move {
         tracing::info!(taken_until = %claim.taken_until, "claimed");
+        let metrics = Metrics::global();
+        metrics.tasks_running.inc();
+        let started = std::time::Instant::now();
         let dir = shared.tasks_dir.join(format!("{}-{}", claim.task_id, claim.run_id));
         let end = match RunClient::new(&shared.deployment, &claim) {
             Ok(run) => one_run(&shared, Arc::new(run), &claim, &dir).await,
@@ -73,6 +80,12 @@ pub(super) async fn run_claim(shared: Arc<Shared>, claim: Claim) -> RunEnd {
         {
             tracing::warn!(dir = %dir.display(), "removing the run's directory: {e}");
         }
+        metrics.tasks_running.dec();
+        let engine = Metrics::engine(end.engine.as_deref().unwrap_or("none"));
+        metrics
+            .task_duration
+            .get_or_create(&engine)
+            .observe(started.elapsed().as_secs_f64());
         end
     }
     .instrument(span)
@@ -155,26 +168,39 @@ async fn one_run(shared: &Shared, run: Arc<RunClient>, claim: &Claim, dir: &Path
     // get a 409 that means nothing.
     keeper_stop.cancel();
     let _ = keeper.await;
-    if let Some(resolution) = resolution {
-        resolve(&run, &lost, resolution).await;
+    if let Some(resolution) = resolution
+        && resolve(&run, &lost, resolution).await
+    {
+        let labels = ResolutionLabels {
+            engine: end.engine.clone().unwrap_or_else(|| "none".into()),
+            resolution: resolution.to_string(),
+        };
+        Metrics::global().tasks_resolved.get_or_create(&labels).inc();
     }
     end
 }
 
-/// Reports `resolution`, unless the claim is lost.
-async fn resolve(run: &RunClient, lost: &CancellationToken, resolution: Resolution) {
+/// Reports `resolution`, unless the claim is lost; whether the queue took it.
+async fn resolve(run: &RunClient, lost: &CancellationToken, resolution: Resolution) -> bool {
     if lost.is_cancelled() {
-        return;
+        return false;
     }
     match run.report(resolution).await {
-        Ok(()) => tracing::info!(%resolution, "resolved"),
-        Err(CallError::Conflict(why)) => {
-            tracing::warn!(%resolution, "not resolved: the run is no longer this worker's ({why})")
+        Ok(()) => {
+            tracing::info!(%resolution, "resolved");
+            true
         }
-        Err(CallError::Other(e)) => tracing::error!(
-            %resolution,
-            "resolving the run failed: {e:#}; the queue will resolve it when the claim expires"
-        ),
+        Err(CallError::Conflict(why)) => {
+            tracing::warn!(%resolution, "not resolved: the run is no longer this worker's ({why})");
+            false
+        }
+        Err(CallError::Other(e)) => {
+            tracing::error!(
+                %resolution,
+                "resolving the run failed: {e:#}; the queue will resolve it when the claim expires"
+            );
+            false
+        }
     }
 }
 
@@ -204,6 +230,7 @@ async fn claimed(
         storage: shared.storage,
         expires: definition.expires,
         http: &shared.http,
+        gzip: false,
     };
     let artifacts_dir = dir.join("artifacts");
     let log_path = dir.join("live_backing.log");
@@ -255,6 +282,7 @@ async fn claimed(
         env!("CARGO_PKG_VERSION"),
     ));
     let engine_names = shared.engines.names();
+    let mut ran_on = None;
     let (outcome, statuses) = match task_file(
         &claim.task_id,
         claim.run_id,
@@ -274,6 +302,7 @@ async fn claimed(
             (Outcome::Cancelled, Vec::new())
         }
         Ok(task) => {
+            ran_on = Some(task.engine.clone());
             let (engine, limits) = shared.engines.get(&task.engine).expect("a served engine");
             log.log(&format!("Engine: {}", task.engine));
             tracing::info!(engine = %task.engine, "running");
@@ -281,10 +310,20 @@ async fn claimed(
             (report.outcome, report.artifacts)
         }
     };
-    if lost.is_cancelled() {
-        return (RunEnd::default(), None);
-    }
     let fatal = matches!(outcome, Outcome::FatalInternalError(_));
+    let end = RunEnd { fatal, engine: ran_on };
+    if lost.is_cancelled() {
+        // Cancelled, past its deadline, or the claim lost: nothing is reported, but
+        // the log still goes up (the queue takes artifacts on a resolved run for a
+        // while), as generic-worker does.
+        note(
+            &log_path,
+            "[taskcluster:error] The run is no longer this worker's (cancelled, deadline exceeded or claim lost): \
+             the task was aborted",
+        );
+        let _ = upload_log(&uploader, &log_path, dir).await;
+        return (end, None);
+    }
     let mut resolution = match &outcome {
         Outcome::Success => Resolution::Completed,
         Outcome::Failure => Resolution::Failed,
@@ -305,21 +344,24 @@ async fn claimed(
     for (spec, status) in &statuses {
         let reason = match status {
             ArtifactStatus::Extracted => None,
+            ArtifactStatus::Missing(_) if spec.optional => continue,
             ArtifactStatus::Missing(m) => Some((ErrorReason::FileMissing, m)),
             ArtifactStatus::TooLarge(m) => Some((ErrorReason::TooLarge, m)),
             ArtifactStatus::Failed(m) => Some((ErrorReason::NotReadable, m)),
         };
+        let own = uploader.for_artifact(spec);
         let uploaded = match reason {
-            Some((reason, message)) => uploader.error(&spec.name, reason, message).await.map(|()| {
+            Some((reason, message)) => own.error(&spec.name, reason, message).await.map(|()| {
                 tracing::info!(artifact = %spec.name, reason = reason.as_str(), "error artifact");
             }),
-            None => upload_files(&uploader, &artifacts_dir, &spec.name).await,
+            None => upload_files(&own, &artifacts_dir, spec).await,
         };
         match uploaded {
             Ok(()) => {}
             Err(CallError::Conflict(why)) => {
-                tracing::warn!(artifact = %spec.name, "uploading: {why}; the claim is lost: nothing more is done");
-                return (RunEnd { fatal }, None);
+                tracing::warn!(artifact = %spec.name, "uploading: {why}; the run is no longer this worker's");
+                let _ = upload_log(&uploader, &log_path, dir).await;
+                return (end, None);
             }
             Err(CallError::Other(e)) => {
                 tracing::error!(artifact = %spec.name, "uploading failed: {e:#}");
@@ -327,47 +369,58 @@ async fn claimed(
                     &log_path,
                     &format!("[taskcluster:error] Uploading artifact {} failed: {e:#}", spec.name),
                 );
-                resolution = Resolution::Exception(ExceptionReason::InternalError);
+                // The queue being away does not change what the task did.
+                if !transient(&e) {
+                    resolution = Resolution::Exception(ExceptionReason::InternalError);
+                }
             }
         }
     }
 
-    // The log, then live.log pointing at it.
     note(&log_path, &format!("[taskcluster] Resolving the run as {resolution}"));
-    match uploader
-        .gzipped_log(BACKING_LOG, &log_path, &dir.join("live_backing.log.gz"))
-        .await
-    {
-        Ok(size) => {
-            tracing::info!(artifact = %BACKING_LOG, compressed = size, "uploaded the log");
-            match uploader.link(LIVE_LOG, BACKING_LOG, LOG_TYPE).await {
-                Ok(()) => {}
-                Err(CallError::Conflict(why)) => {
-                    tracing::warn!("linking {LIVE_LOG}: {why}; the claim is lost: nothing more is done");
-                    return (RunEnd { fatal }, None);
-                }
-                Err(CallError::Other(e)) => tracing::error!("linking {LIVE_LOG}: {e:#}"),
-            }
-        }
-        Err(CallError::Conflict(why)) => {
-            tracing::warn!("uploading the log: {why}; the claim is lost: nothing more is done");
-            return (RunEnd { fatal }, None);
-        }
-        Err(CallError::Other(e)) => {
-            tracing::error!("uploading the log failed: {e:#}");
+    match upload_log(&uploader, &log_path, dir).await {
+        Ok(()) => {}
+        Err(CallError::Conflict(_)) => return (end, None),
+        Err(CallError::Other(e)) if !transient(&e) => {
             resolution = Resolution::Exception(ExceptionReason::InternalError);
         }
+        Err(CallError::Other(_)) => {}
     }
     // The live log stays served until live.log no longer points at it.
     drop(published);
-    (RunEnd { fatal }, Some(resolution))
+    (end, Some(resolution))
 }
 
-/// Uploads every file of the extracted artifact `name`.
-async fn upload_files(uploader: &Uploader<'_>, dir: &Path, name: &str) -> Result<(), CallError> {
+/// Uploads the backing log (gzip) and turns `live.log` into a link to it; every
+/// failure is logged for the operator (the task's log cannot say it any more).
+async fn upload_log(uploader: &Uploader<'_>, log_path: &Path, dir: &Path) -> Result<(), CallError> {
+    let size = match uploader
+        .gzipped_log(BACKING_LOG, log_path, &dir.join("live_backing.log.gz"))
+        .await
+    {
+        Ok(size) => size,
+        Err(e) => {
+            tracing::error!("uploading the log failed: {e:#}");
+            return Err(e);
+        }
+    };
+    tracing::info!(artifact = %BACKING_LOG, compressed = size, "uploaded the log");
+    uploader.link(LIVE_LOG, BACKING_LOG, LOG_TYPE).await.inspect_err(|e| {
+        tracing::error!("linking {LIVE_LOG}: {e:#}");
+    })
+}
+
+/// Uploads every file of the extracted artifact `spec`.
+async fn upload_files(uploader: &Uploader<'_>, dir: &Path, spec: &ArtifactSpec) -> Result<(), CallError> {
+    let name = &spec.name;
     let files = files_of(dir, name).map_err(|e| CallError::Other(anyhow::anyhow!("listing artifact {name}: {e}")))?;
     for (artifact, path) in files {
-        let size = uploader.file(&artifact, &path, &content_type(&artifact)).await?;
+        let content_type = match (&spec.content_type, spec.kind) {
+            // A file artifact's own type; a directory's files each by name.
+            (Some(t), ArtifactKind::File) => t.clone(),
+            _ => content_type(&artifact),
+        };
+        let size = uploader.file(&artifact, &path, &content_type).await?;
         tracing::info!(artifact = %artifact, size, storage = ?uploader.storage, "uploaded");
     }
     Ok(())

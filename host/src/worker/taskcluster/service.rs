@@ -3,10 +3,12 @@
 //! reports a fatal internal error; then wait for the running tasks (aborted by the
 //! `abort` token given at start, per `[worker] shutdown`) and return.
 //!
-//! A `claimWork` in flight is never dropped: the queue may already have claimed
-//! tasks for it, which would then sit claimed until their claims expire. A stop
-//! therefore waits for it (at most the queue's long-poll, 20 s), and the runs it
-//! brings are resolved as `worker-shutdown` when the worker is aborting.
+//! A stop drops the `claimWork` in flight at once, closing its connection: the queue
+//! claims nothing for a request whose client has gone (checked on a real queue), so
+//! an idle worker exits at once and a stopping one claims no retry of the tasks it
+//! is aborting. A failing `claimWork` is tried again after a pause that doubles up
+//! to [`MAX_CLAIM_PAUSE`] (with jitter), so the worker resumes within seconds of the
+//! queue's return.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,11 +20,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Engines;
-use super::client::{Deployment, WorkerIdentity, WorkerQueue};
+use super::client::{Deployment, WorkerIdentity, WorkerQueue, jitter};
 use super::livelog::LiveLogServer;
+use super::metrics::{Health, MetricsServer};
 use super::run::{RunEnd, Shared, run_claim};
 use crate::contract::WorkerControl;
+use crate::contract::metrics::Metrics;
 use crate::policy::WorkerSettings;
+
+/// The longest pause between failing `claimWork` calls.
+const MAX_CLAIM_PAUSE: Duration = Duration::from_secs(5);
 
 /// What a worker is made of.
 pub struct WorkerOptions {
@@ -56,6 +63,8 @@ pub struct Worker {
     capacity: u32,
     poll_interval: Duration,
     control: Arc<WorkerControl>,
+    health: Arc<Health>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Worker {
@@ -92,6 +101,12 @@ impl Worker {
             .build()
             .context("building the HTTP client for uploads")?;
         let queue = WorkerQueue::new(&deployment, &options.credentials, identity.clone())?;
+        let health = Arc::new(Health::default());
+        health.tick();
+        let metrics = match settings.metrics_listen {
+            Some(listen) => Some(MetricsServer::start(listen, health.clone()).await?),
+            None => None,
+        };
         Ok(Worker {
             shared: Arc::new(Shared {
                 deployment,
@@ -108,7 +123,14 @@ impl Worker {
             capacity: settings.capacity,
             poll_interval: settings.poll_interval,
             control: options.control,
+            health,
+            metrics,
         })
+    }
+
+    /// The metrics listener's local address, if it runs.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
     }
 
     /// The live log server's local address, if it runs.
@@ -132,6 +154,7 @@ impl Worker {
         let mut stopped = None;
         let mut pause = self.poll_interval;
         let failure = loop {
+            self.health.tick();
             while let Some(done) = running.try_join_next() {
                 ended(done, &mut stopped);
             }
@@ -155,13 +178,19 @@ impl Worker {
                 }
                 continue;
             }
-            match self.queue.claim_work(free).await {
+            let answer = tokio::select! {
+                // Dropping the call closes its connection: the queue claims nothing for it.
+                () = stop.cancelled() => continue,
+                answer = self.queue.claim_work(free) => answer,
+            };
+            match answer {
                 Ok(claims) => {
                     pause = self.poll_interval;
                     let empty = claims.is_empty();
                     for claim in claims {
                         match claim {
                             Ok(claim) => {
+                                Metrics::global().tasks_claimed.inc();
                                 running.spawn(run_claim(self.shared.clone(), claim));
                             }
                             Err(e) => tracing::error!("claimWork answered a claim this worker cannot read: {e}"),
@@ -182,15 +211,18 @@ impl Worker {
                              (docs/worker.md)",
                         ));
                     }
-                    tracing::warn!("claimWork failed: {e:#}; trying again in {pause:?}");
+                    Metrics::global().queue_retry("claimWork");
+                    let wait = jitter(pause);
+                    tracing::warn!("claimWork failed: {e:#}; trying again in {wait:.1?}");
                     tokio::select! {
                         () = stop.cancelled() => {}
-                        () = tokio::time::sleep(pause) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
-                    pause = (pause * 2).min(Duration::from_secs(60));
+                    pause = (pause * 2).min(MAX_CLAIM_PAUSE);
                 }
             }
         };
+        self.health.stopping();
         let why = match (&failure, stopped) {
             (Some(_), _) => "the queue refused the credentials",
             (None, Some(Stopped::Signal)) => "signal",

@@ -4,7 +4,6 @@
 //! `reference` and `link` artifacts. Every artifact expires with the task, never later.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,6 +12,7 @@ use taskcluster::chrono::{DateTime, Utc};
 
 use super::client::{CallError, RunClient, json_time};
 use crate::policy::ArtifactStorage;
+use crate::worker::artifacts::ArtifactSpec;
 
 /// Why an artifact is an `error` artifact (the queue's reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,7 @@ impl ErrorReason {
 }
 
 /// Uploads for one run.
+#[derive(Clone)]
 pub struct Uploader<'a> {
     /// The run's client.
     pub run: &'a RunClient,
@@ -46,14 +47,21 @@ pub struct Uploader<'a> {
     pub expires: DateTime<Utc>,
     /// For `s3` PUTs.
     pub http: &'a reqwest::Client,
+    /// Files are gzip-compressed and served with `Content-Encoding: gzip`.
+    pub gzip: bool,
 }
 
-/// The content type of an artifact, from its name.
+/// The content type of an artifact, from its name; text types say they are UTF-8
+/// (`text/plain; charset=utf-8`), as generic-worker's do.
 pub fn content_type(name: &str) -> String {
-    mime_guess::from_path(name)
+    let guessed = mime_guess::from_path(name)
         .first_raw()
-        .unwrap_or("application/octet-stream")
-        .to_string()
+        .unwrap_or("application/octet-stream");
+    if guessed.starts_with("text/") {
+        format!("{guessed}; charset=utf-8")
+    } else {
+        guessed.to_string()
+    }
 }
 
 #[derive(Deserialize)]
@@ -70,14 +78,34 @@ fn other(message: String) -> CallError {
     CallError::Other(anyhow::anyhow!(message))
 }
 
-impl Uploader<'_> {
+impl<'a> Uploader<'a> {
     fn expires(&self) -> String {
         json_time(&self.expires)
     }
 
+    /// This uploader for the payload's artifact `spec`: its own `expires` (never
+    /// after the task's; the payload check refused later ones) and encoding.
+    pub fn for_artifact(&self, spec: &ArtifactSpec) -> Uploader<'a> {
+        let own = spec
+            .expires
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Uploader {
+            expires: own.map_or(self.expires, |t| t.min(self.expires)),
+            gzip: spec.content_encoding.as_deref() == Some("gzip"),
+            ..self.clone()
+        }
+    }
+
     /// Uploads the file at `path` as artifact `name` with `content_type`, as the
-    /// configured storage type; returns its size.
+    /// configured storage type (or gzip-encoded, see [`Uploader::gzip`]); returns
+    /// its size.
     pub async fn file(&self, name: &str, path: &Path, content_type: &str) -> Result<u64, CallError> {
+        if self.gzip {
+            let gz = path.with_extension("enginehost-gz");
+            return self.gzipped(name, path, &gz, content_type).await;
+        }
         match self.storage {
             ArtifactStorage::Object => self.object(name, path, content_type).await,
             ArtifactStorage::S3 => self.s3(name, path, content_type, None).await,
@@ -94,25 +122,33 @@ impl Uploader<'_> {
             .await
             .map_err(|e| other(format!("opening {}: {e}", path.display())))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        taskcluster_upload::upload_from_file(
-            &a.project_id,
-            &a.name,
-            content_type,
-            &a.expires,
-            file,
-            self.run.deployment().retry(),
-            &object,
-            &a.upload_id,
-        )
-        .await
-        .map_err(|e| other(format!("uploading {name} to the object service: {e:#}")))?;
+        drop(file);
+        self.run
+            .persist("uploading to the object service", || async {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| other(format!("opening {}: {e}", path.display())))?;
+                taskcluster_upload::upload_from_file(
+                    &a.project_id,
+                    &a.name,
+                    content_type,
+                    &a.expires,
+                    file,
+                    self.run.deployment().retry(),
+                    &object,
+                    &a.upload_id,
+                )
+                .await
+                .map_err(|e| CallError::Other(e.context(format!("uploading {name} to the object service"))))
+            })
+            .await?;
         self.run.finish_artifact(name, &a.upload_id).await?;
         Ok(size)
     }
 
     /// An `s3` artifact: a PUT of the file with the same content type (and
-    /// `encoding`, if any) to the URL the queue answers with; 5xx and network errors
-    /// are tried again (5 times, from 0.5 s up).
+    /// `encoding`, if any) to the URL the queue answers with; 5xx, 429 and network
+    /// errors are tried again until shortly before the claim ends.
     async fn s3(&self, name: &str, path: &Path, content_type: &str, encoding: Option<&str>) -> Result<u64, CallError> {
         let body = json!({"storageType": "s3", "expires": self.expires(), "contentType": content_type});
         let answer = self.run.create_artifact(name, &body).await?;
@@ -124,39 +160,32 @@ impl Uploader<'_> {
             .await
             .map_err(|e| other(format!("reading {}: {e}", path.display())))?
             .len();
-        let mut pause = Duration::from_millis(500);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| other(format!("opening {}: {e}", path.display())))?;
-            let mut request = self
-                .http
-                .put(url)
-                .header("content-type", content_type)
-                .header("content-length", size)
-                .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)));
-            if let Some(encoding) = encoding {
-                request = request.header("content-encoding", encoding);
-            }
-            let failure = match request.send().await {
-                Ok(r) if r.status().is_success() => return Ok(size),
-                Ok(r) if r.status().is_client_error() => {
-                    let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
-                    return Err(other(format!("PUT of {name} answered {status}: {text}")));
+        self.run
+            .persist("uploading an s3 artifact", || async {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| other(format!("opening {}: {e}", path.display())))?;
+                let mut request = self
+                    .http
+                    .put(url)
+                    .header("content-type", content_type)
+                    .header("content-length", size)
+                    .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)));
+                if let Some(encoding) = encoding {
+                    request = request.header("content-encoding", encoding);
                 }
-                Ok(r) => format!("answered {}", r.status()),
-                Err(e) => format!("{e}"),
-            };
-            if attempt > 5 {
-                return Err(other(format!("PUT of {name} failed {attempt} times; last: {failure}")));
-            }
-            tracing::debug!(artifact = name, attempt, "PUT failed ({failure}); trying again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(10));
-        }
+                let response = request.send().await.map_err(|e| CallError::Other(e.into()))?;
+                match response.error_for_status_ref() {
+                    Ok(_) => Ok(size),
+                    Err(e) => {
+                        let text = response.text().await.unwrap_or_default();
+                        Err(CallError::Other(
+                            anyhow::Error::from(e).context(format!("PUT of {name}: {text}")),
+                        ))
+                    }
+                }
+            })
+            .await
     }
 
     /// The task log at `path`, gzip-compressed into `gz`, as artifact `name` with
@@ -164,12 +193,18 @@ impl Uploader<'_> {
     /// encoding, and Taskcluster's UI expects the log this way). Returns the
     /// compressed size.
     pub async fn gzipped_log(&self, name: &str, path: &Path, gz: &Path) -> Result<u64, CallError> {
+        self.gzipped(name, path, gz, "text/plain; charset=utf-8").await
+    }
+
+    /// The file at `path`, gzip-compressed into `gz`, as an `s3` artifact with
+    /// `Content-Encoding: gzip`.
+    async fn gzipped(&self, name: &str, path: &Path, gz: &Path, content_type: &str) -> Result<u64, CallError> {
         let (from, to) = (path.to_path_buf(), gz.to_path_buf());
         tokio::task::spawn_blocking(move || gzip(&from, &to))
             .await
-            .map_err(|e| other(format!("compressing the log: {e}")))?
-            .map_err(|e| other(format!("compressing the log {}: {e}", path.display())))?;
-        self.s3(name, gz, "text/plain; charset=utf-8", Some("gzip")).await
+            .map_err(|e| other(format!("compressing {name}: {e}")))?
+            .map_err(|e| other(format!("compressing {}: {e}", path.display())))?;
+        self.s3(name, gz, content_type, Some("gzip")).await
     }
 
     /// An `error` artifact: a GET of `name` answers 424 with `reason` and `message`
