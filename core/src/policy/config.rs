@@ -184,6 +184,67 @@ impl OperatorConfig {
         OperatorConfig::parse(&text).map_err(|e| e.in_file(path))
     }
 
+    /// The config worker-runner writes for a worker it starts (JSON, for
+    /// `enginehost worker run --config FILE --with-worker-runner`): its `rootURL`,
+    /// `clientId`, `accessToken`, `certificate`, `provisionerId` and `workerType` (or
+    /// `workerPoolId`), `workerGroup` and `workerId` fill `[worker]`; the pool's own
+    /// settings come from the `enginehost` key of the worker pool's `workerConfig`
+    /// (this file's tables as JSON: `{"worker": {"capacity": 4, "engines": [...]},
+    /// "plugins": {...}}`). Other keys (`workerLocation`, `workerTypeMetadata`, ...)
+    /// are worker-runner's and ignored.
+    pub fn from_worker_runner(json: &str) -> Result<OperatorConfig, ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| ConfigError::new("", format!("not the JSON worker-runner writes: {e}")))?;
+        let text = |key: &str| {
+            value
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let need = |key: &str| {
+            text(key).ok_or_else(|| {
+                ConfigError::new(
+                    key,
+                    "missing; worker-runner writes it (is this the file it wrote, from a worker pool whose \
+                     implementation is generic-worker?)",
+                )
+            })
+        };
+        let (root, client_id, token) = (need("rootURL")?, need("clientId")?, need("accessToken")?);
+        let queue = match (text("provisionerId"), text("workerType"), text("workerPoolId")) {
+            (Some(p), Some(t), _) => format!("{p}/{t}"),
+            (_, _, Some(pool)) => pool.to_string(),
+            _ => need("workerPoolId")?.to_string(),
+        };
+        let mut top: toml::Table = match value.get("enginehost") {
+            None => toml::Table::new(),
+            Some(own) => toml::Table::try_from(own).map_err(|e| {
+                ConfigError::new(
+                    "enginehost",
+                    format!("the worker pool's workerConfig.enginehost must be this config's tables as JSON: {e}"),
+                )
+            })?,
+        };
+        let worker = top
+            .entry("worker")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::new("enginehost.worker", "expected an object"))?;
+        let mut credentials = toml::Table::new();
+        credentials.insert("client-id".into(), client_id.into());
+        credentials.insert("access-token".into(), token.into());
+        if let Some(certificate) = text("certificate") {
+            credentials.insert("certificate".into(), certificate.into());
+        }
+        worker.insert("root-url".into(), root.into());
+        worker.insert("task-queue-id".into(), queue.into());
+        worker.insert("worker-group".into(), need("workerGroup")?.into());
+        worker.insert("worker-id".into(), need("workerId")?.into());
+        worker.insert("credentials".into(), toml::Value::Table(credentials));
+        let text = toml::to_string(&top).map_err(|e| ConfigError::new("enginehost", format!("{e}")))?;
+        OperatorConfig::parse(&text)
+    }
+
     /// `[engines.<engine>]` as JSON; `{}` when absent.
     pub fn engine_config(&self, engine: &str) -> serde_json::Value {
         self.engines

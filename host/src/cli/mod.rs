@@ -37,6 +37,11 @@ impl Args {
             _ => "warn",
         }
     }
+
+    /// Whether this is `worker run --with-worker-runner` (stdout is the protocol's).
+    pub fn with_worker_runner(&self) -> bool {
+        matches!(&self.command, Command::Worker(w) if w.with_worker_runner)
+    }
 }
 
 #[derive(Subcommand)]

@@ -3,6 +3,11 @@
 //! credentials, starts each engine once, then claims and runs tasks until SIGTERM or
 //! SIGINT (or an engine's stop-now). Operator logs go to stderr (`ENGINEHOST_LOG`,
 //! default `info` here).
+//!
+//! `enginehost worker run --config FILE --with-worker-runner` is the command line
+//! worker-runner uses for generic-worker: FILE is the JSON config it wrote
+//! ([`OperatorConfig::from_worker_runner`]), and stdin/stdout speak its protocol
+//! (`worker::taskcluster::runner`).
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ use enginehost::contract::{Engine, WorkerControl};
 use enginehost::plugin::Catalog;
 use enginehost::policy::{CredentialSource, OperatorConfig, ShutdownMode, WorkerSettings};
 use enginehost::runtime::{Runtime, WasmEngine};
+use enginehost::worker::taskcluster::runner::Runner;
 use enginehost::worker::taskcluster::{Deployment, Engines, Stopped, Worker, WorkerIdentity, WorkerOptions};
 use taskcluster::Credentials;
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,12 +28,21 @@ use super::PluginsArgs;
 
 #[derive(clap::Args)]
 pub struct WorkerArgs {
+    /// `run` (optional): worker-runner's spelling, `<path> run --config FILE
+    /// --with-worker-runner`.
+    #[arg(value_parser = ["run"], hide = true)]
+    verb: Option<String>,
     /// The operator config (TOML) with a `[worker]` table: the deployment, the task
     /// queue, the credentials, the capacity and the engines served; `[engines.NAME]`,
     /// `[plugins.NAME.*]`, `[limits]` and `[host]` as for `run`
-    /// (examples/worker-taskcluster.toml).
+    /// (examples/worker-taskcluster.toml). With `--with-worker-runner`: the JSON
+    /// config worker-runner wrote (docs/worker.md).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
+    /// Started by worker-runner: read its JSON config, speak its protocol on
+    /// stdin/stdout (docs/worker.md "Deploying with worker-manager").
+    #[arg(long)]
+    pub(super) with_worker_runner: bool,
     /// Overrides `[worker] plugins`.
     #[command(flatten)]
     plugins: PluginsArgs,
@@ -105,8 +120,26 @@ fn install_signals(mode: ShutdownMode, stop: CancellationToken, abort: Cancellat
     Ok(())
 }
 
+/// worker-runner's JSON config.
+fn load_runner_config(path: &Path) -> anyhow::Result<OperatorConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    OperatorConfig::from_worker_runner(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 pub async fn run(args: WorkerArgs) -> anyhow::Result<i32> {
-    let config = OperatorConfig::load(&args.config)?;
+    let result = serve_config(&args).await;
+    if let (Some(runner), Err(e)) = (Runner::global(), &result) {
+        runner.error_report("the worker stopped", &format!("{e:#}"));
+    }
+    result
+}
+
+async fn serve_config(args: &WorkerArgs) -> anyhow::Result<i32> {
+    let config = if args.with_worker_runner {
+        load_runner_config(&args.config)?
+    } else {
+        OperatorConfig::load(&args.config)?
+    };
     let Some(settings) = config.worker.clone() else {
         anyhow::bail!(
             "config {}: there is no [worker] table; a worker needs root-url, task-queue-id, worker-group, worker-id, \
@@ -119,6 +152,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     install_signals(settings.shutdown, stop.clone(), abort.clone())?;
     warn_if_readable(&args.config, &settings);
     let credentials = credentials(&settings.credentials)?;
+    let (new_credentials, credentials_rx) = tokio::sync::watch::channel(credentials.clone());
+    let runner = args
+        .with_worker_runner
+        .then(|| Runner::start(stop.clone(), abort.clone(), new_credentials));
     let identity = WorkerIdentity {
         task_queue_id: settings.task_queue_id.clone(),
         worker_group: settings.worker_group.clone(),
@@ -141,7 +178,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         &catalog,
         &config,
         settings,
-        credentials,
+        credentials_rx,
         control,
         work_dir,
         (stop, abort),
@@ -156,9 +193,20 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     // Task users, sandbox directories and cgroups are gone when `worker` returns.
     runtime.shutdown().await;
     match result? {
-        Stopped::Signal | Stopped::StopNow => Ok(0),
+        Stopped::Signal => Ok(0),
+        Stopped::StopNow => {
+            // An engine asked for the worker to go: worker-runner retires it.
+            if let Some(runner) = &runner {
+                runner.shutdown();
+            }
+            Ok(0)
+        }
         Stopped::Fatal => {
-            eprintln!("error: an engine reported a fatal internal error; the worker stopped (see the log above)");
+            let why = "an engine reported a fatal internal error; the worker stopped (see the log above)";
+            if let Some(runner) = &runner {
+                runner.error_report("fatal engine error", why);
+            }
+            eprintln!("error: {why}");
             Ok(3)
         }
     }
@@ -171,7 +219,7 @@ async fn serve(
     catalog: &Catalog,
     config: &OperatorConfig,
     settings: WorkerSettings,
-    credentials: Credentials,
+    credentials: tokio::sync::watch::Receiver<Credentials>,
     control: Arc<WorkerControl>,
     work_dir: PathBuf,
     (stop, abort): (CancellationToken, CancellationToken),

@@ -9,6 +9,7 @@
 //! - `claims`: reclaims swap credentials; a lost claim aborts the task, reports nothing.
 //! - `outage`: a queue outage loses nothing; stops drop the long-poll; a cancelled
 //!   task's log; metrics checked by promtool.
+//! - `runner`: deployed by worker-runner: its config, its protocol on stdin/stdout.
 //! - `payloads`: malformed payloads and internal errors, each resolved as the protocol says.
 //! - `shutdown`: SIGTERM (abort and finish), stop-now, fatal errors.
 //! - `startup`: the example config with a wrong root URL, wrong credentials, missing scopes.
@@ -18,6 +19,7 @@ mod claims;
 mod drain;
 mod outage;
 mod payloads;
+mod runner;
 mod shutdown;
 mod startup;
 

@@ -313,3 +313,37 @@ fn limits_come_from_limits_and_each_plugins_own_table() {
     let e = Capabilities::from_plugin_toml("[limits]\nmemory = \"1GiB\"\n").unwrap_err();
     assert_eq!(e.key, "limits", "a plugin cannot ask for limits: {e}");
 }
+
+#[test]
+fn worker_runners_config_fills_the_worker_table() {
+    let json = r#"{
+        "rootURL": "https://tc.example.com", "clientId": "worker/pool/w1", "accessToken": "secret",
+        "certificate": "", "provisionerId": "proj", "workerType": "linux", "workerGroup": "us-east-1",
+        "workerId": "i-0123", "workerLocation": "{\"cloud\":\"static\"}", "workerTypeMetadata": {},
+        "enginehost": {"worker": {"capacity": 4, "engines": ["mock"]}, "limits": {"task-pids": 100}}
+    }"#;
+    let config = OperatorConfig::from_worker_runner(json).unwrap();
+    let w = config.worker.unwrap();
+    assert_eq!(w.root_url, "https://tc.example.com");
+    assert_eq!(w.task_queue_id, "proj/linux");
+    assert_eq!(
+        (w.worker_group.as_str(), w.worker_id.as_str(), w.capacity),
+        ("us-east-1", "i-0123", 4)
+    );
+    assert!(matches!(
+        w.credentials,
+        crate::policy::CredentialSource::Static { ref client_id, ref certificate, .. }
+            if client_id == "worker/pool/w1" && certificate.is_none()
+    ));
+    // Mistakes name the key.
+    let err = OperatorConfig::from_worker_runner(r#"{"rootURL": "https://x"}"#).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("clientId: missing; worker-runner writes it"),
+        "{err}"
+    );
+    let err = OperatorConfig::from_worker_runner(&json.replace("\"capacity\": 4", "\"capacity\": 0")).unwrap_err();
+    assert!(err.to_string().starts_with("worker.capacity"), "{err}");
+    let err = OperatorConfig::from_worker_runner("[plugins]").unwrap_err();
+    assert!(err.to_string().contains("not the JSON worker-runner writes"), "{err}");
+}

@@ -242,9 +242,11 @@ impl Deployment {
     }
 }
 
-/// The worker's own calls, with its own credentials.
+/// The worker's own calls, with its own credentials: those it started with, then
+/// each set worker-runner sends (`new-credentials`), taken at the next call.
 pub struct WorkerQueue {
-    queue: Queue,
+    deployment: Deployment,
+    client: Mutex<(tokio::sync::watch::Receiver<Credentials>, Arc<Queue>)>,
     identity: WorkerIdentity,
 }
 
@@ -281,12 +283,30 @@ struct RawStatus {
 }
 
 impl WorkerQueue {
-    /// The worker's client for `identity`.
-    pub fn new(deployment: &Deployment, credentials: &Credentials, identity: WorkerIdentity) -> anyhow::Result<Self> {
+    /// The worker's client for `identity`, with the credentials `credentials` holds
+    /// now and later.
+    pub fn new(
+        deployment: &Deployment,
+        credentials: tokio::sync::watch::Receiver<Credentials>,
+        identity: WorkerIdentity,
+    ) -> anyhow::Result<Self> {
+        let queue = Arc::new(deployment.queue(&credentials.borrow())?);
         Ok(WorkerQueue {
-            queue: deployment.queue(credentials)?,
+            deployment: deployment.clone(),
+            client: Mutex::new((credentials, queue)),
             identity,
         })
+    }
+
+    /// The queue client with the newest credentials.
+    fn queue(&self) -> anyhow::Result<Arc<Queue>> {
+        let mut client = self.client.lock().expect("worker queue lock");
+        if client.0.has_changed().unwrap_or(false) {
+            let credentials = client.0.borrow_and_update().clone();
+            client.1 = Arc::new(self.deployment.queue(&credentials)?);
+            tracing::info!(client_id = %credentials.client_id, "the worker's own calls use new credentials now");
+        }
+        Ok(client.1.clone())
     }
 
     /// `claimWork` for up to `tasks` runs (1 to 32): answers as soon as there is work,
@@ -300,7 +320,7 @@ impl WorkerQueue {
             "tasks": tasks.clamp(1, 32),
         });
         let answer = self
-            .queue
+            .queue()?
             .claimWork(&id.task_queue_id, &body)
             .await
             .context("claimWork")?;

@@ -10,6 +10,7 @@
 //!   gzip-encoded backing log).
 //! - `livelog`: the HTTP server of the live log.
 //! - `metrics`: `/metrics` (Prometheus) and `/healthz` (`[worker] metrics-listen`).
+//! - `runner`: worker-runner's stdin/stdout protocol (`--with-worker-runner`).
 //! - `run`: one claimed run, from claim to resolution.
 //! - `service`: the claim loop, capacity, shutdown and stop-now.
 
@@ -18,6 +19,7 @@ pub mod livelog;
 pub mod metrics;
 pub mod payload;
 mod run;
+pub mod runner;
 mod service;
 pub mod upload;
 

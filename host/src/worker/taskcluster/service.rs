@@ -35,8 +35,9 @@ const MAX_CLAIM_PAUSE: Duration = Duration::from_secs(5);
 pub struct WorkerOptions {
     /// `[worker]`.
     pub settings: WorkerSettings,
-    /// The worker's own credentials (checked already).
-    pub credentials: Credentials,
+    /// The worker's own credentials (checked already), and later ones
+    /// (worker-runner's `new-credentials`).
+    pub credentials: tokio::sync::watch::Receiver<Credentials>,
     /// The engines it serves.
     pub engines: Engines,
     /// What the engines use to ask the worker to stop (stop-now).
@@ -100,7 +101,7 @@ impl Worker {
             .read_timeout(Duration::from_secs(300))
             .build()
             .context("building the HTTP client for uploads")?;
-        let queue = WorkerQueue::new(&deployment, &options.credentials, identity.clone())?;
+        let queue = WorkerQueue::new(&deployment, options.credentials, identity.clone())?;
         let health = Arc::new(Health::default());
         health.tick();
         let metrics = match settings.metrics_listen {
