@@ -191,6 +191,7 @@ async fn an_idle_worker_stops_without_waiting_for_its_long_poll_and_claims_nothi
     worker.signal(libc::SIGTERM);
     let status = worker.wait(Duration::from_secs(60)).await;
     let took = signalled.elapsed();
+    eprintln!("the idle worker stopped {took:?} after SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", worker.log());
     // The long-poll it had in flight would have answered 20 s later.
     assert!(took < Duration::from_secs(15), "it waited for its long-poll ({took:?})");

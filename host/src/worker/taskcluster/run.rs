@@ -57,6 +57,9 @@ pub(super) struct RunEnd {
 }
 
 const LOG_TYPE: &str = "text/plain; charset=utf-8";
+/// How long a task waits, before it starts, for the queue to take its live log's
+/// reference.
+const LIVE_LOG_WAIT: Duration = Duration::from_secs(15);
 
 /// Runs `claim` to its end; never fails (every failure is logged and, when the run
 /// is still ours, reported).
@@ -249,7 +252,15 @@ async fn claimed(
     // The live log, while the task runs.
     let published = match &shared.live_log {
         Some(server) => match server.publish(&log) {
-            Ok(p) => match uploader.reference(LIVE_LOG, &p.url, LOG_TYPE).await {
+            // The task does not wait long for the queue: without the reference the
+            // log is only uploaded at the end.
+            Ok(p) => match tokio::time::timeout(LIVE_LOG_WAIT, uploader.reference(LIVE_LOG, &p.url, LOG_TYPE))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CallError::Other(anyhow::anyhow!(
+                        "the queue did not take it within {LIVE_LOG_WAIT:?}"
+                    )))
+                }) {
                 Ok(()) => {
                     tracing::info!(url = %p.url, "live log");
                     Some(p)
