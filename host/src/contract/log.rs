@@ -25,7 +25,10 @@ struct Inner {
     /// Bytes the log may hold (`limits.log-size`); then one notice, then nothing.
     limit: AtomicU64,
     full: AtomicBool,
-    _dir: Option<tempfile::TempDir>,
+    /// A temporary log's file, already unlinked: kept open (read-only) so that
+    /// readers can open it again through `/proc/self/fd` until the last clone goes.
+    /// Nothing is left on disk, even if the process ends with clones still alive.
+    _anchor: Option<File>,
 }
 
 /// A task log; clones share it.
@@ -35,40 +38,50 @@ pub struct TaskLog {
 }
 
 impl TaskLog {
-    /// A log in a new temporary file, deleted when the last clone is dropped.
+    /// A log in a new temporary file, gone when the last clone is dropped (or the
+    /// process ends): the file is unlinked at once and reached through
+    /// `/proc/self/fd` ([`TaskLog::path`]).
     pub fn temporary() -> std::io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("enginehost-log-").tempdir()?;
         let path = dir.path().join("task.log");
-        Self::create(&path, Some(dir))
+        let file = Self::open_new(&path)?;
+        let anchor = File::open(&path)?;
+        drop(dir); // the directory and the file's name go; the open file stays
+        let path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&anchor)));
+        Ok(Self::from_file(path, file, Some(anchor)))
     }
 
     /// A log in a new file at `path` (truncated if it exists), kept when the log is
     /// dropped: the caller owns the file.
     pub fn create_at(path: &Path) -> std::io::Result<Self> {
-        Self::create(path, None)
+        Ok(Self::from_file(path.to_owned(), Self::open_new(path)?, None))
     }
 
-    fn create(path: &Path, dir: Option<tempfile::TempDir>) -> std::io::Result<Self> {
-        let file = File::options()
+    fn open_new(path: &Path) -> std::io::Result<File> {
+        File::options()
             .create(true)
             .truncate(true)
             .read(true)
             .write(true)
-            .open(path)?;
+            .open(path)
+    }
+
+    fn from_file(path: PathBuf, file: File, anchor: Option<File>) -> Self {
         let (progress, _) = watch::channel(Progress { len: 0, closed: false });
-        Ok(TaskLog {
+        TaskLog {
             inner: Arc::new(Inner {
-                path: path.to_owned(),
+                path,
                 file: Mutex::new(Some(file)),
                 progress,
                 limit: AtomicU64::new(u64::MAX),
                 full: AtomicBool::new(false),
-                _dir: dir,
+                _anchor: anchor,
             }),
-        })
+        }
     }
 
-    /// The file behind the log.
+    /// The file behind the log (for a temporary log, its `/proc/self/fd/N`, valid
+    /// while the log lives).
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
@@ -210,6 +223,16 @@ impl LogReader {
 #[cfg(test)]
 mod tests {
     use super::TaskLog;
+
+    #[tokio::test]
+    async fn a_temporary_log_has_nothing_on_disk_and_still_reads_after_close() {
+        let log = TaskLog::temporary().unwrap();
+        log.log("kept");
+        let target = std::fs::read_link(log.path()).unwrap();
+        assert!(target.to_string_lossy().ends_with(" (deleted)"), "{}", target.display());
+        log.close();
+        assert_eq!(log.read_to_end().await.unwrap(), b"[taskcluster] kept\n");
+    }
 
     #[tokio::test]
     async fn readers_start_at_zero_and_end_after_close() {

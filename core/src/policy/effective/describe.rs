@@ -256,6 +256,7 @@ impl Policy {
             note(&mut lines, true, self.run_as(who));
         }
         note(&mut lines, process.pty, self.pty());
+        lines.extend(self.task_network_warning(&process.network));
         patterns(
             &mut lines,
             "network.connect",
@@ -278,6 +279,25 @@ impl Policy {
             note(&mut lines, true, self.users_group(group));
         }
         lines
+    }
+
+    /// A task network requested (`"host"` or `{ connect = [...] }`) that the grant
+    /// does not give, or gives only in part.
+    fn task_network_warning(&self, requested: &crate::policy::TaskNetwork) -> Option<String> {
+        use crate::policy::{TaskEgress, TaskNetwork};
+        let table = self.table("process");
+        match (requested, self.task_network()) {
+            (TaskNetwork::None, _) => None,
+            (_, TaskEgress::None) => Some(format!(
+                "process.network {requested}: not granted (task processes get loopback only); set network = \"host\" \
+                 or network = {{ connect = [\"host:port\", ...] }} in [{table}]"
+            )),
+            (TaskNetwork::Host, TaskEgress::Proxy) => Some(format!(
+                "process.network \"host\": granted only through the task proxy ([{table}] network.connect); set \
+                 network = \"host\" in [{table}] for the worker's network"
+            )),
+            _ => None,
+        }
     }
 
     /// Requested dirs that are missing from the grant, or granted read-only when

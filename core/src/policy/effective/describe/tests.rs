@@ -183,6 +183,25 @@ fn ungranted_requests_are_one_line_each() {
             format!("users.groups \"audio\": not granted; add \"audio\" to [{x}.users] groups"),
         ]
     );
+    let x = "plugins.native";
+    assert_eq!(
+        policy("[process]\nnetwork = \"host\"", "").ungranted(),
+        [format!(
+            "process.network \"host\": not granted (task processes get loopback only); set network = \"host\" or \
+             network = {{ connect = [\"host:port\", ...] }} in [{x}.process]"
+        )]
+    );
+    assert_eq!(
+        policy(
+            "[process]\nnetwork = \"host\"",
+            "[process]\nnetwork = { connect = [\"*:443\"] }"
+        )
+        .ungranted(),
+        [format!(
+            "process.network \"host\": granted only through the task proxy ([{x}.process] network.connect); set \
+             network = \"host\" in [{x}.process] for the worker's network"
+        )]
+    );
     assert_eq!(
         policy("", "[process]\nexec = [\"**\"]").ungranted(),
         Vec::<String>::new()
