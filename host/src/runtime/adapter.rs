@@ -1,7 +1,9 @@
 //! The worker traits implemented over an engine instance's actor: [`WasmEngine`]
 //! here, the objects it creates in `objects.rs`. Each object holds a [`Handle`]:
 //! the instance it lives in and its `ResourceAny`.
-//! Dropping a handle releases the guest resource (the WIT `release` function).
+//! Dropping a handle drops the guest resource (`ResourceAny::resource_drop_concurrent`,
+//! which runs the guest's destructor; the WIT `release` functions stay for plugins
+//! built against older hosts, but this host no longer needs them).
 //! After a trap, handles of the dead instance fail with its death message, and
 //! [`WasmEngine`] starts a fresh instance (calling `init` again) on next use.
 
@@ -26,22 +28,10 @@ use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskScope};
 use crate::contract::{self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
 use crate::policy::{Policy, ResolvedLimits};
 
-/// Which export a handle belongs to (for `release`).
-#[derive(Clone, Copy)]
-pub(crate) enum Kind {
-    SandboxBuilder,
-    Sandbox,
-    Shell,
-    ResultSet,
-    Volume,
-    VolumeBuilder,
-}
-
 /// A guest resource in one instance.
 pub(crate) struct Handle {
     pub(crate) instance: Arc<Instance>,
     pub(crate) res: ResourceAny,
-    kind: Kind,
     /// The task this object belongs to (builder, sandbox, shells, result set).
     slot: Option<Arc<TaskSlot>>,
 }
@@ -77,20 +67,9 @@ impl Drop for TaskSlot {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let (res, kind) = (self.res, self.kind);
-        self.instance.spawn_call(move |acc, ex| {
-            async move {
-                match kind {
-                    Kind::SandboxBuilder => ex.sandbox_builder().call_release(acc, res).await,
-                    Kind::Sandbox => ex.sandbox().call_release(acc, res).await,
-                    Kind::Shell => ex.shell().call_release(acc, res).await,
-                    Kind::ResultSet => ex.result_set().call_release(acc, res).await,
-                    Kind::Volume => ex.volume().call_release(acc, res).await,
-                    Kind::VolumeBuilder => ex.volume_builder().call_release(acc, res).await,
-                }
-            }
-            .boxed()
-        });
+        let res = self.res;
+        self.instance
+            .spawn_call(move |acc, _| async move { res.resource_drop_concurrent(acc).await }.boxed());
     }
 }
 
@@ -110,11 +89,10 @@ impl Handle {
     }
 
     /// A handle for another resource of the same instance.
-    pub(crate) fn sibling(&self, res: ResourceAny, kind: Kind) -> Handle {
+    pub(crate) fn sibling(&self, res: ResourceAny) -> Handle {
         Handle {
             instance: self.instance.clone(),
             res,
-            kind,
             slot: self.slot.clone(),
         }
     }
@@ -346,7 +324,6 @@ impl contract::Engine for WasmEngine {
         Ok(Box::new(WasmSandboxBuilder(Handle {
             instance,
             res,
-            kind: Kind::SandboxBuilder,
             slot: Some(slot),
         })))
     }
@@ -364,7 +341,6 @@ impl contract::Engine for WasmEngine {
         Ok(Box::new(WasmVolumeBuilder(Handle {
             instance,
             res,
-            kind: Kind::VolumeBuilder,
             slot: None,
         })))
     }
@@ -382,7 +358,6 @@ impl contract::Engine for WasmEngine {
         Ok(Arc::new(WasmVolume(Handle {
             instance,
             res,
-            kind: Kind::Volume,
             slot: None,
         })))
     }

@@ -24,7 +24,7 @@ use wasmtime::component::Component;
 /// The first bytes of an entry.
 const MAGIC: &[u8; 16] = b"enginehost-cwa1\n";
 /// wasmtime's version, part of every key.
-const WASMTIME: &str = "48.0.8";
+const WASMTIME: &str = "50.0.1";
 
 /// A cache directory that passed the ownership check.
 pub(crate) struct CompileCache {

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use wasmtime::component::Resource;
 
 use super::actor::Deadline;
-use super::adapter::{Handle, Kind, stream_result};
+use super::adapter::{Handle, stream_result};
 use super::imports::{FileHandlerRes, ProxyHandlerRes};
 use super::streams::{guest_stream, host_stream};
 use crate::contract::{
@@ -81,7 +81,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
             })
             .await?;
         Ok(Arc::new(WasmSandbox {
-            handle: self.0.sibling(sandbox, Kind::Sandbox),
+            handle: self.0.sibling(sandbox),
             result: OnceCell::new(),
         }))
     }
@@ -117,7 +117,7 @@ impl contract::Sandbox for WasmSandbox {
                         .boxed()
                     })
                     .await?;
-                let handle = handle.sibling(rs, Kind::ResultSet);
+                let handle = handle.sibling(rs);
                 Ok(Arc::new(WasmResultSet { handle, success }) as Arc<dyn contract::ResultSet>)
             })
             .await
@@ -144,7 +144,7 @@ impl contract::Sandbox for WasmSandbox {
             })
             .await?;
         Ok(Box::new(WasmShell {
-            handle: self.handle.sibling(shell, Kind::Shell),
+            handle: self.handle.sibling(shell),
             stdin: Mutex::new(Some(stdin_sink)),
             stdout: Mutex::new(Some(stdout)),
             stderr: Mutex::new(Some(stderr)),
@@ -345,7 +345,7 @@ impl contract::VolumeBuilder for WasmVolumeBuilder {
                 async move { ex.volume_builder().call_build(acc, res).await }.boxed()
             })
             .await?;
-        Ok(Arc::new(WasmVolume(self.0.sibling(volume, Kind::Volume))))
+        Ok(Arc::new(WasmVolume(self.0.sibling(volume))))
     }
 
     async fn discard(&self) -> Result<()> {
