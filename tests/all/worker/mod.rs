@@ -88,6 +88,17 @@ pub fn backing_log(fake: &FakeQueue, task: &str, run: u32) -> String {
     String::from_utf8(bytes).expect("the log is text")
 }
 
+/// Whether `public/logs/live.log` of run `run` of `task` is, at the end, the link
+/// to the backing log the worker makes of it.
+pub fn live_log_is_linked(fake: &FakeQueue, task: &str, run: u32) -> bool {
+    fake.artifacts(task, run)
+        .into_iter()
+        .find(|a| a.name == "public/logs/live.log")
+        .is_some_and(|a| {
+            a.content == enginehost_fake_queue::ArtifactContent::Link("public/logs/live_backing.log".into())
+        })
+}
+
 /// Polls `ready` every 50 ms; after `limit` (a guard against a hang, not a timing
 /// assertion) panics with `what` and the workers' logs.
 pub async fn wait_for(what: &str, limit: Duration, workers: &[&WorkerProcess], mut ready: impl FnMut() -> bool) {

@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use enginehost_fake_queue::ArtifactContent;
-
 use super::*;
 
 /// A free local port for a listener the worker opens.
@@ -93,13 +91,10 @@ async fn a_15_s_outage_among_20_running_tasks_loses_none_and_changes_no_resoluti
         assert_eq!(fake.runs(task).len(), 1, "task {task} ran once");
         let log = backing_log(&fake, task, 0);
         assert!(log.contains(says.as_str()), "task {task}: {log}");
-        let live = fake
-            .artifacts(task, 0)
-            .into_iter()
-            .find(|a| a.name == "public/logs/live.log");
-        assert_eq!(
-            live.map(|a| a.content),
-            Some(ArtifactContent::Link("public/logs/live_backing.log".into()))
+        assert!(
+            live_log_is_linked(&fake, task, 0),
+            "task {task}: {:?}",
+            fake.artifacts(task, 0)
         );
     }
     let log = worker.log();
@@ -251,13 +246,10 @@ async fn a_cancelled_tasks_log_is_still_uploaded_and_live_log_points_at_it() {
     .await;
     let log = backing_log(&fake, &task, 0);
     assert!(log.contains("no longer this worker's"), "{log}");
-    let live = fake
-        .artifacts(&task, 0)
-        .into_iter()
-        .find(|a| a.name == "public/logs/live.log");
-    assert_eq!(
-        live.map(|a| a.content),
-        Some(ArtifactContent::Link("public/logs/live_backing.log".into()))
+    assert!(
+        live_log_is_linked(&fake, &task, 0),
+        "task {task}: {:?}",
+        fake.artifacts(&task, 0)
     );
     let resolutions = fake.resolutions(&task);
     assert!(

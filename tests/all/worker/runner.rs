@@ -121,6 +121,8 @@ impl Drop for FakeRunner {
 async fn worker_runner_handshake_credential_swap_and_graceful_termination() {
     let fake = fake(Duration::from_secs(60)).await;
     let mut runner = FakeRunner::start(&fake, "runner1");
+    // A line no message is that long is skipped without being held; the handshake still works.
+    writeln!(runner.stdin, "~{}", "x".repeat(3 << 20)).unwrap();
     runner.send(
         json!({"type": "welcome", "capabilities": ["graceful-termination", "new-credentials", "log",
                                                            "shutdown", "something-new"]}),
@@ -129,6 +131,7 @@ async fn worker_runner_handshake_credential_swap_and_graceful_termination() {
         .wait_for("hello", |r| r.messages().iter().any(|m| m["type"] == "hello"))
         .await;
     let hello = runner.messages().into_iter().find(|m| m["type"] == "hello").unwrap();
+    assert!(runner.log().contains("is not a message; skipped"), "{}", runner.log());
     // Only what both sides have (no error-report: worker-runner did not offer it).
     assert_eq!(
         hello["capabilities"],

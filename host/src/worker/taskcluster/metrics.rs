@@ -28,6 +28,8 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The claim loop is stuck when it has not turned for this long (a `claimWork`
 /// long-poll is 20 s, its client timeout 30 s).
 const STUCK: Duration = Duration::from_secs(120);
+/// Most connections served at once (each lives at most a minute).
+const MAX_CONNECTIONS: usize = 32;
 
 /// What `/healthz` looks at.
 #[derive(Default)]
@@ -95,6 +97,10 @@ impl MetricsServer {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
+                while connections.try_join_next().is_some() {}
+                if connections.len() >= MAX_CONNECTIONS {
+                    continue; // dropped: a scraper tries again
+                }
                 let health = health.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |req| answer(req, health.clone()));
@@ -107,7 +113,6 @@ impl MetricsServer {
                     )
                     .await;
                 });
-                while connections.try_join_next().is_some() {}
             }
         });
         Ok(MetricsServer { address, server })

@@ -234,6 +234,7 @@ async fn claimed(
         expires: definition.expires,
         http: &shared.http,
         gzip: false,
+        scratch: dir,
     };
     let artifacts_dir = dir.join("artifacts");
     let log_path = dir.join("live_backing.log");

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 use taskcluster::Credentials;
-use tokio::io::AsyncBufReadExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ pub const CAPABILITIES: &[&str] = &[
     "shutdown",
 ];
 
-/// The longest line read from worker-runner.
+/// The longest line taken from worker-runner (longer ones are skipped, never held).
 const MAX_LINE: usize = 1 << 20;
 
 /// The protocol's state: what was negotiated, and stdout.
@@ -59,19 +59,29 @@ impl Runner {
         let _ = GLOBAL.set(runner.clone());
         let reader = runner.clone();
         tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
             loop {
-                match lines.next_line().await {
-                    Ok(Some(line)) if line.len() > MAX_LINE => {
-                        tracing::warn!(
-                            bytes = line.len(),
-                            "worker-runner: a line too long to be a message; ignored"
-                        );
-                    }
-                    Ok(Some(line)) => reader.receive(&line, &stop, &abort, &credentials),
-                    Ok(None) => {
+                let mut line = Vec::new();
+                // At most MAX_LINE bytes are held; the rest of a longer line is skipped.
+                let read = (&mut stdin).take(MAX_LINE as u64).read_until(b'\n', &mut line).await;
+                match read {
+                    Ok(0) => {
                         tracing::warn!("worker-runner closed the worker's stdin; the worker goes on without it");
                         return;
+                    }
+                    Ok(_) if !line.ends_with(b"\n") && line.len() == MAX_LINE => {
+                        tracing::warn!("worker-runner: a line over {MAX_LINE} bytes is not a message; skipped");
+                        let mut rest = Vec::new();
+                        while let Ok(n) = (&mut stdin).take(MAX_LINE as u64).read_until(b'\n', &mut rest).await {
+                            if n == 0 || rest.ends_with(b"\n") {
+                                break;
+                            }
+                            rest.clear();
+                        }
+                    }
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        reader.receive(text.trim_end_matches(['\n', '\r']), &stop, &abort, &credentials);
                     }
                     Err(e) => {
                         tracing::warn!("reading from worker-runner: {e}; the worker goes on without it");

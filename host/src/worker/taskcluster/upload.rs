@@ -49,6 +49,8 @@ pub struct Uploader<'a> {
     pub http: &'a reqwest::Client,
     /// Files are gzip-compressed and served with `Content-Encoding: gzip`.
     pub gzip: bool,
+    /// Where compressed copies are made (the run's directory, outside its artifacts).
+    pub scratch: &'a Path,
 }
 
 /// The content type of an artifact, from its name; text types say they are UTF-8
@@ -103,8 +105,13 @@ impl<'a> Uploader<'a> {
     /// its size.
     pub async fn file(&self, name: &str, path: &Path, content_type: &str) -> Result<u64, CallError> {
         if self.gzip {
-            let gz = path.with_extension("enginehost-gz");
-            return self.gzipped(name, path, &gz, content_type).await;
+            // Compressed outside the artifacts, where no task file can be in the way.
+            let gz = tempfile::Builder::new()
+                .prefix("upload-")
+                .suffix(".gz")
+                .tempfile_in(self.scratch)
+                .map_err(|e| other(format!("a file to compress {name} into: {e}")))?;
+            return self.gzipped(name, path, gz.path(), content_type).await;
         }
         match self.storage {
             ArtifactStorage::Object => self.object(name, path, content_type).await,
@@ -118,11 +125,10 @@ impl<'a> Uploader<'a> {
         let a: ObjectAnswer = serde_json::from_value(answer.clone())
             .map_err(|e| other(format!("createArtifact {name} answered something unexpected ({e})")))?;
         let object = self.run.deployment().object(&a.credentials)?;
-        let file = tokio::fs::File::open(path)
+        let size = tokio::fs::metadata(path)
             .await
-            .map_err(|e| other(format!("opening {}: {e}", path.display())))?;
-        let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-        drop(file);
+            .map_err(|e| other(format!("reading {}: {e}", path.display())))?
+            .len();
         self.run
             .persist("uploading to the object service", || async {
                 let file = tokio::fs::File::open(path)
