@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::caps::net::{Unreachable, allowed_addrs};
@@ -83,7 +82,6 @@ pub(crate) fn start(scope: &Arc<TaskScope>, ns: &OwnedFd, log: TaskLog) -> CapRe
 }
 
 async fn serve(listener: TcpListener, policy: Arc<Policy>, log: TaskLog) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Dropped (aborting every tunnel) when this task is aborted at the task's end.
     let mut tunnels = JoinSet::new();
     loop {
@@ -97,15 +95,14 @@ async fn serve(listener: TcpListener, policy: Arc<Policy>, log: TaskLog) {
             }
         };
         while tunnels.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        if tunnels.len() >= MAX_CONNECTIONS {
             let _ = stream
                 .write_all(&reply(503, &format!("more than {MAX_CONNECTIONS} connections at once")))
                 .await;
             continue;
-        };
+        }
         let (policy, log) = (policy.clone(), log.clone());
         tunnels.spawn(async move {
-            let _slot = slot;
             if let Err(message) = handle(&mut stream, &policy, &log).await {
                 let _ = stream.write_all(&message).await;
             }
