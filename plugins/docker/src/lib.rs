@@ -25,11 +25,13 @@
 //! - shells: `exec`, with or without a tty.
 //!
 //! Modules: `api` (the calls), `bytes` (streams, Docker's multiplexed frames, log
-//! lines), `tar` (the archive reader), `sandbox`, `shell`, `volume`, `cleanup`.
+//! lines), `tar` (the archive reader), `sandbox`, `shell`, `volume`, `cleanup`,
+//! `network` (task networks, one spare made ahead).
 
 mod api;
 mod bytes;
 mod cleanup;
+mod network;
 mod sandbox;
 mod shell;
 mod tar;
@@ -105,6 +107,8 @@ pub struct DockerEngine {
     /// `dispose`).
     pub(crate) instance: String,
     pub(crate) cleanup: Cleanup,
+    /// Task networks (a spare made ahead).
+    pub(crate) networks: network::Pool,
 }
 
 /// `task.payload`.
@@ -218,6 +222,7 @@ impl Engine for DockerEngine {
             labels: config.labels,
             instance: new_name(),
             cleanup,
+            networks: network::Pool::default(),
         })
     }
 
@@ -289,7 +294,11 @@ impl Engine for DockerEngine {
     }
 
     async fn dispose(&self) -> Result<()> {
-        // Whatever this instance made and nobody removed (a task never disposed).
+        if let Some(spare) = self.networks.close().await {
+            cleanup::remove(&self.docker, &cleanup::Job::Network(spare)).await;
+        }
+        // Whatever this instance made and nobody removed (a task never disposed,
+        // a network still in the removal queue).
         let filter = api::escape(&json!({"label": [format!("enginehost.instance={}", self.instance)]}).to_string());
         let lists = [
             (format!("/containers/json?all=1&filters={filter}"), "Id"),

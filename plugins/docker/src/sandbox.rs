@@ -41,8 +41,10 @@ impl Made {
         })
     }
 
-    /// Removes the container (killing what runs in it), the endpoint and the network.
-    pub(crate) async fn remove(&self) {
+    /// Removes the container (killing what runs in it), the endpoint and the
+    /// network (in the background when `network_later`: removing a bridge takes
+    /// dockerd a while, and nothing of the task runs in it any more).
+    pub(crate) async fn remove(&self, network_later: bool) {
         let docker = &self.engine.docker;
         let container = self.container.borrow_mut().take();
         if let Some(id) = container
@@ -54,10 +56,12 @@ impl Made {
             endpoint.close();
         }
         let network = self.network.borrow_mut().take();
-        if let Some(id) = network
-            && !crate::cleanup::remove(docker, &Job::Network(id.clone())).await
-        {
-            self.engine.cleanup.push(Job::Network(id));
+        if let Some(id) = network {
+            if network_later {
+                self.engine.cleanup.push(Job::Network(id));
+            } else if !crate::cleanup::remove(docker, &Job::Network(id.clone())).await {
+                self.engine.cleanup.push(Job::Network(id));
+            }
         }
     }
 }
@@ -123,27 +127,11 @@ impl DockerBuilder {
         let docker = &self.engine.docker;
         let labels = self.engine.labels(Some(&self.context));
         let unavailable = |e: ApiError| self.engine.unavailable(e);
-        let network = docker
-            .json(
-                "POST",
-                "/networks/create",
-                Some(json!({"Name": new_name(), "CheckDuplicate": true, "Driver": "bridge", "Labels": labels})),
-            )
-            .await
-            .map_err(unavailable)?;
-        let network_id = network["Id"].as_str().unwrap_or_default().to_string();
-        *made.network.borrow_mut() = Some(network_id.clone());
-        let inspected = docker
-            .json("GET", &format!("/networks/{}", escape(&network_id)), None)
-            .await
-            .map_err(unavailable)?;
-        let ipam = &inspected["IPAM"]["Config"][0];
-        let (subnet, gateway) = (ipam["Subnet"].as_str(), ipam["Gateway"].as_str());
-        let (Some(subnet), Some(gateway)) = (subnet, gateway) else {
-            return Err(Error::NonFatalInternalError(format!(
-                "docker: the task's network has no subnet and gateway: {ipam}"
-            )));
-        };
+        let network = crate::network::Pool::take(&self.engine, labels.clone(), |id| {
+            *made.network.borrow_mut() = Some(id.to_string());
+        })
+        .await?;
+        let (network_id, subnet, gateway) = (network.id, network.subnet.as_str(), network.gateway.as_str());
         let proxies = std::mem::take(&mut *self.proxies.borrow_mut());
         if !proxies.is_empty() {
             let address = endpoint::tcp(&format!("{gateway}:80"), &[subnet]);
@@ -292,7 +280,7 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
         let id = match self.create(&made).await {
             Ok(id) => id,
             Err(e) => {
-                made.remove().await;
+                made.remove(false).await;
                 return Err(e);
             }
         };
@@ -303,12 +291,12 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
         let attached = match attached {
             Ok(a) => a,
             Err(e) => {
-                made.remove().await;
+                made.remove(false).await;
                 return Err(self.engine.unavailable(e));
             }
         };
         if let Err(e) = docker.call("POST", &format!("/containers/{id}/start"), None).await {
-            made.remove().await;
+            made.remove(false).await;
             return Err(match e.status() {
                 Some(400..=599) => malformed(format!("Unable to start specified command: {e}")),
                 _ => self.engine.unavailable(e),
@@ -434,7 +422,7 @@ impl Sandbox<DockerEngine> for DockerSandbox {
         for shell in self.task.mark_shells_aborted() {
             shell.end();
         }
-        self.task.made.remove().await;
+        self.task.made.remove(false).await;
         Ok(())
     }
 
@@ -545,7 +533,7 @@ impl ResultSet for DockerResult {
     }
 
     async fn dispose(&self) -> Result<()> {
-        self.task.made.remove().await;
+        self.task.made.remove(false).await;
         Ok(())
     }
 }

@@ -283,20 +283,31 @@ async fn a_tty_shell_and_an_abort_that_removes_the_container() {
     let sandbox = started(&engine, json!({"image": IMAGE, "command": ["sleep", "30"]})).await;
     let shell = sandbox.new_shell(&["sh".to_string()], true).await.unwrap();
     super::resize_transcript(&*shell).await;
-    assert_eq!(
-        leftovers(&label).iter().filter(|o| o.starts_with("container")).count(),
-        1
-    );
+    let filter = format!("%7B%22label%22%3A%5B%22enginehost.test%3D{label}%22%5D%7D");
+    let (_, body) = docker("GET", &format!("/containers/json?all=1&filters={filter}")).unwrap();
+    let containers: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(containers.as_array().map(Vec::len), Some(1), "{containers}");
+    let networks = containers[0]["NetworkSettings"]["Networks"].as_object().unwrap();
+    let network = networks.values().next().unwrap()["NetworkID"]
+        .as_str()
+        .unwrap()
+        .to_string();
     sandbox.abort().await.unwrap();
+    // Gone when abort returns: the container and the task's own network (the
+    // engine's spare network, made ahead for the next task, stays until dispose).
+    let left = leftovers(&label);
     assert!(
-        leftovers(&label).is_empty(),
-        "abort removes the container and its network: {:?}",
-        leftovers(&label)
+        !left.iter().any(|o| o.starts_with("container")),
+        "abort removes the container: {left:?}"
     );
+    let (status, _) = docker("GET", &format!("/networks/{network}")).unwrap();
+    assert_eq!(status, 404, "abort removes the task's network {network}: {left:?}");
     assert!(matches!(
         sandbox.wait_for_result().await.err(),
         Some(EngineError::SandboxAborted)
     ));
+    engine.dispose().await.unwrap();
+    assert_eq!(leftovers(&label), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
