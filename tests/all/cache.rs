@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use enginehost::policy::HostSettings;
 use enginehost::runtime::Runtime;
 
-use crate::common::{builtin_wasm, mock_payload, run_payload, test_work_dir};
+use crate::common::{builtin_wasm, mock_payload, run_payload};
 
 fn runtime(cache: &Path, enabled: bool) -> Runtime {
     Runtime::with_host(HostSettings {
-        work_dir: Some(test_work_dir()),
+        // Not the shared work directory: a runtime made on it replays its journal,
+        // which would clean up the live tasks of the other tests' runtime.
+        work_dir: Some(cache.with_extension("work")),
         cache_dir: Some(cache.to_path_buf()),
         compile_cache: Some(enabled),
         ..Default::default()
