@@ -4,7 +4,7 @@
 //! (target dirs of their own, so the builds never wait on each other's lock, and a
 //! fixture that wraps a shipped engine as a library cannot overwrite its `.wasm`).
 //! The shipped `.wasm` files are copied to `OUT_DIR` and embedded with
-//! `include_bytes!`; `ENGINEHOST_FIXTURE_DIR` tells tests where the fixtures are.
+//! `include_bytes!` (and so is the benchmark's floor fixture); `ENGINEHOST_FIXTURE_DIR` tells tests where the fixtures are.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +27,11 @@ const FIXTURES: &[(&str, &str)] = &[
     ("enginehost-fixture-caps", "fixture_caps"),
     ("enginehost-fixture-caps-narrow", "fixture_caps_narrow"),
     ("enginehost-fixture-hostile", "fixture_hostile"),
+    ("enginehost-fixture-floor", "fixture_floor"),
 ];
+
+/// Fixtures the binary itself embeds: `enginehost bench` measures its floor with it.
+const EMBEDDED_FIXTURES: &[&str] = &["fixture_floor"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -56,6 +60,10 @@ fn main() {
         std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
     }
     let fixture_dir = fixture_target.join("wasm32-wasip2").join("release");
+    for lib in EMBEDDED_FIXTURES {
+        let (from, to) = (fixture_dir.join(format!("{lib}.wasm")), out.join(format!("{lib}.wasm")));
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+    }
     println!("cargo:rustc-env=ENGINEHOST_FIXTURE_DIR={}", fixture_dir.display());
 }
 

@@ -102,8 +102,12 @@ pub async fn read_all(mut reader: StreamReader<u8>) -> Vec<u8> {
     }
 }
 
-/// Waits `duration` without blocking the engine (other calls keep running).
+/// Waits `duration` without blocking the engine (other calls keep running). A zero
+/// duration returns at once, without a call to the host.
 pub async fn sleep(duration: std::time::Duration) {
+    if duration.is_zero() {
+        return;
+    }
     let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
     wasip3::clocks::monotonic_clock::wait_for(nanos).await;
 }

@@ -7,6 +7,8 @@ async fn main() {
         quick: std::env::args().any(|a| a == "--quick"),
         scratch: std::env::temp_dir().join(format!("enginehost-bench-{}", std::process::id())),
         only: None,
+        docker_socket: enginehost::bench::docker_socket(None),
+        docker_image: None,
     };
     enginehost::bench::run(&options, |f| println!("{f}"))
         .await

@@ -31,7 +31,15 @@ fn hello_prints_hello_world_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let out = enginehost(&["run", &example("mock-hello.json")], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "[taskcluster] Hello World\n");
+    // The task's one line, then what it cost the engine.
+    let stdout = text(&out.stdout);
+    let (hello, usage) = stdout.split_once('\n').unwrap();
+    assert_eq!(hello, "[taskcluster] Hello World");
+    assert!(
+        usage.starts_with("[taskcluster] usage: engine mock: wasm ") && usage.ends_with(" MiB\n"),
+        "{stdout}"
+    );
+    assert_eq!(usage.lines().count(), 1, "{stdout}");
 }
 
 #[test]
@@ -399,6 +407,12 @@ fn the_native_examples_run_with_the_example_config_and_fail_clearly_without() {
         log.starts_with("Hello from eh-") && log.contains("GREETING=hi\n"),
         "{log}"
     );
+    assert!(
+        log.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("[taskcluster] usage: engine native: wasm ")),
+        "{log}"
+    );
     let user = log
         .trim_start_matches("Hello from ")
         .split(' ')
@@ -498,6 +512,33 @@ fn bench_prints_each_figure_of_a_group() {
     for (group, names) in [
         ("load", &["load.cold_ms", "load.cached_ms", "load.speedup"][..]),
         ("concurrent", &["concurrent.sandboxes", "concurrent.rss_mb"][..]),
+        (
+            "lifecycle",
+            &[
+                "lifecycle.wasm_us",
+                "lifecycle.floor_us",
+                "lifecycle.floor_ratio",
+                "lifecycle.native_us",
+                "lifecycle.ratio",
+                "lifecycle.call_us",
+                "lifecycle.wasm_1_thread_us",
+                "limits.overhead",
+                "usage.wasm_us",
+                "usage.host_us",
+                "usage.calls",
+                "usage.memory_mb",
+                "usage.overhead",
+            ][..],
+        ),
+        (
+            "native",
+            &[
+                "native.spawn_ms",
+                "native.task_ms",
+                "native.task_user_ms",
+                "native.task_ratio",
+            ][..],
+        ),
     ] {
         let out = enginehost(&["bench", "--quick", "--only", group], dir.path());
         let stdout = text(&out.stdout);

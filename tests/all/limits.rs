@@ -33,7 +33,7 @@ fn small() -> ResolvedLimits {
     }
 }
 
-async fn hostile(mode: &str, limits: ResolvedLimits) -> anyhow::Result<Arc<dyn Engine>> {
+pub(crate) async fn hostile(mode: &str, limits: ResolvedLimits) -> anyhow::Result<Arc<dyn Engine>> {
     let grants = enginehost::policy::OperatorConfig::parse("[plugins.fixture-hostile.files]\nsandbox = true\n")
         .unwrap()
         .grants("fixture-hostile");

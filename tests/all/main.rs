@@ -13,6 +13,7 @@
 //! - `caps`: every capability through real plugins, allowed and denied.
 //! - `engines`: the script and native engines beyond their conformance cases.
 //! - `limits`: a hostile plugin's abuses, each stopped (time, memory, size).
+//! - `usage`: per-task accounting, each task charged its own time.
 //! - `worker`: `enginehost worker` processes against the fake Taskcluster queue.
 
 mod cache;
@@ -27,4 +28,5 @@ mod limits;
 mod mock;
 mod plugin_dir;
 mod traps;
+mod usage;
 mod worker;

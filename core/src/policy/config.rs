@@ -93,6 +93,9 @@ pub struct HostSettings {
     pub compile_cache: Option<bool>,
     /// `cache-dir`: where (absolute; default `<work-dir>/cache`).
     pub cache_dir: Option<PathBuf>,
+    /// `accounting`: measure what each task costs its engine (wasm time, host
+    /// time, memory high-water) and report it (default true).
+    pub accounting: Option<bool>,
 }
 
 /// `tree-kill`: `"auto"` (cgroup v2 if writable, else the fallback), `"cgroup"`

@@ -6,7 +6,16 @@
 //!   file → dispose) on the wasm mock against the same on [`NativeMock`], and the
 //!   wasm mock with every limit on against every limit off (no epoch checks, no
 //!   deadlines, no store limits);
+//! - `lifecycle.floor_us`: the same number of component-model async calls into a
+//!   trivial component, straight from the task that owns its Store (wasmtime's
+//!   own cost, `runtime::Floor`), and the wasm lifecycle's ratio to it;
+//! - `usage`: what per-task accounting measured for one lifecycle, and what the
+//!   accounting costs (the wasm mock with `[host] accounting` on against off);
 //! - `concurrent`: N sandboxes waiting at once in one engine, and the host's RSS.
+//!
+//! Ratios whose target is close to 1 (`limits.overhead`, `usage.overhead`) are the
+//! median of the per-round ratios of alternating rounds; the others compare the
+//! best round of each side (noise only adds time).
 //!
 //! The mock's `true` has no file to extract; the lifecycle runs `write-files a`
 //! (which also succeeds at once) so that the extraction is a real one.
@@ -18,7 +27,7 @@ use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
 use super::{Figure, Options, Target};
-use crate::contract::{Engine, TaskContext, TaskInfo, TaskLog, WorkerControl};
+use crate::contract::{Engine, TaskContext, TaskInfo, TaskLog, UsageReport, WorkerControl};
 use crate::native_mock::NativeMock;
 use crate::plugin::BUILTIN;
 use crate::policy::{HostSettings, ResolvedLimits};
@@ -32,6 +41,14 @@ fn mock_wasm() -> anyhow::Result<&'static [u8]> {
         .context("the mock is built in")
 }
 
+/// The floor component (`tests/fixtures/floor`), embedded by build.rs.
+const FLOOR_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_floor.wasm"));
+
+/// Calls into the engine per lifecycle: new-sandbox-builder,
+/// set-environment-variable, start, wait-for-result, extract-file, dispose, and the
+/// drops of the builder, the sandbox and the result set.
+const LIFECYCLE_CALLS: u32 = 9;
+
 fn settings(options: &Options, cache: bool) -> HostSettings {
     HostSettings {
         work_dir: Some(options.scratch.join("work")),
@@ -39,6 +56,11 @@ fn settings(options: &Options, cache: bool) -> HostSettings {
         cache_dir: Some(options.scratch.join("cache")),
         ..Default::default()
     }
+}
+
+/// The median of per-round ratios (`a[i] / b[i]`).
+fn median_ratio(a: &[Duration], b: &[Duration]) -> f64 {
+    super::median(a.iter().zip(b).map(|(a, b)| us(*a) / us(*b)).collect())
 }
 
 /// The best of several measurements: on a shared machine, noise only adds time.
@@ -97,9 +119,10 @@ fn context(log: &TaskLog) -> TaskContext {
     TaskContext::new(TaskInfo::default(), log.clone())
 }
 
-/// One whole task on `engine`.
-async fn lifecycle_once(engine: &dyn Engine, log: &TaskLog, payload: &Value) -> anyhow::Result<()> {
-    let builder = engine.new_sandbox_builder(context(log), payload.clone()).await?;
+/// One whole task on `engine`; what it cost, if the engine accounts.
+async fn lifecycle_once(engine: &dyn Engine, log: &TaskLog, payload: &Value) -> anyhow::Result<Option<UsageReport>> {
+    let ctx = context(log);
+    let builder = engine.new_sandbox_builder(ctx.clone(), payload.clone()).await?;
     builder.set_environment_variable("BENCH", "1").await?;
     let sandbox = builder.start().await?;
     let results = sandbox.wait_for_result().await?;
@@ -107,20 +130,53 @@ async fn lifecycle_once(engine: &dyn Engine, log: &TaskLog, payload: &Value) -> 
     let file = results.extract_file("a").await?.read_to_end().await;
     ensure!(file == b"Hello World", "the extracted file holds {file:?}");
     results.dispose().await?;
-    Ok(())
+    drop(results);
+    Ok(ctx.usage().report())
 }
 
 /// The mean time of one lifecycle over `n` in a row, measured in a task of its own
 /// as the worker runs each task (not on the thread that blocks on the runtime).
 async fn lifecycle_batch(engine: &Arc<dyn Engine>, log: &TaskLog, n: u32) -> anyhow::Result<Duration> {
+    Ok(lifecycle_batch_usage(engine, log, n).await?.0)
+}
+
+/// [`lifecycle_batch`], and the mean usage of the batch's tasks (`None` if the
+/// engine accounts nothing).
+async fn lifecycle_batch_usage(
+    engine: &Arc<dyn Engine>,
+    log: &TaskLog,
+    n: u32,
+) -> anyhow::Result<(Duration, Option<UsageReport>)> {
     let (engine, log) = (engine.clone(), log.clone());
     tokio::spawn(async move {
         let payload = json!({"delay": 0, "function": "write-files", "argument": "a"});
         let t = Instant::now();
+        let mut sum: Option<UsageReport> = None;
         for _ in 0..n {
-            lifecycle_once(engine.as_ref(), &log, &payload).await?;
+            let usage = lifecycle_once(engine.as_ref(), &log, &payload).await?;
+            if let Some(u) = usage {
+                let s = sum.get_or_insert_with(|| UsageReport {
+                    wasm_ms: 0.0,
+                    host_calls_ms: 0.0,
+                    calls: 0,
+                    ..u.clone()
+                });
+                s.wasm_ms += u.wasm_ms;
+                s.host_calls_ms += u.host_calls_ms;
+                s.calls += u.calls;
+                s.memory_peak_bytes = s.memory_peak_bytes.max(u.memory_peak_bytes);
+            }
         }
-        Ok(t.elapsed() / n)
+        let took = t.elapsed() / n;
+        Ok((
+            took,
+            sum.map(|s| UsageReport {
+                wasm_ms: s.wasm_ms / f64::from(n),
+                host_calls_ms: s.host_calls_ms / f64::from(n),
+                calls: s.calls / u64::from(n),
+                ..s
+            }),
+        ))
     })
     .await?
 }
@@ -134,37 +190,64 @@ async fn start_mock(runtime: &Runtime, limits: ResolvedLimits) -> anyhow::Result
     Ok(runtime.start_engine(&plugin, options).await?)
 }
 
-/// `lifecycle.*` and `limits.overhead`: batches of the three engines in turn, the
-/// best batch of each.
+/// `lifecycle.*`, `limits.overhead` and `usage.*`: batches of the engines (and of
+/// the floor) in turn.
 async fn lifecycle(options: &Options) -> anyhow::Result<Vec<Figure>> {
     let limited = Runtime::with_host(settings(options, true))?;
     let unlimited = Runtime::without_cpu_limit(settings(options, true))?;
+    let unaccounted = Runtime::with_host(HostSettings {
+        accounting: Some(false),
+        ..settings(options, true)
+    })?;
     let wasm = start_mock(&limited, ResolvedLimits::default()).await?;
     let wasm_off = start_mock(&unlimited, ResolvedLimits::unlimited()).await?;
+    let wasm_unaccounted = start_mock(&unaccounted, ResolvedLimits::default()).await?;
     let native: Arc<dyn Engine> = NativeMock::new(WorkerControl::new());
+    let floor = limited.floor(FLOOR_WASM, LIFECYCLE_CALLS).await?;
     let log = TaskLog::temporary()?;
     let (rounds, n) = if options.quick { (7, 300) } else { (15, 2_000) };
-    for engine in [&wasm, &wasm_off, &native] {
+    for engine in [&wasm, &wasm_off, &wasm_unaccounted, &native] {
         lifecycle_batch(engine, &log, n / 10).await?; // warm up
     }
-    let (mut on, mut off, mut yardstick) = (Vec::new(), Vec::new(), Vec::new());
+    floor.batch(n / 10).await?;
+    let (mut on, mut off, mut unacc, mut yardstick, mut floors) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut usage = None;
     for _ in 0..rounds {
-        on.push(lifecycle_batch(&wasm, &log, n).await?);
-        yardstick.push(lifecycle_batch(&native, &log, n).await?);
+        let (t, u) = lifecycle_batch_usage(&wasm, &log, n).await?;
+        on.push(t);
+        usage = u;
+        floors.push(floor.batch(n).await?);
         off.push(lifecycle_batch(&wasm_off, &log, n).await?);
+        yardstick.push(lifecycle_batch(&native, &log, n).await?);
+        unacc.push(lifecycle_batch(&wasm_unaccounted, &log, n).await?);
     }
-    let (on, off, yardstick) = (best(on), best(off), best(yardstick));
+    let (limits_overhead, usage_overhead) = (median_ratio(&on, &off), median_ratio(&on, &unacc));
+    let (on, yardstick, floor_us) = (best(on), best(yardstick), best(floors));
     let call = one_call(&wasm, &log, n * 10).await?;
-    wasm.dispose().await?;
-    wasm_off.dispose().await?;
-    drop((wasm, wasm_off));
+    for engine in [&wasm, &wasm_off, &wasm_unaccounted] {
+        engine.dispose().await?;
+    }
+    drop((wasm, wasm_off, wasm_unaccounted, floor));
     limited.shutdown().await;
     unlimited.shutdown().await;
+    unaccounted.shutdown().await;
     let one_thread = lifecycle_on_one_thread(options, rounds, n)?;
+    let usage = usage.context("the wasm mock accounted nothing for its tasks")?;
     Ok(vec![
         Figure::new("lifecycle.wasm_us", us(on), "µs").target(Target::AtMost(50.0)),
+        Figure::new(
+            "lifecycle.floor_us",
+            us(floor_us),
+            "µs, the same number of async calls into a component that does nothing",
+        ),
+        Figure::new("lifecycle.floor_ratio", us(on) / us(floor_us), "").target(Target::AtMost(1.5)),
         Figure::new("lifecycle.native_us", us(yardstick), "µs"),
-        Figure::new("lifecycle.ratio", us(on) / us(yardstick), "").target(Target::AtMost(2.0)),
+        Figure::new(
+            "lifecycle.ratio",
+            us(on) / us(yardstick),
+            "wasm / native mock, for information",
+        ),
         Figure::new(
             "lifecycle.call_us",
             us(call),
@@ -175,7 +258,29 @@ async fn lifecycle(options: &Options) -> anyhow::Result<Vec<Figure>> {
             us(one_thread),
             "µs, the same on a one-thread tokio runtime",
         ),
-        Figure::new("limits.overhead", us(on) / us(off), "").target(Target::AtMost(1.1)),
+        Figure::new("limits.overhead", limits_overhead, "median of rounds").target(Target::AtMost(1.1)),
+        Figure::new(
+            "usage.wasm_us",
+            usage.wasm_ms * 1e3,
+            "µs of guest code in one lifecycle",
+        ),
+        Figure::new(
+            "usage.host_us",
+            usage.host_calls_ms * 1e3,
+            "µs of the instance's time on the task outside guest code",
+        ),
+        Figure::new("usage.calls", usage.calls as f64, "calls made for the task"),
+        Figure::new(
+            "usage.memory_mb",
+            usage.memory_peak_bytes as f64 / (1024.0 * 1024.0),
+            "MiB, the instance's memory high-water mark",
+        ),
+        Figure::new(
+            "usage.overhead",
+            usage_overhead,
+            "accounting on / off, median of rounds",
+        )
+        .target(Target::AtMost(1.05)),
     ])
 }
 
@@ -273,7 +378,7 @@ pub(crate) async fn run(options: &Options, report: &mut (dyn FnMut(&Figure) + Se
         all.extend(load(options)?);
         all.iter().for_each(&mut *report);
     }
-    if options.wants("lifecycle") || options.wants("limits") {
+    if options.wants("lifecycle") || options.wants("limits") || options.wants("usage") {
         let figures = lifecycle(options).await?;
         figures.iter().for_each(&mut *report);
         all.extend(figures);

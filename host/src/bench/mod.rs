@@ -7,11 +7,24 @@
 //!   mock vs the native mock, limits on vs off), 10 000 sandboxes waiting at once.
 //! - `throughput`: process output into the task log vs a shell redirect, and a
 //!   directory artifact vs `cp -r` (the native engine).
+//! - `backends`: a trivial task through the worker's stages against the bare
+//!   backend (`native`: spawning `true`; `docker`: `docker run --rm`).
 
+mod backends;
 mod engine;
 mod throughput;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+pub use backends::{DEFAULT_DOCKER_IMAGE, docker_socket};
+
+use crate::contract::Engine;
+use crate::plugin::BUILTIN;
+use crate::policy::OperatorConfig;
+use crate::runtime::{EngineOptions, Runtime};
 
 /// How a figure compares with its target.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,6 +109,10 @@ pub struct Options {
     pub scratch: PathBuf,
     /// Only the figures whose name starts with this (e.g. `lifecycle`).
     pub only: Option<String>,
+    /// The dockerd to measure the docker engine against (`None`: no docker figures).
+    pub docker_socket: Option<PathBuf>,
+    /// The image of the docker figures (default [`DEFAULT_DOCKER_IMAGE`]).
+    pub docker_image: Option<String>,
 }
 
 impl Options {
@@ -119,6 +136,45 @@ pub async fn run(options: &Options, mut report: impl FnMut(&Figure) + Send) -> a
             all.push(figure);
         }
     }
+    if options.wants("native") {
+        for figure in backends::native(options).await? {
+            report(&figure);
+            all.push(figure);
+        }
+    }
+    if options.wants("docker") {
+        for figure in backends::docker(options).await? {
+            report(&figure);
+            all.push(figure);
+        }
+    }
     let _ = std::fs::remove_dir_all(&options.scratch);
     Ok(all)
+}
+
+/// Starts the built-in engine `name` with the operator config `toml`.
+pub(crate) async fn start_builtin(runtime: &Runtime, name: &str, toml: &str) -> anyhow::Result<Arc<dyn Engine>> {
+    let file = format!("{name}.wasm");
+    let (_, wasm, _) = BUILTIN
+        .iter()
+        .find(|(f, _, _)| *f == file)
+        .with_context(|| format!("the {name} engine is built in"))?;
+    let plugin = runtime.load(name, wasm)?;
+    let config = OperatorConfig::parse(toml)?;
+    let options = EngineOptions {
+        config: config.engine_config(name),
+        grants: config.grants(name),
+        ..Default::default()
+    };
+    Ok(runtime.start_engine(&plugin, options).await?)
+}
+
+/// The median of `v` (NaN when empty).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }

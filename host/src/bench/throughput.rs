@@ -6,27 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde_json::json;
 
 use super::{Figure, Options, Target};
 use crate::contract::{Engine, TaskContext, TaskInfo, TaskLog};
-use crate::plugin::BUILTIN;
-use crate::policy::{HostSettings, OperatorConfig};
-use crate::runtime::{EngineOptions, Runtime};
+use crate::policy::HostSettings;
+use crate::runtime::Runtime;
 use crate::worker::artifacts::{self, ArtifactKind, ArtifactSpec};
 
 const MIB: u64 = 1 << 20;
-
-const NATIVE: &str = r#"
-[engines.native]
-createUser = false
-[plugins.native.files]
-sandbox = true
-[plugins.native.process]
-exec = ["/bin/**", "/usr/bin/**"]
-run-as = ["worker"]
-"#;
 
 fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / MIB as f64 / took.as_secs_f64()
@@ -42,18 +31,7 @@ fn sh(command: &str) -> anyhow::Result<Duration> {
 }
 
 async fn native(runtime: &Runtime) -> anyhow::Result<Arc<dyn Engine>> {
-    let (_, wasm, _) = BUILTIN
-        .iter()
-        .find(|(f, _, _)| *f == "native.wasm")
-        .context("the native engine is built in")?;
-    let plugin = runtime.load("native", wasm)?;
-    let config = OperatorConfig::parse(NATIVE)?;
-    let options = EngineOptions {
-        config: config.engine_config("native"),
-        grants: config.grants("native"),
-        ..Default::default()
-    };
-    Ok(runtime.start_engine(&plugin, options).await?)
+    super::start_builtin(runtime, "native", &super::backends::native_config(false)).await
 }
 
 fn context(log: &TaskLog) -> TaskContext {

@@ -8,9 +8,17 @@ pub struct BenchArgs {
     /// Smaller sizes and fewer rounds (under a minute).
     #[arg(long)]
     quick: bool,
-    /// Only the figures of one group (load, lifecycle, limits, concurrent, throughput).
+    /// Only the figures of one group (load, lifecycle, limits, usage, concurrent,
+    /// throughput, native, docker).
     #[arg(long, value_name = "GROUP")]
     only: Option<String>,
+    /// The dockerd socket the docker figures are measured on (default:
+    /// $ENGINEHOST_DOCKER_SOCKET; without one, no docker figures).
+    #[arg(long, value_name = "PATH")]
+    docker_socket: Option<std::path::PathBuf>,
+    /// The image of the docker figures (it must be on that dockerd).
+    #[arg(long, value_name = "IMAGE")]
+    docker_image: Option<String>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
@@ -19,6 +27,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         quick: args.quick,
         scratch,
         only: args.only,
+        docker_socket: bench::docker_socket(args.docker_socket),
+        docker_image: args.docker_image,
     };
     let figures = bench::run(&options, |f| println!("{f}")).await?;
     Ok(if figures.iter().all(|f| f.met()) { 0 } else { 1 })

@@ -24,6 +24,7 @@ struct Inner {
     info: TaskInfo,
     log: TaskLog,
     cancelled: watch::Sender<bool>,
+    usage: Arc<super::usage::TaskUsage>,
 }
 
 /// One task's context; clones share it.
@@ -37,13 +38,23 @@ impl TaskContext {
     pub fn new(info: TaskInfo, log: TaskLog) -> Self {
         let (cancelled, _) = watch::channel(false);
         TaskContext {
-            inner: Arc::new(Inner { info, log, cancelled }),
+            inner: Arc::new(Inner {
+                info,
+                log,
+                cancelled,
+                usage: Arc::default(),
+            }),
         }
     }
 
     /// The task's identity.
     pub fn info(&self) -> &TaskInfo {
         &self.inner.info
+    }
+
+    /// What the task cost its engine so far (the runtime adds to it).
+    pub fn usage(&self) -> &Arc<super::usage::TaskUsage> {
+        &self.inner.usage
     }
 
     /// The task log.

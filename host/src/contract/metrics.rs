@@ -10,6 +10,7 @@
 //! protocol), never a task id.
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -79,6 +80,12 @@ pub struct Metrics {
     pub queue_errors: Family<QueueCallLabel, Counter>,
     /// Queue calls tried again after a transient failure.
     pub queue_retries: Family<QueueCallLabel, Counter>,
+    /// Seconds engines ran tasks' guest code (per-task accounting).
+    pub engine_wasm: Family<EngineLabel, Counter<f64, AtomicU64>>,
+    /// Seconds instances spent on tasks outside their guest code.
+    pub engine_host: Family<EngineLabel, Counter<f64, AtomicU64>>,
+    /// The largest linear memory an engine's instance had at the end of a task.
+    pub engine_memory_peak: Family<EngineLabel, Gauge>,
 }
 
 fn task_histogram() -> Histogram {
@@ -105,6 +112,9 @@ impl Metrics {
             compile_cache_misses: Counter::default(),
             queue_errors: Family::default(),
             queue_retries: Family::default(),
+            engine_wasm: Family::default(),
+            engine_host: Family::default(),
+            engine_memory_peak: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -162,6 +172,24 @@ impl Metrics {
             "Queue calls tried again after a transient failure",
             m.queue_retries.clone(),
         );
+        r.register_with_unit(
+            "engine_task_wasm",
+            "Time engines ran tasks' guest code",
+            prometheus_client::registry::Unit::Seconds,
+            m.engine_wasm.clone(),
+        );
+        r.register_with_unit(
+            "engine_task_host",
+            "Time engine instances spent on tasks outside guest code (host calls, the component model)",
+            prometheus_client::registry::Unit::Seconds,
+            m.engine_host.clone(),
+        );
+        r.register_with_unit(
+            "engine_memory_peak",
+            "The largest linear memory of an engine's instance, at the end of its last task",
+            prometheus_client::registry::Unit::Bytes,
+            m.engine_memory_peak.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -203,12 +231,30 @@ impl Metrics {
 
     /// Records one call into `engine`.
     pub fn engine_call(&self, engine: &str, call: &str, seconds: f64) {
+        self.call_histogram(engine, call).observe(seconds);
+    }
+
+    /// The latency histogram of `call` into `engine` (a handle on the registered
+    /// one: callers keep it instead of looking it up per call).
+    pub fn call_histogram(&self, engine: &str, call: &str) -> Histogram {
         self.call_duration
             .get_or_create(&CallLabels {
                 engine: engine.to_string(),
                 call: call.to_string(),
             })
-            .observe(seconds);
+            .clone()
+    }
+
+    /// Adds one task's usage to its engine's totals.
+    pub fn task_usage(&self, usage: &super::UsageReport) {
+        let engine = Metrics::engine(&usage.engine);
+        self.engine_wasm.get_or_create(&engine).inc_by(usage.wasm_ms / 1e3);
+        self.engine_host
+            .get_or_create(&engine)
+            .inc_by(usage.host_calls_ms / 1e3);
+        self.engine_memory_peak
+            .get_or_create(&engine)
+            .set(i64::try_from(usage.memory_peak_bytes).unwrap_or(i64::MAX));
     }
 
     /// The `engine` label.

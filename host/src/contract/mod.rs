@@ -9,6 +9,7 @@ mod error;
 mod log;
 pub mod metrics;
 mod streams;
+mod usage;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use context::{TaskContext, TaskInfo, WorkerControl};
 pub use error::EngineError;
 pub use log::{LogReader, TaskLog};
 pub use streams::{ByteSink, ByteStream, byte_pipe};
+pub use usage::{TaskUsage, UsageReport};
 
 /// `Result` with [`EngineError`].
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -21,12 +21,15 @@ use wasmtime::Store;
 use wasmtime::component::Accessor;
 
 use super::LoadedPlugin;
+use super::accounting::SharedLedger;
 use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
+use super::watchdog::Watchdog;
 use crate::caps::CapsCtx;
 use crate::contract::metrics::Metrics;
-use crate::contract::{EngineError, WorkerControl};
+use crate::contract::{EngineError, TaskUsage, WorkerControl};
 use crate::policy::ResolvedLimits;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// What a job receives: the Store's accessor and the engine's exports.
 pub(crate) type Acc = Accessor<HostState>;
@@ -40,6 +43,21 @@ pub(crate) struct Instance {
     /// Tears the instance down with a reason (a call that missed its deadline).
     kill: watch::Sender<Option<String>>,
     pub(crate) limits: ResolvedLimits,
+    /// Which task each call is for (`None`: accounting is off).
+    ledger: Option<SharedLedger>,
+    /// The largest linear memory the instance was granted, in bytes.
+    memory_peak: Arc<std::sync::atomic::AtomicU64>,
+    /// The deadlines of calls in flight.
+    watchdog: Arc<Watchdog>,
+    /// The latency histogram of each call, by the contract's name of the call.
+    histograms: std::sync::Mutex<Vec<(&'static str, Histogram)>>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // A parked watchdog wakes up, finds the instance gone, and ends.
+        self.watchdog.wake();
+    }
 }
 
 /// How long a call may take before the instance is torn down.
@@ -63,8 +81,12 @@ impl Instance {
         caps: CapsCtx,
         limits: ResolvedLimits,
     ) -> anyhow::Result<Arc<Instance>> {
-        let state = HostState::new(worker, caps, plugin.name.clone(), &limits)?;
+        let state = HostState::new(worker, caps, plugin.name.clone(), &limits, plugin.accounting)?;
+        let (ledger, memory_peak) = (state.ledger.clone(), state.limits.peak.clone());
         let mut store = Store::new(plugin.pre.engine(), state);
+        if let Some(ledger) = &ledger {
+            store.task_group_hook(ledger.hook());
+        }
         // A pending sandbox holds about 10 handles (its resources, the waiting
         // subtasks): limits.handles bounds floods, limits.live-tasks the tasks.
         super::limits::install(&mut store, &limits, plugin.epochs);
@@ -100,13 +122,40 @@ impl Instance {
             };
             death_tx.send_replace(Some(message));
         });
-        Ok(Arc::new(Instance {
+        let shortest = [limits.call_timeout, limits.start_timeout, limits.init_timeout]
+            .into_iter()
+            .min()
+            .unwrap_or(Duration::MAX);
+        let watchdog = Arc::new(Watchdog::new(shortest));
+        let instance = Arc::new(Instance {
             plugin: name,
             jobs,
             death,
             kill,
             limits,
-        }))
+            ledger,
+            memory_peak,
+            watchdog: watchdog.clone(),
+            histograms: Default::default(),
+        });
+        tokio::spawn(watchdog.run(Arc::downgrade(&instance)));
+        Ok(instance)
+    }
+
+    /// The latency histogram of `call` (made once per call name and instance).
+    fn histogram(&self, call: &'static str) -> Histogram {
+        let mut cached = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, h)) = cached.iter().find(|(c, _)| *c == call) {
+            return h.clone();
+        }
+        let h = Metrics::global().call_histogram(&self.plugin, call);
+        cached.push((call, h.clone()));
+        h
+    }
+
+    /// The largest linear memory the instance was granted so far, in bytes.
+    pub(crate) fn memory_peak(&self) -> u64 {
+        self.memory_peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tears the instance down: every call in flight, and every later one, fails
@@ -130,20 +179,45 @@ impl Instance {
     /// Runs `f` (the call `what`) in the instance and returns its value; if the
     /// instance dies first (in `f` or anywhere else), the error names the plugin and
     /// the cause. A call that misses its `deadline` tears the instance down.
-    pub(crate) async fn call<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R, EngineError>
+    pub(crate) async fn call<R, F>(&self, what: &'static str, deadline: Deadline, f: F) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
+    {
+        self.call_for(None, what, deadline, f).await
+    }
+
+    /// [`Instance::call`] made for `task`: its time in the instance is the task's.
+    pub(crate) async fn call_for<R, F>(
+        &self,
+        task: Option<&Arc<TaskUsage>>,
+        what: &'static str,
+        deadline: Deadline,
+        f: F,
+    ) -> Result<R, EngineError>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
     {
         let started = std::time::Instant::now();
-        let result = self.call_bounded(what, deadline, f).await;
+        let task = self.ledger.as_ref().and(task.cloned());
+        let result = self.call_bounded(task.clone(), what, deadline, f).await;
+        if let Some(task) = task {
+            task.note_memory(self.memory_peak());
+        }
         // The contract's name of the call ("describe" for the schema and capability calls made together).
         let call = if what.contains(' ') { "describe" } else { what };
-        Metrics::global().engine_call(&self.plugin, call, started.elapsed().as_secs_f64());
+        self.histogram(call).observe(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn call_bounded<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R, EngineError>
+    async fn call_bounded<R, F>(
+        &self,
+        task: Option<Arc<TaskUsage>>,
+        what: &'static str,
+        deadline: Deadline,
+        f: F,
+    ) -> Result<R, EngineError>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
@@ -152,30 +226,30 @@ impl Instance {
             Deadline::Quick => (self.limits.call_timeout, "limits.call-timeout"),
             Deadline::Start => (self.limits.start_timeout, "limits.start-timeout"),
             Deadline::Init => (self.limits.init_timeout, "limits.init-timeout"),
-            Deadline::None => return self.call_unbounded(f).await,
+            Deadline::None => return self.call_unbounded(task, f).await,
         };
         if limit == Duration::MAX {
-            return self.call_unbounded(f).await;
+            return self.call_unbounded(task, f).await;
         }
-        match tokio::time::timeout(limit, self.call_unbounded(f)).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.kill(format!(
-                    "it did not answer {what} within {limit:?} ({key}); its instance was stopped"
-                ));
-                Err(self.failure().await)
-            }
-        }
+        // Past the deadline the watchdog kills the instance: the call then fails
+        // with the reason, like every other call in flight.
+        let _deadline = self.watchdog.enter(what, limit, key);
+        self.call_unbounded(task, f).await
     }
 
-    async fn call_unbounded<R, F>(&self, f: F) -> Result<R, EngineError>
+    async fn call_unbounded<R, F>(&self, task: Option<Arc<TaskUsage>>, f: F) -> Result<R, EngineError>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let ledger = self.ledger.clone();
         let job: Job = Box::new(move |acc, exports| {
             Box::pin(async move {
+                // At the job's first poll, right before its call starts a task group.
+                if let Some(ledger) = &ledger {
+                    ledger.tag_next(task);
+                }
                 let value = f(acc, exports).await?;
                 let _ = tx.send(value);
                 Ok(())
@@ -194,7 +268,16 @@ impl Instance {
     where
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send + 'static,
     {
-        let _ = self.jobs.send(Box::new(f));
+        let ledger = self.ledger.clone();
+        let job: Job = Box::new(move |acc, exports| {
+            Box::pin(async move {
+                if let Some(ledger) = &ledger {
+                    ledger.tag_next(None);
+                }
+                f(acc, exports).await
+            })
+        });
+        let _ = self.jobs.send(job);
     }
 
     /// The error every call gets once the instance is dead.

@@ -25,7 +25,9 @@ use super::objects::{WasmSandboxBuilder, WasmVolume, WasmVolumeBuilder};
 use super::streams::guest_stream;
 use super::{EngineOptions, LoadedPlugin};
 use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskScope};
-use crate::contract::{self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
+use crate::contract::{
+    self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, TaskUsage, WorkerControl,
+};
 use crate::policy::{Policy, ResolvedLimits};
 
 /// A guest resource in one instance.
@@ -42,10 +44,12 @@ pub(crate) struct Handle {
 pub(crate) struct TaskSlot {
     live: Arc<AtomicUsize>,
     scope: Arc<TaskScope>,
+    /// What the task costs the engine (its context's; `accounting`).
+    usage: Arc<TaskUsage>,
 }
 
 impl TaskSlot {
-    fn take(live: &Arc<AtomicUsize>, max: u64, scope: Arc<TaskScope>) -> Option<Arc<TaskSlot>> {
+    fn take(live: &Arc<AtomicUsize>, max: u64, scope: Arc<TaskScope>, usage: Arc<TaskUsage>) -> Option<Arc<TaskSlot>> {
         let taken = live.fetch_add(1, Ordering::SeqCst);
         if taken as u64 >= max {
             live.fetch_sub(1, Ordering::SeqCst);
@@ -54,6 +58,7 @@ impl TaskSlot {
         Some(Arc::new(TaskSlot {
             live: live.clone(),
             scope,
+            usage,
         }))
     }
 }
@@ -79,13 +84,18 @@ type Called<R> = wasmtime::Result<std::result::Result<R, WitError>>;
 impl Handle {
     /// Calls into the guest (the call `what`, within `deadline`) with this handle's
     /// resource; flattens both error layers.
-    pub(crate) async fn call<R, F>(&self, what: &str, deadline: Deadline, f: F) -> Result<R>
+    pub(crate) async fn call<R, F>(&self, what: &'static str, deadline: Deadline, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports, ResourceAny) -> BoxFuture<'a, Called<R>> + Send + 'static,
     {
         let res = self.res;
-        flat(self.instance.call(what, deadline, move |acc, ex| f(acc, ex, res)).await)
+        let task = self.slot.as_ref().map(|s| &s.usage);
+        flat(
+            self.instance
+                .call_for(task, what, deadline, move |acc, ex| f(acc, ex, res))
+                .await,
+        )
     }
 
     /// A handle for another resource of the same instance.
@@ -307,12 +317,16 @@ impl contract::Engine for WasmEngine {
     ) -> Result<Box<dyn contract::SandboxBuilder>> {
         let (instance, generation) = self.instance().await?;
         let scope = self.scope.new_task(generation);
-        let slot = TaskSlot::take(&self.live_tasks, self.limits.live_tasks, scope.clone())
+        let usage = context.usage().clone();
+        let slot = TaskSlot::take(&self.live_tasks, self.limits.live_tasks, scope.clone(), usage.clone())
             .ok_or(EngineError::MaxConcurrencyExceeded)?;
+        if self.plugin.accounting {
+            usage.set_engine(&self.plugin.name);
+        }
         let payload = payload.to_string();
         let res = flat(
             instance
-                .call("new-sandbox-builder", Deadline::Quick, move |acc, ex| {
+                .call_for(Some(&usage), "new-sandbox-builder", Deadline::Quick, move |acc, ex| {
                     async move {
                         let ctx = acc.with(|mut a| a.get().table.push(TaskContextRes { ctx: context, scope }))?;
                         ex.call_new_sandbox_builder(acc, ctx, payload).await

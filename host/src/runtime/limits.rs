@@ -93,13 +93,21 @@ pub(crate) fn store_limits(limits: &ResolvedLimits) -> StoreLimits {
 }
 
 /// Installs the limits on a new Store (`epochs`: the engine has epoch
-/// interruption on; without it only memory and handles are bounded).
+/// interruption on; without it only memory and handles are bounded), and the
+/// call hook that accounting needs.
 pub(crate) fn install(store: &mut Store<HostState>, limits: &ResolvedLimits, epochs: bool) {
     store.limiter(|s| &mut s.limits);
     store.set_max_component_handles(usize::try_from(limits.handles).unwrap_or(usize::MAX));
-    if !epochs {
-        return;
+    if epochs {
+        install_cpu_slice(store);
     }
+    // The call hook times each entry for the CPU slice and, with accounting, for the task.
+    if epochs || store.data().ledger.is_some() {
+        install_call_hook(store);
+    }
+}
+
+fn install_cpu_slice(store: &mut Store<HostState>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         let watch = &mut ctx.data_mut().cpu;
@@ -118,8 +126,24 @@ pub(crate) fn install(store: &mut Store<HostState>, limits: &ResolvedLimits, epo
         // whole slice.
         Ok(UpdateDeadline::Yield(1))
     });
+}
+
+fn install_call_hook(store: &mut Store<HostState>) {
     store.call_hook(|mut ctx, hook| {
-        let watch = &mut ctx.data_mut().cpu;
+        let state = ctx.data_mut();
+        if let Some(ledger) = &state.ledger {
+            match hook {
+                CallHook::CallingWasm | CallHook::ReturningFromHost => {
+                    state.wasm_since = Some(std::time::Instant::now());
+                }
+                CallHook::ReturningFromWasm | CallHook::CallingHost => {
+                    if let Some(since) = state.wasm_since.take() {
+                        ledger.add_wasm(since.elapsed());
+                    }
+                }
+            }
+        }
+        let watch = &mut state.cpu;
         match hook {
             CallHook::CallingWasm => {
                 if watch.depth == 0 {

@@ -8,20 +8,26 @@
 //!   capability imports are `caps`'.
 //! - `streams`: component-model streams ↔ worker byte channels.
 //! - `actor`: one task per engine instance, owning its Store and event loop.
+//! - `accounting`: which task each moment of an instance's time belongs to.
+//! - `floor`: the benchmark's floor, plain async calls into a trivial component.
+//! - `watchdog`: the deadlines of an instance's calls, on one coarse timer.
 //! - `adapter`: [`WasmEngine`] and the handle every contract object holds.
 //! - `objects`: the contract objects (sandbox, shell, result set, ...) over the actor.
 //! - `convert`: WIT ↔ contract types, in one place.
 
+mod accounting;
 mod actor;
 mod adapter;
 pub(crate) mod bindings;
 mod cache;
 mod convert;
+mod floor;
 pub(crate) mod imports;
 mod limits;
 mod objects;
 mod state;
 pub(crate) mod streams;
+mod watchdog;
 
 use std::sync::{Arc, OnceLock};
 
@@ -29,6 +35,7 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 pub use adapter::WasmEngine;
+pub use floor::Floor;
 pub use state::HostState;
 
 use crate::caps::HostEnv;
@@ -45,6 +52,8 @@ pub struct LoadedPlugin {
     pub(crate) pre: bindings::EnginePluginPre<HostState>,
     /// Whether the engine it was compiled for interrupts guests (the CPU slice).
     pub(crate) epochs: bool,
+    /// Whether its instances account each task's time (`[host] accounting`).
+    pub(crate) accounting: bool,
     /// Whether it was loaded from the compile cache (not compiled).
     pub(crate) from_cache: bool,
 }
@@ -223,6 +232,7 @@ impl Runtime {
             requested: Arc::new(requested),
             pre,
             epochs: self._ticker.is_some(),
+            accounting: self.settings.accounting != Some(false),
             from_cache,
         })
     }

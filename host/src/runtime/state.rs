@@ -23,8 +23,12 @@ pub struct HostState {
     pub(crate) worker: Arc<WorkerControl>,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) caps: CapsCtx,
-    /// Memory, instances and tables of the Store.
-    pub(crate) limits: wasmtime::StoreLimits,
+    /// Memory, instances and tables of the Store (and the memory high-water mark).
+    pub(crate) limits: super::accounting::PeakLimiter,
+    /// Which task the instance's time belongs to (`None`: accounting is off).
+    pub(crate) ledger: Option<super::accounting::SharedLedger>,
+    /// Since when guest code runs (accounting; `None` while the host runs).
+    pub(crate) wasm_since: Option<std::time::Instant>,
     /// How long the guest has run since it was last entered.
     pub(crate) cpu: super::limits::CpuWatch,
 }
@@ -36,6 +40,7 @@ impl HostState {
         caps: CapsCtx,
         plugin: Arc<str>,
         limits: &crate::policy::ResolvedLimits,
+        accounting: bool,
     ) -> anyhow::Result<Self> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
@@ -48,7 +53,12 @@ impl HostState {
             worker,
             stderr,
             caps,
-            limits: super::limits::store_limits(limits),
+            limits: super::accounting::PeakLimiter {
+                limits: super::limits::store_limits(limits),
+                peak: Arc::default(),
+            },
+            ledger: accounting.then(Default::default),
+            wasm_since: None,
             cpu: super::limits::CpuWatch::new(plugin, limits.cpu_slice),
         })
     }

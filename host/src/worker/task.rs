@@ -152,6 +152,8 @@ pub struct TaskReport {
     pub outcome: Outcome,
     /// Each artifact of the task file that extraction was tried for, in order.
     pub artifacts: Vec<(ArtifactSpec, ArtifactStatus)>,
+    /// What the task cost its engine (`None`: the engine accounts nothing).
+    pub usage: Option<crate::contract::UsageReport>,
 }
 
 /// Runs `task` on `engine`, writing the task log to `log` (closed on return) and
@@ -187,8 +189,18 @@ pub async fn execute(
     let ctx = TaskContext::new(info, log.clone());
     let mut artifacts = Vec::new();
     let outcome = stages(engine, task, &ctx, artifacts_dir, cancel, limits, &mut artifacts).await;
+    // The task's objects are gone: what it cost is final. The log's last line.
+    let usage = ctx.usage().report();
+    if let Some(usage) = &usage {
+        log.log(&usage.to_string());
+        crate::contract::metrics::Metrics::global().task_usage(usage);
+    }
     log.close();
-    TaskReport { outcome, artifacts }
+    TaskReport {
+        outcome,
+        artifacts,
+        usage,
+    }
 }
 
 /// Problems with the names of `env`: a name that cannot be an environment variable

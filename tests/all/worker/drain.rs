@@ -96,6 +96,23 @@ async fn two_workers_drain_a_batch_each_task_resolved_once() {
             "task {task}: {:?}",
             fake.artifacts(task, 0)
         );
+        // What the task cost the engine: the log's usage line and usage.json, for
+        // every task the engine ran (the malformed one never reached it).
+        let usage = fake.artifact_bytes(task, 0, "public/enginehost/usage.json");
+        if *state == "exception" {
+            assert!(usage.is_none(), "task {task}: {:?}", fake.artifacts(task, 0));
+        } else {
+            let usage: serde_json::Value =
+                serde_json::from_slice(&usage.unwrap_or_else(|| panic!("task {task} has no usage.json"))).unwrap();
+            assert_eq!(usage["engine"], "mock", "{usage}");
+            assert!(usage["calls"].as_u64().is_some_and(|c| c >= 4), "{usage}");
+            assert!(usage["wasm_ms"].as_f64().is_some_and(|t| t > 0.0), "{usage}");
+            assert!(
+                log.lines()
+                    .any(|l| l.starts_with("[taskcluster] usage: engine mock: wasm ")),
+                "{log}"
+            );
+        }
     }
     assert_eq!(by_worker.len(), 2, "both workers resolved tasks: {by_worker:?}");
     // Never more runs at once on one worker than its capacity: at each claim, count

@@ -295,6 +295,7 @@ async fn claimed(
     ));
     let engine_names = shared.engines.names();
     let mut ran_on = None;
+    let mut usage = None;
     let (outcome, statuses) = match task_file(
         &claim.task_id,
         claim.run_id,
@@ -319,6 +320,7 @@ async fn claimed(
             log.log(&format!("Engine: {}", task.engine));
             tracing::info!(engine = %task.engine, "running");
             let report = execute(engine.as_ref(), &task, &log, &artifacts_dir, task_cancel, limits).await;
+            usage = report.usage;
             (report.outcome, report.artifacts)
         }
     };
@@ -389,6 +391,21 @@ async fn claimed(
         }
     }
 
+    // What the task cost its engine, beside the log that ends with the same line.
+    if let Some(usage) = &usage {
+        match upload_usage(&uploader, usage, dir).await {
+            Ok(()) => {}
+            Err(CallError::Conflict(_)) => return (end, None),
+            Err(CallError::Other(e)) => {
+                tracing::warn!("uploading {USAGE}: {e:#}");
+                note(
+                    &log_path,
+                    &format!("[taskcluster:error] Uploading {USAGE} failed: {e:#}"),
+                );
+            }
+        }
+    }
+
     note(&log_path, &format!("[taskcluster] Resolving the run as {resolution}"));
     match upload_log(&uploader, &log_path, dir).await {
         Ok(()) => {}
@@ -420,6 +437,23 @@ async fn upload_log(uploader: &Uploader<'_>, log_path: &Path, dir: &Path) -> Res
     uploader.link(LIVE_LOG, BACKING_LOG, LOG_TYPE).await.inspect_err(|e| {
         tracing::error!("linking {LIVE_LOG}: {e:#}");
     })
+}
+
+/// The artifact with the task's [`UsageReport`](crate::contract::UsageReport).
+pub const USAGE: &str = "public/enginehost/usage.json";
+
+/// Uploads the task's usage as [`USAGE`] (a file in the run's directory first).
+async fn upload_usage(
+    uploader: &Uploader<'_>,
+    usage: &crate::contract::UsageReport,
+    dir: &Path,
+) -> Result<(), CallError> {
+    let path = dir.join("usage.json");
+    let json = serde_json::to_vec_pretty(usage).map_err(|e| CallError::Other(e.into()))?;
+    tokio::fs::write(&path, json)
+        .await
+        .map_err(|e| CallError::Other(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+    uploader.file(USAGE, &path, "application/json").await.map(|_| ())
 }
 
 /// Uploads every file of the extracted artifact `spec`.
