@@ -124,31 +124,32 @@ impl Options {
     }
 }
 
-/// Runs every benchmark; `report` sees each figure as it comes.
+/// Runs every benchmark; `report` sees each figure as it comes. The scratch
+/// directory is removed afterwards, also when a benchmark fails.
 ///
 /// # Errors
 /// When a benchmark cannot run at all (an engine does not start, a command fails).
 pub async fn run(options: &Options, mut report: impl FnMut(&Figure) + Send) -> anyhow::Result<Vec<Figure>> {
-    let mut all = engine::run(options, &mut report).await?;
+    let result = run_groups(options, &mut report).await;
+    let _ = std::fs::remove_dir_all(&options.scratch);
+    result
+}
+
+async fn run_groups(options: &Options, report: &mut (dyn FnMut(&Figure) + Send)) -> anyhow::Result<Vec<Figure>> {
+    let mut all = engine::run(options, &mut *report).await?;
+    let mut add = |figures: Vec<Figure>| {
+        figures.iter().for_each(&mut *report);
+        all.extend(figures);
+    };
     if options.wants("throughput") {
-        for figure in throughput::run(options).await? {
-            report(&figure);
-            all.push(figure);
-        }
+        add(throughput::run(options).await?);
     }
     if options.wants("native") {
-        for figure in backends::native(options).await? {
-            report(&figure);
-            all.push(figure);
-        }
+        add(backends::native(options).await?);
     }
     if options.wants("docker") {
-        for figure in backends::docker(options).await? {
-            report(&figure);
-            all.push(figure);
-        }
+        add(backends::docker(options).await?);
     }
-    let _ = std::fs::remove_dir_all(&options.scratch);
     Ok(all)
 }
 
