@@ -243,13 +243,8 @@ impl Instance {
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<R>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let ledger = self.ledger.clone();
-        let job: Job = Box::new(move |acc, exports| {
+        let job = self.job_for(task, move |acc, exports| {
             Box::pin(async move {
-                // At the job's first poll, right before its call starts a task group.
-                if let Some(ledger) = &ledger {
-                    ledger.tag_next(task);
-                }
                 let value = f(acc, exports).await?;
                 let _ = tx.send(value);
                 Ok(())
@@ -268,16 +263,24 @@ impl Instance {
     where
         F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send + 'static,
     {
+        let _ = self.jobs.send(self.job_for(None, f));
+    }
+
+    /// `f` as a job whose calls are `task`'s: the tag is set at the job's first
+    /// poll, right before its call starts a task group (with accounting on).
+    fn job_for<F>(&self, task: Option<Arc<TaskUsage>>, f: F) -> Job
+    where
+        F: for<'a> FnOnce(&'a Acc, &'a EngineExports) -> BoxFuture<'a, wasmtime::Result<()>> + Send + 'static,
+    {
         let ledger = self.ledger.clone();
-        let job: Job = Box::new(move |acc, exports| {
+        Box::new(move |acc, exports| {
             Box::pin(async move {
                 if let Some(ledger) = &ledger {
-                    ledger.tag_next(None);
+                    ledger.tag_next(task);
                 }
                 f(acc, exports).await
             })
-        });
-        let _ = self.jobs.send(job);
+        })
     }
 
     /// The error every call gets once the instance is dead.
