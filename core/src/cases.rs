@@ -1,5 +1,5 @@
 //! The cases file: one engine's values for each case type (the seed's
-//! `enginetest` structs, engine-contract.md §3.2–3.9), as JSON. A case type the
+//! `enginetest` structs, docs/engine-contract.md §3.2–3.9), as JSON. A case type the
 //! file omits is reported as skipped.
 
 use std::collections::BTreeMap;

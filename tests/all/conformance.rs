@@ -119,7 +119,8 @@ async fn the_native_mock_passes_the_mocks_cases_but_shells_and_displays() {
     let mut cases = mock_cases();
     cases.shell.clear();
     cases.display.clear();
-    let engine: Arc<dyn Engine> = enginehost::native_mock::NativeMock::new(enginehost::contract::WorkerControl::new());
+    let engine: Arc<dyn Engine> =
+        enginehost::bench::native_mock::NativeMock::new(enginehost::contract::WorkerControl::new());
     let report = run_suite(&engine, &cases, |_| {}).await;
     let failures = failures(&report);
     assert!(failures.is_empty(), "{failures:#?}");

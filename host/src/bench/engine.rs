@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
+use super::native_mock::NativeMock;
 use super::{Figure, Options, Target};
 use crate::contract::{Engine, TaskContext, TaskInfo, TaskLog, UsageReport, WorkerControl};
-use crate::native_mock::NativeMock;
 use crate::plugin::BUILTIN;
 use crate::policy::{HostSettings, ResolvedLimits};
 use crate::runtime::{EngineOptions, Runtime};

@@ -12,6 +12,7 @@
 
 mod backends;
 mod engine;
+pub mod native_mock;
 mod throughput;
 
 use std::path::PathBuf;

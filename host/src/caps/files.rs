@@ -11,17 +11,14 @@ mod download;
 mod read;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use super::scope::EngineScope;
-use super::{CapResult, denied, os_error};
+use super::scope::{EngineScope, TaskScope};
+use super::{CapResult, check, os_error};
+use crate::contract::ByteStream;
 use crate::policy::DirMode;
-use crate::runtime::HostState;
-use crate::runtime::bindings::files as wit;
-use crate::runtime::imports::TaskContextRes;
-use crate::runtime::streams::host_stream;
 
 /// The guest path of the state directory.
 const STATE: &str = "/engine";
@@ -50,80 +47,40 @@ pub(crate) fn preopens(engine: &EngineScope, wasi: &mut WasiCtxBuilder) -> anyho
     Ok(())
 }
 
-impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
-    async fn sandbox_dir(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-    ) -> wasmtime::Result<CapResult<String>> {
-        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
-        let policy = scope.engine.policy.clone();
-        if let Err(d) = policy.files_sandbox() {
-            return Ok(denied(&policy, d));
-        }
-        Ok(scope.sandbox().map(|s| s.guest.clone()))
-    }
-
-    async fn sandbox_host_path(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-    ) -> wasmtime::Result<CapResult<String>> {
-        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
-        Ok(scope.sandbox().map(|s| s.path.display().to_string()))
-    }
-
-    async fn open_file(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-        root: String,
-        path: String,
-    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
-        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
-        let policy = scope.engine.policy.clone();
-        if let Err(d) = policy.files_sandbox() {
-            return Ok(denied(&policy, d));
-        }
-        match read::open_file(&scope, &root, &path) {
-            Ok(stream) => Ok(Ok(host_stream(acc, stream)?)),
-            Err(e) => Ok(Err(e)),
-        }
-    }
-
-    async fn list_files(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-        root: String,
-        path: String,
-    ) -> wasmtime::Result<CapResult<Vec<String>>> {
-        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
-        let policy = scope.engine.policy.clone();
-        if let Err(d) = policy.files_sandbox() {
-            return Ok(denied(&policy, d));
-        }
-        Ok(read::list_files(&scope, &root, &path).await)
-    }
-
-    async fn download(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-        url: String,
-        dest: String,
-    ) -> wasmtime::Result<CapResult<u64>> {
-        let scope = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&task)?.scope.clone()) })?;
-        Ok(download::download(&scope, &url, &dest).await)
-    }
+/// `sandbox-dir`: the guest path of the task's sandbox directory.
+pub(crate) fn sandbox_dir(scope: &TaskScope) -> CapResult<String> {
+    check(&scope.engine.policy, scope.engine.policy.files_sandbox())?;
+    Ok(scope.sandbox()?.guest.clone())
 }
 
-impl wit::Host for HostState {
-    fn state_dir(&mut self) -> wasmtime::Result<CapResult<String>> {
-        let policy = self.caps.policy().clone();
-        if let Err(d) = policy.files_engine() {
-            return Ok(denied(&policy, d));
-        }
-        Ok(self
-            .caps
-            .engine
-            .state_dir()
-            .map(|_| STATE.to_string())
-            .map_err(|e| os_error("creating the state directory", e)))
-    }
+/// `sandbox-host-path`: the host path of the task's sandbox directory (what its
+/// processes see; no grant needed beyond being the task's engine).
+pub(crate) fn sandbox_host_path(scope: &TaskScope) -> CapResult<String> {
+    Ok(scope.sandbox()?.path.display().to_string())
+}
+
+/// `open-file`: the bytes of `path` beneath `root` in the sandbox.
+pub(crate) fn open_file(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapResult<ByteStream> {
+    check(&scope.engine.policy, scope.engine.policy.files_sandbox())?;
+    read::open_file(scope, root, path)
+}
+
+/// `list-files`: the files beneath `root`/`path` in the sandbox.
+pub(crate) async fn list_files(scope: &Arc<TaskScope>, root: &str, path: &str) -> CapResult<Vec<String>> {
+    check(&scope.engine.policy, scope.engine.policy.files_sandbox())?;
+    read::list_files(scope, root, path).await
+}
+
+/// `download`: `url` into `dest` in the sandbox, by the host (checks in `download`).
+pub(crate) async fn download(scope: &Arc<TaskScope>, url: &str, dest: &str) -> CapResult<u64> {
+    download::download(scope, url, dest).await
+}
+
+/// `state-dir`: the guest path of the engine's state directory.
+pub(crate) fn state_dir(engine: &EngineScope) -> CapResult<String> {
+    check(&engine.policy, engine.policy.files_engine())?;
+    engine
+        .state_dir()
+        .map(|_| STATE.to_string())
+        .map_err(|e| os_error("creating the state directory", e))
 }

@@ -3,48 +3,55 @@
 //! operator's grant) before anything happens, and each denied with an error that
 //! names the config key that would allow it.
 //!
+//! This is the domain layer (the wasmtime-wasi pattern, docs/design.md): it never
+//! names a generated WIT type or the Store's data. What it asks of the embedder is
+//! [`CapsView`], a projection onto [`CapsCtxView`] (its [`CapsCtx`] and the
+//! resource table); `crate::wit` unpacks handles, converts and calls one function
+//! here per import. Every entry point is check-then-act: its first statements are
+//! the policy checks.
+//!
+//! - `error`: [`CapError`], converted to the WIT's at the edge.
+//! - `task`: [`TaskHandle`], what an engine's `task-context` is on the host.
 //! - `scope`: [`HostEnv`] (per runtime: work dir, tree-kill mode, janitor),
 //!   [`EngineScope`] (per engine: its directories, cgroup and live tasks) and
 //!   `TaskScope` (per task: sandbox dir, cgroup, users, processes), the unit of
-//!   cleanup. Both registries live outside the wasmtime Store.
-//! - `janitor`: the journal written before anything is created, cleanup in the
-//!   background, replay after a crash.
+//!   cleanup (a *capability scope*, not a Taskcluster scope). Both registries live
+//!   outside the wasmtime Store; `scope::janitor` journals and cleans up.
 //! - `os`: processes, cgroups, ptys and users at the operating-system level.
-//! - `files`, `process`, `users`, `unix_socket`: the WIT imports of contract 0.1.1;
-//!   `endpoint`: the per-task HTTP server of 0.1.2.
+//! - `files`, `process`, `users`, `unix_socket`: the capabilities of contract
+//!   0.1.1; `endpoint`: the per-task HTTP server of 0.1.2.
 //! - `log_lines`: cutting bytes for the task log into prefixed lines.
 //! - `net`: outbound sockets through WASI, checked per address and per name.
-//!
-//! Nothing here is reachable but through the imports; `runtime` links them and
-//! hands each Store its [`CapsCtx`].
 
-mod endpoint;
-mod files;
-mod janitor;
+pub(crate) mod endpoint;
+mod error;
+pub(crate) mod files;
 pub(crate) mod log_lines;
-mod net;
+pub(crate) mod net;
 pub(crate) mod os;
 pub(crate) mod process;
 mod scope;
-mod unix_socket;
-mod users;
+mod task;
+pub(crate) mod unix_socket;
+pub(crate) mod users;
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::ResourceTable;
 
-pub use endpoint::{EndpointRequestRes, EndpointRes};
+pub use endpoint::{Endpoint, EndpointRequest};
+pub use error::{CapError, CapResult};
+pub(crate) use error::{check, denied, invalid, not_found, os_error};
 pub(crate) use files::preopens;
+pub use process::Process;
 pub use scope::{EngineScope, HostEnv, ProcessBounds, default_work_dir};
 pub(crate) use scope::{InstanceGuard, TaskScope};
-pub use users::TaskUserRes;
+pub use task::TaskHandle;
+pub use users::TaskUser;
 
-pub(crate) use net::{NetCheck, link_name_lookup};
-pub use process::ProcessRes;
+pub(crate) use net::NetCheck;
 
-use crate::policy::{Denied, Policy};
-use crate::runtime::HostState;
-use crate::runtime::bindings::caps as wit;
+use crate::contract::WorkerControl;
 
 /// What one Store knows about its capabilities.
 pub struct CapsCtx {
@@ -52,67 +59,40 @@ pub struct CapsCtx {
     pub(crate) engine: Arc<EngineScope>,
     /// Names resolved through the checked lookup, for the socket check.
     pub(crate) net: Arc<NetCheck>,
+    /// The worker the engine may ask to stop (`stop-now`).
+    pub(crate) worker: Arc<WorkerControl>,
     /// Ends the instance's tasks when the Store is dropped (trap, dispose).
     pub(crate) _guard: InstanceGuard,
 }
 
 impl CapsCtx {
-    /// The context of a new instance of `engine`.
-    pub(crate) fn new(engine: Arc<EngineScope>, generation: u64) -> Self {
+    /// The context of a new instance of `engine`, serving `worker`.
+    pub(crate) fn new(engine: Arc<EngineScope>, worker: Arc<WorkerControl>, generation: u64) -> Self {
         CapsCtx {
             net: Arc::new(NetCheck::new(engine.policy.clone())),
             _guard: InstanceGuard::new(engine.clone(), generation),
+            worker,
             engine,
         }
     }
 
-    /// The plugin's policy.
-    pub(crate) fn policy(&self) -> &Arc<Policy> {
-        &self.engine.policy
+    /// `stop-now`: the engine asks the worker to stop taking tasks.
+    pub(crate) fn stop_now(&self) {
+        self.worker.stop_now();
     }
 }
 
-/// A capability call's error, as the WIT has it.
-pub(crate) type CapResult<T> = Result<T, wit::CapError>;
-
-impl From<Denied> for wit::CapError {
-    fn from(d: Denied) -> Self {
-        wit::CapError::Denied(wit::Denied {
-            capability: d.capability,
-            request: d.request,
-            grant_key: d.grant_key,
-            message: d.message,
-        })
-    }
+/// What the capability layer asks of the Store's data: its [`CapsCtx`] and the
+/// resource table that holds the handles (task contexts, processes, users, ...).
+pub trait CapsView: Send {
+    /// The projection the capability imports work on.
+    fn caps(&mut self) -> CapsCtxView<'_>;
 }
 
-/// An operating-system error, for the operator's log.
-pub(crate) fn os_error(what: &str, e: impl std::fmt::Display) -> wit::CapError {
-    wit::CapError::Os(format!("{what}: {e}"))
+/// A Store's capability context and resource table, borrowed together.
+pub struct CapsCtxView<'a> {
+    /// The capability context.
+    pub ctx: &'a mut CapsCtx,
+    /// The Store's resource table.
+    pub table: &'a mut ResourceTable,
 }
-
-/// An argument that is not acceptable.
-pub(crate) fn invalid(why: impl Into<String>) -> wit::CapError {
-    wit::CapError::Invalid(why.into())
-}
-
-/// Logs a denial for the operator (the engine gets the same text).
-pub(crate) fn denied<T>(policy: &Policy, d: Denied) -> CapResult<T> {
-    tracing::warn!(plugin = policy.plugin(), grant_key = %d.grant_key, "{}", d.message);
-    Err(d.into())
-}
-
-/// Links the capability interfaces of contract 0.1.1 and 0.1.2 (each call checks
-/// the policy).
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use crate::runtime::bindings as b;
-    b::caps::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    b::files::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    b::users::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    b::process::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    b::unix_sockets::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    b::endpoint::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
-    Ok(())
-}
-
-impl wit::Host for HostState {}

@@ -7,7 +7,7 @@
 //! the unspecified address, then the connect or send itself. Listening and
 //! accepting are refused. WASI's own name lookup is one switch for all names, so
 //! enginehost replaces `wasi:sockets/ip-name-lookup@0.3.0` with a lookup that checks
-//! the name first ([`link_name_lookup`]) and remembers which addresses a granted name
+//! the name first ([`NetCheck::lookup`], linked by `crate::wit::net`) and remembers which addresses a granted name
 //! resolved to, so that a connect to such an address is judged by the name's
 //! patterns (loopback, private and link-local addresses still need an IP or CIDR
 //! grant, or `allow-private`: that also stops DNS rebinding; so do the worker's own
@@ -20,15 +20,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Accessor, HasData, Linker};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup;
-use wasmtime_wasi::p3::bindings::sockets::types::IpAddress;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 use super::os::local::is_own_address;
 use crate::policy::{Denied, NetRules, Policy};
-use crate::runtime::HostState;
 
 /// How long an address learned from a lookup stays attributed to its name.
 const LEARNED_TTL: Duration = Duration::from_secs(600);
@@ -178,47 +174,27 @@ impl NetCheck {
     }
 
     /// The checked lookup of `name`.
-    async fn lookup(self: Arc<Self>, name: String) -> Result<Vec<IpAddr>, ip_name_lookup::ErrorCode> {
-        use ip_name_lookup::ErrorCode;
+    pub(crate) async fn lookup(self: Arc<Self>, name: String) -> Result<Vec<IpAddr>, LookupError> {
         if let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
             return Ok(vec![ip]); // a literal address: checked when it is connected to
         }
         if let Err(d) = self.policy.lookup_name(&name) {
             tracing::warn!(plugin = self.policy.plugin(), grant_key = %d.grant_key, "{}", d.message);
-            return Err(ErrorCode::AccessDenied);
+            return Err(LookupError::Denied);
         }
         let addrs = tokio::net::lookup_host((name.as_str(), 0))
             .await
-            .map_err(|_| ErrorCode::NameUnresolvable)?;
+            .map_err(|_| LookupError::Unresolvable)?;
         let ips: Vec<IpAddr> = addrs.map(|a| a.ip().to_canonical()).collect();
         self.learn(&name, &ips);
         Ok(ips)
     }
 }
 
-/// The `HasData` of the checked name lookup.
-pub(crate) struct CheckedLookup;
-
-impl HasData for CheckedLookup {
-    type Data<'a> = &'a mut HostState;
-}
-
-impl ip_name_lookup::Host for &mut HostState {}
-
-impl<U> ip_name_lookup::HostWithStore<U> for CheckedLookup {
-    async fn resolve_addresses(
-        store: &Accessor<U, Self>,
-        name: String,
-    ) -> wasmtime::Result<Result<Vec<IpAddress>, ip_name_lookup::ErrorCode>> {
-        let check = store.with(|mut view| view.get().caps.net.clone());
-        Ok(check
-            .lookup(name)
-            .await
-            .map(|ips| ips.into_iter().map(IpAddress::from).collect()))
-    }
-}
-
-/// Links the checked `wasi:sockets/ip-name-lookup@0.3.0`.
-pub(crate) fn link_name_lookup(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    ip_name_lookup::add_to_linker::<_, CheckedLookup>(linker, |s| s)
+/// Why a checked name lookup gave no address.
+pub(crate) enum LookupError {
+    /// The policy does not allow looking the name up (the operator's log says why).
+    Denied,
+    /// The name did not resolve.
+    Unresolvable,
 }

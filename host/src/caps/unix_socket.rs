@@ -10,19 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 
 use super::os::beneath;
-use super::{CapResult, denied, invalid, os_error};
+use super::{CapResult, EngineScope, TaskScope, check, invalid, os_error};
 use crate::contract::{ByteStream, byte_pipe};
-use crate::runtime::HostState;
-use crate::runtime::bindings::unix_sockets as wit;
-use crate::runtime::imports::TaskContextRes;
-use crate::runtime::streams::{guest_stream, host_stream};
-
-/// Open connections of one engine.
-#[derive(Default)]
-pub(crate) struct Connections(Arc<AtomicU32>);
 
 /// Releases a connection slot when the relay ends.
 struct Slot(Arc<AtomicU32>);
@@ -49,13 +40,12 @@ fn take_slot(open: &Arc<AtomicU32>, max: Option<u32>) -> CapResult<Slot> {
 /// Connects to the socket `socket` holds (an `O_PATH` descriptor, opened without
 /// following a symlink: the object checked is the object connected) and relays;
 /// returns the peer's stream and the relay's abort handle.
-async fn relay<T>(
-    acc: &Accessor<T, HasSelf<HostState>>,
+async fn relay(
     shown: &str,
     socket: OwnedFd,
     mut outgoing: ByteStream,
     slot: Slot,
-) -> CapResult<(StreamReader<u8>, tokio::task::AbortHandle)> {
+) -> CapResult<(ByteStream, tokio::task::AbortHandle)> {
     let stream = beneath::connect(&socket)
         .await
         .map_err(|e| os_error(&format!("connecting to {shown}"), e))?;
@@ -89,8 +79,7 @@ async fn relay<T>(
         // outgoing stream only shuts the write side down).
         tokio::join!(to_peer, from_peer);
     });
-    let reader = host_stream(acc, incoming).map_err(|e| os_error("the incoming stream", e))?;
-    Ok((reader, task.abort_handle()))
+    Ok((incoming, task.abort_handle()))
 }
 
 /// `path` with `.` and doubled slashes removed; `None` if it is not absolute or has `..`.
@@ -102,75 +91,44 @@ fn normalize(path: &str) -> Option<PathBuf> {
     Some(p.components().filter(|c| !matches!(c, Component::CurDir)).collect())
 }
 
-impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
-    async fn connect(
-        acc: &Accessor<T, Self>,
-        path: String,
-        outgoing: StreamReader<u8>,
-    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
-        // Taken over first: a refused call then ends the engine's stream cleanly.
-        let outgoing = guest_stream(acc, outgoing)?;
-        let (policy, open) = acc.with(|mut a| {
-            let caps = &a.get().caps;
-            (caps.policy().clone(), caps.engine.unix_connections.0.clone())
-        });
-        let Some(norm) = normalize(&path) else {
-            return Ok(Err(invalid(format!(
-                "'{path}' is not an absolute path without '..'; for a socket in the task's sandbox use connect-in-sandbox"
-            ))));
-        };
-        if let Err(d) = policy.unix_connect(&norm) {
-            return Ok(denied(&policy, d));
-        }
-        let slot = match take_slot(&open, policy.unix_max_connections()) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        let shown = norm.display().to_string();
-        let socket = match beneath::socket_at(&norm) {
-            Ok(fd) => fd,
-            Err(e) => return Ok(Err(invalid(format!("cannot connect: {e}")))),
-        };
-        Ok(relay(acc, &shown, socket, outgoing, slot)
-            .await
-            .map(|(reader, _)| reader))
-    }
-
-    async fn connect_in_sandbox(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-        path: String,
-        outgoing: StreamReader<u8>,
-    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
-        let outgoing = guest_stream(acc, outgoing)?;
-        let (scope, open) = acc.with(|mut a| -> wasmtime::Result<_> {
-            let state = a.get();
-            let scope = state.table.get(&task)?.scope.clone();
-            Ok((scope, state.caps.engine.unix_connections.0.clone()))
-        })?;
-        let policy = scope.engine.policy.clone();
-        if let Err(d) = policy.unix_connect_sandbox(&path) {
-            return Ok(denied(&policy, d));
-        }
-        let result = async {
-            super::TaskScope::check_relative(&path)?;
-            let slot = take_slot(&open, policy.unix_max_connections())?;
-            let sandbox = scope.sandbox()?;
-            // Opened beneath the sandbox's descriptor with no symlink followed on the
-            // way or at the end, then connected through that descriptor: a symlink a
-            // task planted, or swaps in after this check, is refused, never followed
-            // (and the 108-byte sun_path limit does not bite).
-            let socket = beneath::socket_beneath(sandbox.dir.as_fd(), Path::new(&path))
-                .map_err(|e| invalid(format!("in the sandbox: {e}")))?;
-            let (reader, abort) = relay(acc, &format!("sandbox:{path}"), socket, outgoing, slot).await?;
-            scope.add_host_task(abort);
-            Ok(reader)
-        };
-        Ok(result.await)
-    }
+/// `connect`: a connection to the socket at `path`, granted by exact path; the
+/// host relays `outgoing` to it and returns what the peer sends.
+pub(crate) async fn connect(engine: &EngineScope, path: &str, outgoing: ByteStream) -> CapResult<ByteStream> {
+    let policy = &engine.policy;
+    let Some(norm) = normalize(path) else {
+        return Err(invalid(format!(
+            "'{path}' is not an absolute path without '..'; for a socket in the task's sandbox use connect-in-sandbox"
+        )));
+    };
+    check(policy, policy.unix_connect(&norm))?;
+    let slot = take_slot(&engine.unix_connections.0, policy.unix_max_connections())?;
+    let shown = norm.display().to_string();
+    let socket = beneath::socket_at(&norm).map_err(|e| invalid(format!("cannot connect: {e}")))?;
+    Ok(relay(&shown, socket, outgoing, slot).await?.0)
 }
 
-impl wit::Host for HostState {}
+/// `connect-in-sandbox`: a connection to a socket a task's process made at `path`
+/// in its sandbox; the relay ends with the task.
+pub(crate) async fn connect_in_sandbox(
+    scope: &Arc<TaskScope>,
+    path: &str,
+    outgoing: ByteStream,
+) -> CapResult<ByteStream> {
+    let policy = &scope.engine.policy;
+    check(policy, policy.unix_connect_sandbox(path))?;
+    TaskScope::check_relative(path)?;
+    let slot = take_slot(&scope.engine.unix_connections.0, policy.unix_max_connections())?;
+    let sandbox = scope.sandbox()?;
+    // Opened beneath the sandbox's descriptor with no symlink followed on the way
+    // or at the end, then connected through that descriptor: a symlink a task
+    // planted, or swaps in after this check, is refused, never followed (and the
+    // 108-byte sun_path limit does not bite).
+    let socket = beneath::socket_beneath(sandbox.dir.as_fd(), Path::new(path))
+        .map_err(|e| invalid(format!("in the sandbox: {e}")))?;
+    let (reader, abort) = relay(&format!("sandbox:{path}"), socket, outgoing, slot).await?;
+    scope.add_host_task(abort);
+    Ok(reader)
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! The harness rules of the seed's `enginetest` (engine-contract.md §3.1): a run is
+//! The harness rules of the seed's `enginetest` (docs/engine-contract.md §3.1): a run is
 //! one task context (task id "", run id 0, the case's scopes) with its own log;
 //! payloads are validated against the engine's payload schema unfiltered; the log
 //! is closed right after wait-for-result returns (so every byte must be written

@@ -1,4 +1,4 @@
-//! The task log (seed `runtime/taskcontext.go`, engine-contract.md §5): a
+//! The task log (seed `runtime/taskcontext.go`, docs/engine-contract.md §5): a
 //! file-backed stream with one writer side and any number of live readers. Each
 //! reader starts at byte 0, sees every byte in order, waits for more, and reaches
 //! end-of-file only after [`TaskLog::close`]. Writes after close are dropped.

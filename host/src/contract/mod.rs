@@ -1,7 +1,7 @@
 //! The worker traits: the engine contract as async Rust traits, mirroring
 //! `wit/engine.wit` item for item. The worker and the conformance suite use only
 //! this module; nothing here names wasmtime. The WIT comments are the reference for
-//! what each operation means; the seed is engine-contract.md §2.
+//! what each operation means; the seed is docs/engine-contract.md §2.
 #![deny(missing_docs)]
 
 mod context;

@@ -227,13 +227,15 @@ impl Catalog {
                 self.names().join(", ")
             )
         })?;
-        runtime.load(name, &entry.wasm).map_err(|e| {
-            anyhow::anyhow!(
-                "engine '{name}' from {}: {}",
-                entry.origin,
-                Rejection::CompileFailed(format!("{e:#}"))
-            )
-        })
+        runtime
+            .load_read(name, &entry.wasm, entry.metadata.clone())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "engine '{name}' from {}: {}",
+                    entry.origin,
+                    Rejection::CompileFailed(format!("{e:#}"))
+                )
+            })
     }
 
     /// Compiles every plugin, moving the ones that fail to the rejected list.
@@ -241,7 +243,7 @@ impl Catalog {
         let names = self.names();
         for name in names {
             let entry = &self.entries[&name];
-            if let Err(e) = runtime.load(&name, &entry.wasm) {
+            if let Err(e) = runtime.load_read(&name, &entry.wasm, entry.metadata.clone()) {
                 let path = match &entry.origin {
                     Origin::File(p) => p.clone(),
                     Origin::Builtin => PathBuf::from(format!("(built-in {name})")),

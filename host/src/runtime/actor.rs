@@ -22,13 +22,13 @@ use wasmtime::component::Accessor;
 
 use super::LoadedPlugin;
 use super::accounting::SharedLedger;
-use super::bindings::EngineExports;
 use super::state::{HostState, stderr_tail};
 use super::watchdog::Watchdog;
 use crate::caps::CapsCtx;
 use crate::contract::metrics::Metrics;
-use crate::contract::{EngineError, TaskUsage, WorkerControl};
+use crate::contract::{EngineError, TaskUsage};
 use crate::policy::ResolvedLimits;
+use crate::wit::bindings::EngineExports;
 use prometheus_client::metrics::histogram::Histogram;
 
 /// What a job receives: the Store's accessor and the engine's exports.
@@ -77,11 +77,10 @@ impl Instance {
     /// Instantiates `plugin` in a new Store and starts its actor.
     pub(crate) async fn spawn(
         plugin: &LoadedPlugin,
-        worker: Arc<WorkerControl>,
         caps: CapsCtx,
         limits: ResolvedLimits,
     ) -> anyhow::Result<Arc<Instance>> {
-        let state = HostState::new(worker, caps, plugin.name.clone(), &limits, plugin.accounting)?;
+        let state = HostState::new(caps, plugin.name.clone(), &limits, plugin.accounting)?;
         let (ledger, memory_peak) = (state.ledger.clone(), state.limits.peak.clone());
         let mut store = Store::new(plugin.pre.engine(), state);
         if let Some(ledger) = &ledger {
@@ -302,7 +301,7 @@ impl Instance {
 /// finish).
 async fn run(
     mut store: Store<HostState>,
-    bindings: super::bindings::EnginePlugin,
+    bindings: crate::wit::bindings::EnginePlugin,
     mut rx: mpsc::UnboundedReceiver<Job>,
     mut killed: watch::Receiver<Option<String>>,
 ) -> wasmtime::Result<()> {

@@ -1,125 +1,23 @@
 //! The worker traits implemented over an engine instance's actor: [`WasmEngine`]
-//! here, the objects it creates in `objects.rs`. Each object holds a [`Handle`]:
-//! the instance it lives in and its `ResourceAny`.
-//! Dropping a handle drops the guest resource (`ResourceAny::resource_drop_concurrent`,
-//! which runs the guest's destructor; the WIT `release` functions stay for plugins
-//! built against older hosts, but this host no longer needs them).
+//! here, the objects it creates in `objects.rs`, each holding a `handle::Handle`.
 //! After a trap, handles of the dead instance fail with its death message, and
 //! [`WasmEngine`] starts a fresh instance (calling `init` again) on next use.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use serde_json::Value;
-use wasmtime::component::{ResourceAny, StreamReader};
 
-use super::actor::{Acc, Deadline, Instance};
-use super::bindings::EngineExports;
-use super::bindings::types::Error as WitError;
-use super::imports::TaskContextRes;
+use super::actor::{Deadline, Instance};
+use super::handle::{Handle, TaskSlot, flat};
 use super::objects::{WasmSandboxBuilder, WasmVolume, WasmVolumeBuilder};
-use super::streams::guest_stream;
 use super::{EngineOptions, LoadedPlugin};
-use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskScope};
-use crate::contract::{
-    self, ByteStream, Capabilities, EngineError, Result, Section, TaskContext, TaskUsage, WorkerControl,
-};
+use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskHandle};
+use crate::contract::{self, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
 use crate::policy::{Policy, ResolvedLimits};
-
-/// A guest resource in one instance.
-pub(crate) struct Handle {
-    pub(crate) instance: Arc<Instance>,
-    pub(crate) res: ResourceAny,
-    /// The task this object belongs to (builder, sandbox, shells, result set).
-    slot: Option<Arc<TaskSlot>>,
-}
-
-/// One live task of an engine. When the worker drops the task's last object, the
-/// count goes down and the task's capability scope closes (its processes are
-/// killed, its users and sandbox directory removed).
-pub(crate) struct TaskSlot {
-    live: Arc<AtomicUsize>,
-    scope: Arc<TaskScope>,
-    /// What the task costs the engine (its context's; `accounting`).
-    usage: Arc<TaskUsage>,
-}
-
-impl TaskSlot {
-    fn take(live: &Arc<AtomicUsize>, max: u64, scope: Arc<TaskScope>, usage: Arc<TaskUsage>) -> Option<Arc<TaskSlot>> {
-        let taken = live.fetch_add(1, Ordering::SeqCst);
-        if taken as u64 >= max {
-            live.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(Arc::new(TaskSlot {
-            live: live.clone(),
-            scope,
-            usage,
-        }))
-    }
-}
-
-impl Drop for TaskSlot {
-    fn drop(&mut self) {
-        self.scope.close();
-        self.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        let res = self.res;
-        self.instance
-            .spawn_call(move |acc, _| async move { res.resource_drop_concurrent(acc).await }.boxed());
-    }
-}
-
-/// A call's result before flattening: the instance's error outside, the engine's inside.
-type Called<R> = wasmtime::Result<std::result::Result<R, WitError>>;
-
-impl Handle {
-    /// Calls into the guest (the call `what`, within `deadline`) with this handle's
-    /// resource; flattens both error layers.
-    pub(crate) async fn call<R, F>(&self, what: &'static str, deadline: Deadline, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: for<'a> FnOnce(&'a Acc, &'a EngineExports, ResourceAny) -> BoxFuture<'a, Called<R>> + Send + 'static,
-    {
-        let res = self.res;
-        let task = self.slot.as_ref().map(|s| &s.usage);
-        flat(
-            self.instance
-                .call_for(task, what, deadline, move |acc, ex| f(acc, ex, res))
-                .await,
-        )
-    }
-
-    /// A handle for another resource of the same instance.
-    pub(crate) fn sibling(&self, res: ResourceAny) -> Handle {
-        Handle {
-            instance: self.instance.clone(),
-            res,
-            slot: self.slot.clone(),
-        }
-    }
-}
-
-/// Pipes a returned guest stream into a [`ByteStream`] (inside a job).
-pub(crate) fn stream_result(acc: &Acc, r: std::result::Result<StreamReader<u8>, WitError>) -> Called<ByteStream> {
-    Ok(match r {
-        Ok(reader) => Ok(guest_stream(acc, reader)?),
-        Err(e) => Err(e),
-    })
-}
-
-/// Flattens a call's two layers of errors (the instance's and the engine's).
-fn flat<T>(r: Result<std::result::Result<T, WitError>>) -> Result<T> {
-    r?.map_err(EngineError::from)
-}
 
 /// A schema an engine gave, size-capped and parsed.
 fn parse_schema(what: &str, text: &str) -> anyhow::Result<Value> {
@@ -152,7 +50,7 @@ pub(crate) async fn config_schema(
         Arc::new(Policy::none(&plugin.name, &plugin.version)),
         process_bounds(&limits),
     );
-    let instance = Instance::spawn(plugin, WorkerControl::new(), CapsCtx::new(scope, 0), limits).await?;
+    let instance = Instance::spawn(plugin, CapsCtx::new(scope, WorkerControl::new(), 0), limits).await?;
     let text = instance
         .call("config-schema", Deadline::Quick, |acc, ex| {
             ex.call_config_schema(acc).boxed()
@@ -191,8 +89,8 @@ async fn init_instance(
     generation: u64,
     limits: ResolvedLimits,
 ) -> anyhow::Result<Arc<Instance>> {
-    let caps = CapsCtx::new(scope.clone(), generation);
-    let instance = Instance::spawn(plugin, worker.clone(), caps, limits).await?;
+    let caps = CapsCtx::new(scope.clone(), worker.clone(), generation);
+    let instance = Instance::spawn(plugin, caps, limits).await?;
     let config = config.to_string();
     instance
         .call("init", Deadline::Init, move |acc, ex| {
@@ -328,7 +226,7 @@ impl contract::Engine for WasmEngine {
             instance
                 .call_for(Some(&usage), "new-sandbox-builder", Deadline::Quick, move |acc, ex| {
                     async move {
-                        let ctx = acc.with(|mut a| a.get().table.push(TaskContextRes { ctx: context, scope }))?;
+                        let ctx = acc.with(|mut a| a.get().table.push(TaskHandle::new(context, scope)))?;
                         ex.call_new_sandbox_builder(acc, ctx, payload).await
                     }
                     .boxed()

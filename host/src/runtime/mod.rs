@@ -2,37 +2,35 @@
 //! plugin as a [`contract::Engine`](crate::contract::Engine). The only module
 //! that builds a Store or a Linker.
 //!
-//! - `bindings`: the `bindgen!` of `wit/engine.wit`.
-//! - `state`: the Store data, and the WASI context (what the policy grants).
-//! - `imports`: the host API engines import (task context, handlers); the
-//!   capability imports are `caps`'.
-//! - `streams`: component-model streams ↔ worker byte channels.
+//! What a plugin imports is linked from `crate::wit` (the glue over `crate::caps`)
+//! and WASI; this module never implements an import itself.
+//!
+//! - `state`: the Store data ([`HostState`]: a `WasiView` and a `caps::CapsView`),
+//!   and the WASI context (what the policy grants).
 //! - `actor`: one task per engine instance, owning its Store and event loop.
 //! - `accounting`: which task each moment of an instance's time belongs to.
 //! - `floor`: the benchmark's floor, plain async calls into a trivial component.
 //! - `watchdog`: the deadlines of an instance's calls, on one coarse timer.
-//! - `adapter`: [`WasmEngine`] and the handle every contract object holds.
+//! - `adapter`: [`WasmEngine`].
+//! - `handle`: the handle every contract object holds, and its task slot.
 //! - `objects`: the contract objects (sandbox, shell, result set, ...) over the actor.
-//! - `convert`: WIT ↔ contract types, in one place.
+//! - `limits`, `cache`: the Store's limits and the compile cache.
 
 mod accounting;
 mod actor;
 mod adapter;
-pub(crate) mod bindings;
 mod cache;
-mod convert;
 mod floor;
-pub(crate) mod imports;
+mod handle;
 mod limits;
 mod objects;
 mod state;
-pub(crate) mod streams;
 mod watchdog;
 
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 
 pub use adapter::WasmEngine;
 pub use floor::Floor;
@@ -41,6 +39,8 @@ pub use state::HostState;
 use crate::caps::HostEnv;
 use crate::contract::WorkerControl;
 use crate::policy::{Capabilities, HostSettings, ResolvedLimits};
+use crate::wit::bindings;
+use enginehost_core::metadata::Metadata;
 
 /// A compiled-and-linked plugin, ready to instantiate (cheap to clone).
 #[derive(Clone)]
@@ -213,7 +213,16 @@ impl Runtime {
     /// or it imports something the host does not offer (the message names the
     /// import).
     pub fn load(&self, name: &str, wasm: &[u8]) -> anyhow::Result<LoadedPlugin> {
-        let meta = crate::plugin::metadata::read(wasm).map_err(|r| anyhow::anyhow!("{r}"))?;
+        let meta = enginehost_core::metadata::read(wasm).map_err(|r| anyhow::anyhow!("{r}"))?;
+        self.load_read(name, wasm, meta)
+    }
+
+    /// [`Runtime::load`] with the metadata already read from `wasm` (the catalog
+    /// reads it once, to check it before anything is compiled).
+    ///
+    /// # Errors
+    /// As [`Runtime::load`], but for the metadata.
+    pub fn load_read(&self, name: &str, wasm: &[u8], meta: Metadata) -> anyhow::Result<LoadedPlugin> {
         let (version, requested) = (meta.version, meta.capabilities);
         let started = std::time::Instant::now();
         let (component, from_cache) = self.compile(wasm)?;
@@ -256,7 +265,7 @@ impl Runtime {
 }
 
 /// Everything a plugin may import: WASI 0.2 and 0.3 (with a checked name lookup),
-/// the host API and the capability imports.
+/// the host API and the capability imports (`crate::wit`).
 fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     use wasmtime_wasi::p3;
     fn ctx(r: wasmtime::Result<()>, what: &str) -> anyhow::Result<()> {
@@ -274,15 +283,6 @@ fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
         }),
         "WASI 0.3 sockets",
     )?;
-    ctx(crate::caps::link_name_lookup(linker), "the checked name lookup")?;
-    ctx(
-        bindings::host::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s),
-        "the enginehost host API",
-    )?;
-    ctx(
-        bindings::types::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s),
-        "the enginehost types",
-    )?;
-    ctx(crate::caps::add_to_linker(linker), "the capability imports")?;
+    crate::wit::add_to_linker(linker)?;
     Ok(())
 }

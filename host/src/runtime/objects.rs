@@ -11,12 +11,12 @@ use tokio::sync::OnceCell;
 use wasmtime::component::Resource;
 
 use super::actor::Deadline;
-use super::adapter::{Handle, stream_result};
-use super::imports::{FileHandlerRes, ProxyHandlerRes};
-use super::streams::{guest_stream, host_stream};
+use super::handle::{Handle, stream_result};
 use crate::contract::{
     self, ByteSink, ByteStream, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result, byte_pipe,
 };
+use crate::wit::host::{FileHandlerRes, ProxyHandlerRes};
+use crate::wit::streams::{guest_stream, host_stream};
 
 pub(crate) struct WasmSandboxBuilder(pub(crate) Handle);
 

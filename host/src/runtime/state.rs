@@ -1,7 +1,7 @@
 //! [`HostState`]: what one engine instance's Store holds, and the WASI context it
 //! gets. Deny by default: no environment, no stdin, no preopened directory and no
 //! network unless the plugin's policy grants them (`caps::files::preopens`,
-//! `caps::NetCheck`); guest stderr is captured so a panic message can name the
+//! `caps::NetCheck`); the capability imports see only its `CapsView`; guest stderr is captured so a panic message can name the
 //! cause of a trap.
 
 use std::sync::Arc;
@@ -10,8 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::caps::CapsCtx;
-use crate::contract::WorkerControl;
+use crate::caps::{CapsCtx, CapsCtxView, CapsView};
 
 /// Bytes of guest stderr kept for error reports.
 const STDERR_CAPACITY: usize = 64 * 1024;
@@ -20,7 +19,6 @@ const STDERR_CAPACITY: usize = 64 * 1024;
 pub struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) worker: Arc<WorkerControl>,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) caps: CapsCtx,
     /// Memory, instances and tables of the Store (and the memory high-water mark).
@@ -36,7 +34,6 @@ pub struct HostState {
 impl HostState {
     /// A state granting what `caps`' policy grants, and nothing else, within `limits`.
     pub(crate) fn new(
-        worker: Arc<WorkerControl>,
         caps: CapsCtx,
         plugin: Arc<str>,
         limits: &crate::policy::ResolvedLimits,
@@ -50,7 +47,6 @@ impl HostState {
         Ok(HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            worker,
             stderr,
             caps,
             limits: super::accounting::PeakLimiter {
@@ -68,6 +64,15 @@ impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl CapsView for HostState {
+    fn caps(&mut self) -> CapsCtxView<'_> {
+        CapsCtxView {
+            ctx: &mut self.caps,
             table: &mut self.table,
         }
     }

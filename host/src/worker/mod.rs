@@ -1,5 +1,5 @@
 //! The worker: runs one task on a [`contract::Engine`](crate::contract::Engine)
-//! through the seed's stages (engine-contract.md §1.2): validate → build → start →
+//! through the seed's stages (docs/engine-contract.md §1.2): validate → build → start →
 //! wait (with maxRunTime and cancellation) → extract artifacts → dispose. Uses the
 //! contract only.
 //!

@@ -1,4 +1,4 @@
-//! The task file and the seed's per-task stages (engine-contract.md §1.2).
+//! The task file and the seed's per-task stages (docs/engine-contract.md §1.2).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -33,47 +33,43 @@ use bytes::Bytes;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use wasmtime::component::{Accessor, HasSelf, Resource, StreamReader};
 
 use self::routes::{Action, Fixed, Routes};
-use self::server::{BodyEnd, Listener, Pending, Reply, Shared};
-use super::{CapResult, TaskScope, denied, invalid, os_error};
-use crate::contract::{ByteStream, byte_pipe};
+pub(crate) use self::server::BodyEnd;
+use self::server::{Listener, Pending, Reply, Shared};
+use super::{CapResult, TaskHandle, TaskScope, check, invalid, os_error};
+use crate::contract::{ByteStream, ProxyHandler, byte_pipe};
 use crate::policy::Peers;
-use crate::runtime::HostState;
-use crate::runtime::bindings::endpoint as wit;
-use crate::runtime::imports::{ProxyHandlerRes, TaskContextRes};
-use crate::runtime::streams::{guest_stream, host_stream};
 
 /// The most endpoints one task may open.
 const MAX_PER_TASK: u32 = 8;
 
 /// The host side of an `endpoint`.
-pub struct EndpointRes {
+pub struct Endpoint {
     shared: Arc<Shared>,
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
     address: String,
     scope: Arc<TaskScope>,
 }
 
-impl Drop for EndpointRes {
+impl Drop for Endpoint {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
     }
 }
 
 /// The host side of a `request`.
-pub struct EndpointRequestRes {
+pub struct EndpointRequest {
     pending: Pending,
     reply: Option<oneshot::Sender<Reply>>,
     scope: Arc<TaskScope>,
 }
 
-impl EndpointRequestRes {
+impl EndpointRequest {
     fn new(mut pending: Pending, scope: Arc<TaskScope>) -> Self {
         let (dummy, _) = oneshot::channel();
         let reply = std::mem::replace(&mut pending.reply, dummy);
-        EndpointRequestRes {
+        EndpointRequest {
             pending,
             reply: Some(reply),
             scope,
@@ -81,14 +77,34 @@ impl EndpointRequestRes {
     }
 }
 
+/// Where an endpoint listens.
+pub(crate) enum Address {
+    /// A unix socket at this path in the task's sandbox directory.
+    SandboxSocket(String),
+    /// A TCP address (`IP:PORT`) and the peers that may connect.
+    Tcp { address: String, peers: Vec<String> },
+}
+
+/// What a route leads to.
+pub(crate) enum RouteAction {
+    /// Queued for `next-request`.
+    Engine,
+    /// The body goes to the task log with this prefix; the client gets a 204.
+    BodyToLog(String),
+    /// A fixed answer.
+    Fixed {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+}
+
 /// Binds what `address` names, after the policy check.
-async fn listen(scope: &TaskScope, address: wit::Address) -> CapResult<(Listener, String)> {
+async fn listen(scope: &TaskScope, address: Address) -> CapResult<(Listener, String)> {
     let policy = scope.engine.policy.clone();
     match address {
-        wit::Address::SandboxSocket(rel) => {
-            if let Err(d) = policy.endpoint_listen_sandbox(&rel) {
-                return denied(&policy, d);
-            }
+        Address::SandboxSocket(rel) => {
+            check(&policy, policy.endpoint_listen_sandbox(&rel))?;
             TaskScope::check_relative(&rel)?;
             let sandbox = scope.sandbox()?;
             if let Some(parent) = std::path::Path::new(&rel)
@@ -106,17 +122,14 @@ async fn listen(scope: &TaskScope, address: wit::Address) -> CapResult<(Listener
                 UnixListener::bind(&via).map_err(|e| os_error(&format!("listening on '{rel}' in the sandbox"), e))?;
             Ok((Listener::Unix(listener), rel))
         }
-        wit::Address::Tcp(tcp) => {
-            let addr: SocketAddr = tcp.address.parse().map_err(|_| {
+        Address::Tcp { address, peers } => {
+            let addr: SocketAddr = address.parse().map_err(|_| {
                 invalid(format!(
-                    "'{}' is not IP:PORT, e.g. \"172.18.0.1:80\" or \"[fd00::1]:80\"",
-                    tcp.address
+                    "'{address}' is not IP:PORT, e.g. \"172.18.0.1:80\" or \"[fd00::1]:80\""
                 ))
             })?;
-            if let Err(d) = policy.endpoint_listen_tcp(addr.ip(), addr.port()) {
-                return denied(&policy, d);
-            }
-            let peers = Peers::parse(&tcp.peers).map_err(invalid)?;
+            check(&policy, policy.endpoint_listen_tcp(addr.ip(), addr.port()))?;
+            let peers = Peers::parse(&peers).map_err(invalid)?;
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| os_error(&format!("listening on {addr}"), e))?;
@@ -126,56 +139,40 @@ async fn listen(scope: &TaskScope, address: wit::Address) -> CapResult<(Listener
     }
 }
 
-impl<T> wit::HostWithStore<T> for HasSelf<HostState> {
-    async fn open(
-        acc: &Accessor<T, Self>,
-        task: Resource<TaskContextRes>,
-        address: wit::Address,
-    ) -> wasmtime::Result<CapResult<Resource<EndpointRes>>> {
-        let (scope, log) = acc.with(|mut a| -> wasmtime::Result<_> {
-            let res = a.get().table.get(&task)?;
-            Ok((res.scope.clone(), res.ctx.log().clone()))
-        })?;
-        let opened = async {
-            scope.live()?;
-            let (listener, address) = listen(&scope, address).await?;
-            scope.count_endpoint(MAX_PER_TASK)?;
-            let (queue_tx, queue_rx) = mpsc::channel(server::QUEUE);
-            let shared = Arc::new(Shared {
-                routes: Mutex::new(Routes::default()),
-                queue: queue_tx,
-                log,
-                cancel: CancellationToken::new(),
-                conns: Mutex::default(),
-            });
-            let max = scope
-                .engine
-                .policy
-                .endpoint_max_connections()
-                .unwrap_or(server::DEFAULT_MAX_CONNECTIONS);
-            let task = tokio::spawn(server::serve(listener, shared.clone(), max));
-            scope.add_host_task(task.abort_handle());
-            Ok(EndpointRes {
-                shared,
-                queue: Arc::new(tokio::sync::Mutex::new(queue_rx)),
-                address,
-                scope: scope.clone(),
-            })
-        };
-        match opened.await {
-            Ok(res) => Ok(Ok(acc.with(|mut a| a.get().table.push(res))?)),
-            Err(e) => Ok(Err(e)),
-        }
-    }
+/// `open`: an endpoint for the task at `address` (checked first, in `listen`).
+pub(crate) async fn open(task: &TaskHandle, address: Address) -> CapResult<Endpoint> {
+    let (scope, log) = (task.scope.clone(), task.ctx.log().clone());
+    scope.live()?;
+    let (listener, address) = listen(&scope, address).await?;
+    scope.count_endpoint(MAX_PER_TASK)?;
+    let (queue_tx, queue_rx) = mpsc::channel(server::QUEUE);
+    let shared = Arc::new(Shared {
+        routes: Mutex::new(Routes::default()),
+        queue: queue_tx,
+        log,
+        cancel: CancellationToken::new(),
+        conns: Mutex::default(),
+    });
+    let max = scope
+        .engine
+        .policy
+        .endpoint_max_connections()
+        .unwrap_or(server::DEFAULT_MAX_CONNECTIONS);
+    let task = tokio::spawn(server::serve(listener, shared.clone(), max));
+    scope.add_host_task(task.abort_handle());
+    Ok(Endpoint {
+        shared,
+        queue: Arc::new(tokio::sync::Mutex::new(queue_rx)),
+        address,
+        scope,
+    })
 }
 
-impl wit::Host for HostState {}
-
-fn action(a: wit::Action) -> CapResult<Action> {
+fn action(a: RouteAction) -> CapResult<Action> {
     Ok(match a {
-        wit::Action::Engine => Action::Engine,
-        wit::Action::BodyToLog(prefix) => Action::BodyToLog(crate::text::shown(&prefix, 200)),
-        wit::Action::Fixed((head, body)) => {
+        RouteAction::Engine => Action::Engine,
+        RouteAction::BodyToLog(prefix) => Action::BodyToLog(crate::text::shown(&prefix, 200)),
+        RouteAction::Fixed { status, headers, body } => {
             if body.len() > routes::MAX_FIXED_BODY {
                 return Err(invalid(format!(
                     "a fixed answer's body has {} bytes; at most {}",
@@ -184,214 +181,157 @@ fn action(a: wit::Action) -> CapResult<Action> {
                 )));
             }
             Action::Fixed(Fixed {
-                status: routes::status(head.status).map_err(invalid)?,
-                headers: routes::headers(&head.headers).map_err(invalid)?,
+                status: routes::status(status).map_err(invalid)?,
+                headers: routes::headers(&headers).map_err(invalid)?,
                 body: Bytes::from(body),
             })
         }
     })
 }
 
-impl wit::HostEndpoint for HostState {
-    fn address(&mut self, r: Resource<EndpointRes>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&r)?.address.clone())
+impl Endpoint {
+    /// Where it listens (the bound address for TCP, the sandbox path for a socket).
+    pub(crate) fn address(&self) -> &str {
+        &self.address
     }
 
-    fn add_route(&mut self, r: Resource<EndpointRes>, route: wit::Route) -> wasmtime::Result<CapResult<()>> {
-        let shared = self.table.get(&r)?.shared.clone();
-        let added = action(route.action).and_then(|a| {
-            let mut routes = shared.routes.lock().expect("endpoint routes");
-            routes
-                .add_route(route.method.as_deref(), &route.path, a)
-                .map_err(invalid)
-        });
-        Ok(added)
+    /// Adds a route: `method` (any when `None`) and `path` lead to `to`.
+    pub(crate) fn add_route(&self, method: Option<&str>, path: &str, to: RouteAction) -> CapResult<()> {
+        let to = action(to)?;
+        let mut routes = self.shared.routes.lock().expect("endpoint routes");
+        routes.add_route(method, path, to).map_err(invalid)
     }
 
-    fn add_proxy(
+    /// Serves `/<name>/...` through one of the worker's proxy handlers.
+    pub(crate) fn add_proxy(&self, name: &str, handler: Arc<dyn ProxyHandler>) -> CapResult<()> {
+        let mut routes = self.shared.routes.lock().expect("endpoint routes");
+        routes.add_proxy(name, handler).map_err(invalid)
+    }
+
+    /// Stops listening and ends its connections.
+    pub(crate) fn close(&self) {
+        self.shared.cancel.cancel();
+    }
+
+    /// The next request on an `engine` route; `None` once the endpoint closed.
+    pub(crate) fn next_request(&self) -> impl Future<Output = Option<EndpointRequest>> + Send + use<> {
+        let (queue, cancel, scope) = (self.queue.clone(), self.shared.cancel.clone(), self.scope.clone());
+        async move {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => None,
+                p = async { queue.lock().await.recv().await } => p,
+            };
+            next.map(|pending| EndpointRequest::new(pending, scope))
+        }
+    }
+}
+
+impl EndpointRequest {
+    /// The request's method.
+    pub(crate) fn method(&self) -> &str {
+        &self.pending.method
+    }
+
+    /// The request's target (path and query).
+    pub(crate) fn target(&self) -> &str {
+        &self.pending.target
+    }
+
+    /// The request's headers.
+    pub(crate) fn headers(&self) -> &[(String, String)] {
+        &self.pending.headers
+    }
+
+    /// The body, once.
+    pub(crate) fn take_body(&mut self) -> Option<ByteStream> {
+        self.pending.body.take()
+    }
+
+    /// How the body ended: complete, or cut short.
+    pub(crate) fn body_end(&self) -> impl Future<Output = BodyEnd> + Send + use<> {
+        let mut end: watch::Receiver<Option<BodyEnd>> = self.pending.body_end.clone();
+        async move {
+            match end.wait_for(Option::is_some).await {
+                Ok(v) => v.unwrap_or(BodyEnd::Truncated),
+                // The reader went away with the endpoint: the body did not end well.
+                Err(_) => BodyEnd::Truncated,
+            }
+        }
+    }
+
+    /// Answers with `status`, `headers` and `body`; resolves when it was sent.
+    pub(crate) fn respond(
         &mut self,
-        r: Resource<EndpointRes>,
-        name: String,
-        handler: Resource<ProxyHandlerRes>,
-    ) -> wasmtime::Result<CapResult<()>> {
-        let handler = self.table.get(&handler)?.0.clone();
-        let shared = self.table.get(&r)?.shared.clone();
-        let mut routes = shared.routes.lock().expect("endpoint routes");
-        Ok(routes.add_proxy(&name, handler).map_err(invalid))
-    }
-
-    fn close(&mut self, r: Resource<EndpointRes>) -> wasmtime::Result<()> {
-        self.table.get(&r)?.shared.cancel.cancel();
-        Ok(())
-    }
-
-    fn drop(&mut self, r: Resource<EndpointRes>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
-        Ok(())
-    }
-}
-
-impl<T> wit::HostEndpointWithStore<T> for HasSelf<HostState> {
-    async fn next_request(
-        acc: &Accessor<T, Self>,
-        r: Resource<EndpointRes>,
-    ) -> wasmtime::Result<Option<Resource<EndpointRequestRes>>> {
-        let (queue, cancel, scope) = acc.with(|mut a| -> wasmtime::Result<_> {
-            let res = a.get().table.get(&r)?;
-            Ok((res.queue.clone(), res.shared.cancel.clone(), res.scope.clone()))
-        })?;
-        let next = tokio::select! {
-            _ = cancel.cancelled() => None,
-            p = async { queue.lock().await.recv().await } => p,
-        };
-        match next {
-            Some(pending) => {
-                Ok(Some(acc.with(|mut a| {
-                    a.get().table.push(EndpointRequestRes::new(pending, scope))
-                })?))
+        status: u16,
+        headers: &[(String, String)],
+        body: ByteStream,
+    ) -> impl Future<Output = CapResult<()>> + Send + use<> {
+        let sent = (|| {
+            let reply = self
+                .reply
+                .take()
+                .ok_or_else(|| invalid("the request was answered already"))?;
+            // Unanswerable as asked: the client gets a 500 (the reply dropped), the
+            // engine the reason.
+            let status = routes::status(status).map_err(invalid)?;
+            let headers = routes::headers(headers).map_err(invalid)?;
+            let (done, sent) = oneshot::channel();
+            reply
+                .send(Reply::Respond {
+                    status,
+                    headers,
+                    body,
+                    done,
+                })
+                .map_err(|_| os_error("answering", "the client went away"))?;
+            Ok(sent)
+        })();
+        async move {
+            match sent?.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(os_error("answering", why)),
+                Err(_) => Err(os_error("answering", "the connection closed")),
             }
-            None => Ok(None),
-        }
-    }
-}
-
-impl wit::HostRequest for HostState {
-    fn method(&mut self, r: Resource<EndpointRequestRes>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&r)?.pending.method.clone())
-    }
-    fn target(&mut self, r: Resource<EndpointRequestRes>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&r)?.pending.target.clone())
-    }
-    fn headers(&mut self, r: Resource<EndpointRequestRes>) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self.table.get(&r)?.pending.headers.clone())
-    }
-    fn drop(&mut self, r: Resource<EndpointRequestRes>) -> wasmtime::Result<()> {
-        self.table.delete(r)?;
-        Ok(())
-    }
-}
-
-impl<T> wit::HostRequestWithStore<T> for HasSelf<HostState> {
-    async fn body(
-        acc: &Accessor<T, Self>,
-        r: Resource<EndpointRequestRes>,
-    ) -> wasmtime::Result<Option<StreamReader<u8>>> {
-        let body: Option<ByteStream> =
-            acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get_mut(&r)?.pending.body.take()) })?;
-        match body {
-            Some(stream) => Ok(Some(host_stream(acc, stream)?)),
-            None => Ok(None),
         }
     }
 
-    async fn body_end(acc: &Accessor<T, Self>, r: Resource<EndpointRequestRes>) -> wasmtime::Result<wit::BodyEnd> {
-        let mut end: watch::Receiver<Option<BodyEnd>> =
-            acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get(&r)?.pending.body_end.clone()) })?;
-        let end = match end.wait_for(Option::is_some).await {
-            Ok(v) => v.unwrap_or(BodyEnd::Truncated),
-            // The reader went away with the endpoint: the body did not end well.
-            Err(_) => BodyEnd::Truncated,
-        };
-        Ok(match end {
-            BodyEnd::Complete => wit::BodyEnd::Complete,
-            BodyEnd::Truncated => wit::BodyEnd::Truncated,
-        })
-    }
-
-    async fn respond(
-        acc: &Accessor<T, Self>,
-        r: Resource<EndpointRequestRes>,
-        head: wit::Response,
-        body: StreamReader<u8>,
-    ) -> wasmtime::Result<CapResult<()>> {
-        let body = guest_stream(acc, body)?;
-        let reply = acc.with(|mut a| -> wasmtime::Result<_> { Ok(a.get().table.get_mut(&r)?.reply.take()) })?;
-        let Some(reply) = reply else {
-            return Ok(Err(invalid("the request was answered already")));
-        };
-        let checked = routes::status(head.status).and_then(|s| Ok((s, routes::headers(&head.headers)?)));
-        let (status, headers) = match checked {
-            Ok(v) => v,
-            Err(why) => {
-                // Unanswerable as asked: the client gets a 500, the engine the reason.
-                drop(reply);
-                return Ok(Err(invalid(why)));
-            }
-        };
-        let (done, sent) = oneshot::channel();
-        if reply
-            .send(Reply::Respond {
-                status,
-                headers,
-                body,
-                done,
-            })
-            .is_err()
-        {
-            return Ok(Err(os_error("answering", "the client went away")));
+    /// Switches protocols (101 with `headers`): `outgoing` goes to the client,
+    /// the returned stream is what the client sends.
+    pub(crate) fn upgrade(&mut self, headers: &[(String, String)], outgoing: ByteStream) -> CapResult<ByteStream> {
+        if self.pending.upgrade.is_none() {
+            return Err(invalid("the request asked for no upgrade (no Upgrade header)"));
         }
-        Ok(match sent.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(os_error("answering", why)),
-            Err(_) => Err(os_error("answering", "the connection closed")),
-        })
-    }
-
-    async fn upgrade(
-        acc: &Accessor<T, Self>,
-        r: Resource<EndpointRequestRes>,
-        headers: Vec<(String, String)>,
-        outgoing: StreamReader<u8>,
-    ) -> wasmtime::Result<CapResult<StreamReader<u8>>> {
-        let outgoing = guest_stream(acc, outgoing)?;
-        let (reply, asked) = acc.with(|mut a| -> wasmtime::Result<_> {
-            let res = a.get().table.get_mut(&r)?;
-            let asked = res.pending.upgrade.is_some();
-            Ok((if asked { res.reply.take() } else { None }, asked))
-        })?;
-        if !asked {
-            return Ok(Err(invalid("the request asked for no upgrade (no Upgrade header)")));
-        }
-        let Some(reply) = reply else {
-            return Ok(Err(invalid("the request was answered already")));
-        };
-        let headers = match routes::headers(&headers) {
-            Ok(h) => h,
-            Err(why) => return Ok(Err(invalid(why))),
-        };
+        let reply = self
+            .reply
+            .take()
+            .ok_or_else(|| invalid("the request was answered already"))?;
+        let headers = routes::headers(headers).map_err(invalid)?;
         let (incoming, stream) = byte_pipe();
-        if reply
+        reply
             .send(Reply::Upgrade {
                 headers,
                 outgoing,
                 incoming,
             })
-            .is_err()
-        {
-            return Ok(Err(os_error("upgrading", "the client went away")));
-        }
-        Ok(Ok(host_stream(acc, stream)?))
+            .map_err(|_| os_error("upgrading", "the client went away"))?;
+        Ok(stream)
     }
 
-    async fn save_body(
-        acc: &Accessor<T, Self>,
-        r: Resource<EndpointRequestRes>,
+    /// Writes the body to `path` in the sandbox (at most `max_size` bytes); the
+    /// bytes never enter the engine.
+    pub(crate) fn save_body(
+        &mut self,
         path: String,
         max_size: u64,
-    ) -> wasmtime::Result<CapResult<u64>> {
-        let (body, end, scope) = acc.with(|mut a| -> wasmtime::Result<_> {
-            let res = a.get().table.get_mut(&r)?;
-            Ok((res.pending.body.take(), res.pending.body_end.clone(), res.scope.clone()))
-        })?;
-        let policy = scope.engine.policy.clone();
-        if let Err(d) = policy.files_sandbox() {
-            return Ok(denied(&policy, d));
-        }
-        let Some(body) = body else {
-            return Ok(Err(invalid(
-                "the request's body was taken already (body, or a body-to-log route)",
-            )));
-        };
-        Ok(save::save_body(&scope, &path, body, end, max_size).await)
+    ) -> impl Future<Output = CapResult<u64>> + Send + use<> {
+        let scope = self.scope.clone();
+        let checked = check(&scope.engine.policy, scope.engine.policy.files_sandbox()).and_then(|()| {
+            self.pending
+                .body
+                .take()
+                .ok_or_else(|| invalid("the request's body was taken already (body, or a body-to-log route)"))
+        });
+        let end = self.pending.body_end.clone();
+        async move { save::save_body(&scope, &path, checked?, end, max_size).await }
     }
 }

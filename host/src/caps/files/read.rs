@@ -11,9 +11,8 @@ use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 
 use crate::caps::os::tree;
 use crate::caps::scope::TaskScope;
-use crate::caps::{CapResult, invalid, os_error};
+use crate::caps::{CapResult, invalid, not_found, os_error};
 use crate::contract::{ByteStream, byte_pipe};
-use crate::runtime::bindings::caps::CapError;
 
 /// Most files `list-files` returns.
 pub(crate) const MAX_FILES: usize = 100_000;
@@ -23,10 +22,6 @@ pub(crate) const MAX_DEPTH: usize = 256;
 pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 /// Bytes per read of `open-file`.
 const CHUNK: usize = 256 * 1024;
-
-fn not_found(what: impl std::fmt::Display) -> CapError {
-    CapError::NotFound(what.to_string())
-}
 
 /// Opens `root` beneath the task's sandbox.
 fn root_dir(scope: &TaskScope, root: &str) -> CapResult<Dir> {

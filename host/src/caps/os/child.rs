@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::pin::Pin;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -73,7 +74,7 @@ pub(super) fn start(child: tokio::process::Child, streams: Streams, pty: Option<
 
 async fn reap(mut child: tokio::process::Child, tx: watch::Sender<Option<ExitStatus>>) {
     let status = match child.wait().await {
-        Ok(s) => super::spawn::map_status(s),
+        Ok(s) => map_status(s),
         Err(e) => {
             // Only if someone else reaped it (SIGCHLD ignored, a stray waitpid(-1)); the status is lost.
             tracing::error!(
@@ -165,5 +166,14 @@ impl Child {
                 tracing::warn!("killpg({}, {sig}): {e}", self.pid);
             }
         }
+    }
+}
+
+/// Maps std's wait status: a signal number if it was killed, else the exit code.
+fn map_status(s: std::process::ExitStatus) -> ExitStatus {
+    match (s.signal(), s.code()) {
+        (Some(sig), _) => ExitStatus::Signal(sig as u8),
+        (None, Some(code)) => ExitStatus::Code(code as u8),
+        (None, None) => ExitStatus::Code(255),
     }
 }

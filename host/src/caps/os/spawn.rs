@@ -11,7 +11,6 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -278,15 +277,6 @@ fn child_setup(setup: &Setup) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Maps std's wait status: a signal number if it was killed, else the exit code.
-pub(super) fn map_status(s: std::process::ExitStatus) -> ExitStatus {
-    match (s.signal(), s.code()) {
-        (Some(sig), _) => ExitStatus::Signal(sig as u8),
-        (None, Some(code)) => ExitStatus::Code(code as u8),
-        (None, None) => ExitStatus::Code(255),
-    }
 }
 
 #[cfg(test)]

@@ -4,19 +4,22 @@
 //!
 //! Granted by `[plugins.NAME.process]`: `exec` (patterns the resolved executable
 //! must match), `run-as` ("worker", "task-user"), `pty`, `search-path`,
-//! `max-per-task`, `env-allow`, `network`. The checks come first in [`host`]'s `spawn`, before anything
+//! `max-per-task`, `env-allow`, `network`. The checks come first in [`spawn`], before anything
 //! touches the host. The registry of a task's processes ([`ProcEntry`]) lives in
 //! its `TaskScope`, outside the wasmtime Store.
 //!
 //! - `resolve`: argv[0] → the executable, and the names the policy matches.
 //! - `copy`: the host copies of process output into the task log.
-//! - `host`: the WIT imports.
+//! - `start`: [`spawn`] and [`Process`], what the imports call.
 //! - `egress`: the task network's proxy (`network = { connect = [...] }`).
 
 mod copy;
 mod egress;
-mod host;
 mod resolve;
+mod start;
+
+pub use start::Process;
+pub(crate) use start::spawn;
 
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -28,6 +31,46 @@ use tokio::sync::watch;
 use super::os::cgroup::Cgroup;
 use super::os::pty::PtyControl;
 use super::os::spawn::{Child, ExitStatus};
+use crate::contract::ByteStream;
+
+/// Where a process's stdin comes from.
+pub(crate) enum Input {
+    /// Nothing (end of file).
+    Null,
+    /// The engine's bytes.
+    Bytes(ByteStream),
+    /// A file in the sandbox.
+    File(String),
+}
+
+/// Where a process's stdout or stderr goes.
+pub(crate) enum OutputTo {
+    /// Nowhere.
+    Null,
+    /// To the engine (`take-stdout`/`take-stderr`).
+    Pipe,
+    /// Into the task log, each line with this prefix (the host copies it).
+    TaskLog(String),
+    /// Into a file in the sandbox.
+    File(String),
+    /// stderr only: where stdout goes.
+    Stdout,
+}
+
+/// What to start.
+pub(crate) struct Command {
+    /// The program and its arguments.
+    pub(crate) argv: Vec<String>,
+    /// Its whole environment.
+    pub(crate) env: Vec<(String, String)>,
+    /// The working directory, relative to the sandbox.
+    pub(crate) cwd: String,
+    pub(crate) stdin: Input,
+    pub(crate) stdout: OutputTo,
+    pub(crate) stderr: OutputTo,
+    /// A pty of this many columns and rows.
+    pub(crate) pty: Option<(u16, u16)>,
+}
 
 /// A pipe end the engine may still take (`take-stdout`/`take-stderr`).
 type Pipe = Pin<Box<dyn AsyncRead + Send>>;
@@ -42,6 +85,12 @@ pub(crate) struct ProcEntry {
     stderr: Mutex<Option<Pipe>>,
     /// Host copies (task-log) still running.
     copies: watch::Sender<usize>,
+}
+
+impl super::scope::TaskProcess for ProcEntry {
+    fn kill_now(&self) {
+        ProcEntry::kill_now(self);
+    }
 }
 
 impl ProcEntry {
@@ -110,9 +159,6 @@ impl Drop for ProcEntry {
         }
     }
 }
-
-/// The host side of a `process` resource.
-pub struct ProcessRes(pub(crate) std::sync::Arc<ProcEntry>);
 
 /// Counts one running host copy; the count goes down when it is dropped.
 pub(crate) struct CopyGuard(watch::Sender<usize>);

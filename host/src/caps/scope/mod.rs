@@ -14,165 +14,27 @@
 //! `journal/<key>.json`; directories a task user must traverse are 0711.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use anyhow::Context as _;
 use tokio::task::AbortHandle;
 
-use super::janitor::{Cleanup, Janitor};
+pub(crate) mod host_env;
+pub(crate) mod janitor;
+mod sandbox;
+
+use self::janitor::Cleanup;
 use super::os::bounds::TaskBounds;
-use super::os::cgroup::{Cgroup, CgroupTree};
+use super::os::cgroup::Cgroup;
 use super::os::netns;
 use super::os::users::SystemUser;
-use super::process::ProcEntry;
-use super::{CapResult, invalid, os_error};
-use crate::policy::{HostSettings, Policy, TreeKill};
-use crate::runtime::bindings::caps::CapError;
+use super::{CapError, CapResult, invalid, os_error};
+use crate::policy::Policy;
 
-/// The host side of capabilities, shared by every engine of a runtime.
-pub struct HostEnv {
-    pub(crate) work_dir: PathBuf,
-    /// `None`: the fallback (process groups and kill-by-user).
-    pub(crate) tree: Option<CgroupTree>,
-    tree_note: String,
-    pub(crate) janitor: Arc<Janitor>,
-    /// Next uid to try in a plugin's range (round robin: no immediate reuse).
-    pub(crate) uid_cursor: AtomicU32,
-    engines: AtomicU64,
-}
-
-/// The work directory used when the config names none.
-pub fn default_work_dir() -> PathBuf {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/enginehost");
-    }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("enginehost")
-}
-
-/// Creates `dir` (and parents) and sets its mode.
-pub(crate) fn make_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-}
-
-impl HostEnv {
-    /// Prepares the work directory, finishes the cleanup of a previous run that was
-    /// killed (journal replay, dead workers' cgroups) and picks the tree-kill mode.
-    ///
-    /// # Errors
-    /// When the work directory cannot be made, or `tree-kill = "cgroup"` and cgroup
-    /// v2 is unusable here.
-    pub fn new(settings: &HostSettings) -> anyhow::Result<Arc<HostEnv>> {
-        let work_dir = settings.work_dir.clone().unwrap_or_else(default_work_dir);
-        // 0711: a task user must traverse it to reach its home; nobody may list it.
-        make_dir(&work_dir, 0o711).with_context(|| format!("creating the work directory {}", work_dir.display()))?;
-        make_dir(&work_dir.join("engines"), 0o711).context("creating the engines directory")?;
-        let janitor = Janitor::start(&work_dir.join("journal")).context("starting the janitor")?;
-        let (tree, tree_note) = match (settings.tree_kill, CgroupTree::create()) {
-            (TreeKill::Fallback, _) => (None, "fallback (tree-kill = \"fallback\")".to_string()),
-            (_, Ok(tree)) => {
-                let note = format!("cgroup v2 at {}", tree.root().display());
-                (Some(tree), note)
-            }
-            (TreeKill::Cgroup, Err(why)) => anyhow::bail!(
-                "[host] tree-kill = \"cgroup\", but cgroup v2 is unusable here: {why}; \
-                 use tree-kill = \"auto\" to fall back to process groups and kill-by-user"
-            ),
-            (TreeKill::Auto, Err(why)) => (
-                None,
-                format!(
-                    "fallback: process groups and kill-by-user ({why}); a task that detaches with setsid and runs as the worker's user can escape"
-                ),
-            ),
-        };
-        if let Some(tree) = &tree {
-            for dead in tree.sweep_dead() {
-                tracing::info!(cgroup = %dead.display(), "removed the cgroup of a worker that is gone");
-            }
-        }
-        for dead in super::os::bounds::sweep_dead() {
-            tracing::info!(cgroup = %dead.display(), "removed the limit cgroup of a worker that is gone");
-        }
-        tracing::info!(work_dir = %work_dir.display(), "process tree kill: {tree_note}");
-        let replayed = janitor.replay();
-        if replayed > 0 {
-            tracing::info!("cleaning up after {replayed} task(s) of a worker that was killed");
-        }
-        Ok(Arc::new(HostEnv {
-            work_dir,
-            tree,
-            tree_note,
-            janitor,
-            uid_cursor: AtomicU32::new(0),
-            engines: AtomicU64::new(0),
-        }))
-    }
-
-    /// How process trees are killed here, for `enginehost plugins` and the logs.
-    pub fn tree_kill_mode(&self) -> &str {
-        &self.tree_note
-    }
-
-    /// Waits until every cleanup queued so far is done (users removed, directories
-    /// and cgroups gone).
-    pub async fn drain(&self) {
-        self.janitor.drain().await;
-    }
-
-    /// For a process about to exit without dropping its runtime (a test binary):
-    /// kills what is left in this process's cgroup subtree, removes it, and removes
-    /// the work directory. Synchronous; never call it while engines run.
-    pub fn remove_leftovers(&self) {
-        if let Some(tree) = &self.tree {
-            let root = Cgroup::open(tree.root().to_path_buf());
-            root.kill();
-            for _ in 0..200 {
-                if !root.is_populated() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            let _ = root.remove();
-        }
-        let _ = super::os::tree::remove_path(&self.work_dir);
-    }
-
-    /// At exit, after the last engine is gone: waits for the cleanup, then removes
-    /// this process's cgroup subtree if nothing is left in it.
-    pub async fn shutdown(&self) {
-        self.drain().await;
-        if let Some(tree) = &self.tree
-            && let Err(e) = tree.remove_if_empty()
-        {
-            tracing::debug!("removing {}: {e}", tree.root().display());
-        }
-    }
-}
-
-/// The bounds every task of an engine gets ([`super::os::bounds`]): the operator's
-/// `[limits] task-pids` and `task-memory`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessBounds {
-    /// Processes and threads.
-    pub pids: u64,
-    /// Bytes of memory; `None`: three quarters of the machine's.
-    pub memory: Option<u64>,
-}
-
-impl ProcessBounds {
-    fn memory_bytes(&self) -> u64 {
-        self.memory
-            .unwrap_or_else(|| super::os::bounds::total_memory().map_or(u64::MAX, |m| m / 4 * 3))
-    }
-}
+pub(crate) use host_env::make_dir;
+pub use host_env::{HostEnv, ProcessBounds, default_work_dir};
+pub(crate) use sandbox::SandboxDir;
 
 /// One engine's capabilities; survives instance restarts.
 pub struct EngineScope {
@@ -187,7 +49,7 @@ pub struct EngineScope {
     tasks: Mutex<Vec<Weak<TaskScope>>>,
     next_task: AtomicU64,
     /// Open unix socket connections (capped by `unix-sockets.max-connections`).
-    pub(crate) unix_connections: super::unix_socket::Connections,
+    pub(crate) unix_connections: Connections,
 }
 
 impl EngineScope {
@@ -288,6 +150,18 @@ impl Drop for EngineScope {
     }
 }
 
+/// A process the scope kills when its task ends (`process::ProcEntry`): the
+/// scope holds it weakly, the engine's handle strongly.
+pub(crate) trait TaskProcess: Send + Sync {
+    /// Kills the process and everything it started, now (synchronous, cheap).
+    fn kill_now(&self);
+}
+
+/// The open unix socket connections of one engine (`unix_socket` takes a slot
+/// per connection; capped by `unix-sockets.max-connections`).
+#[derive(Default)]
+pub(crate) struct Connections(pub(crate) Arc<AtomicU32>);
+
 /// Held in the Store: when the instance is gone, so are its tasks' processes.
 pub(crate) struct InstanceGuard {
     engine: Arc<EngineScope>,
@@ -306,65 +180,6 @@ impl Drop for InstanceGuard {
     }
 }
 
-/// A task's sandbox directory: its host path and a handle that opens paths
-/// beneath it only (`..`, absolute paths and escaping symlinks are refused).
-pub(crate) struct SandboxDir {
-    pub(crate) path: PathBuf,
-    pub(crate) dir: cap_std::fs::Dir,
-    /// The guest path (`/sandboxes/<key>`).
-    pub(crate) guest: String,
-}
-
-impl SandboxDir {
-    /// Opens `rel` beneath the sandbox as a regular file: for reading, or for
-    /// writing (created or truncated, parents created). FIFOs, devices and a
-    /// symlink as the last part are refused, without blocking on a FIFO.
-    pub(crate) fn open_file(&self, rel: &str, write: bool) -> CapResult<std::fs::File> {
-        use cap_std::fs::{OpenOptions, OpenOptionsExt as _};
-        TaskScope::check_relative(rel)?;
-        if rel.is_empty() {
-            return Err(invalid("the file path is empty"));
-        }
-        if write && let Some(parent) = Path::new(rel).parent().filter(|p| !p.as_os_str().is_empty()) {
-            self.dir
-                .create_dir_all(parent)
-                .map_err(|e| invalid(format!("creating the directory of '{rel}' in the sandbox: {e}")))?;
-        }
-        let mut options = OpenOptions::new();
-        if write {
-            options.write(true).create(true).truncate(true);
-        } else {
-            options.read(true);
-        }
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
-        let file = self
-            .dir
-            .open_with(rel, &options)
-            .map_err(|e| invalid(format!("'{rel}' in the sandbox: {e}")))?;
-        let meta = file.metadata().map_err(|e| os_error("reading file metadata", e))?;
-        if !meta.is_file() {
-            return Err(invalid(format!("'{rel}' in the sandbox is not a regular file")));
-        }
-        let file = file.into_std();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-        // SAFETY: fcntl on a descriptor this function owns; back to blocking I/O.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
-        if write {
-            // A file the host makes in a task user's home is the user's.
-            let parent = Path::new(rel).parent().unwrap_or(Path::new(""));
-            if let Ok(meta) = std::fs::metadata(self.path.join(parent)) {
-                use std::os::unix::fs::MetadataExt;
-                // SAFETY: fchown on a descriptor this function owns.
-                unsafe { libc::fchown(fd, meta.uid(), meta.gid()) };
-            }
-        }
-        Ok(file)
-    }
-}
-
 #[derive(Default)]
 struct TaskState {
     sandbox: Option<Arc<SandboxDir>>,
@@ -374,7 +189,7 @@ struct TaskState {
     /// The task's network namespace, made at the first process that needs one.
     netns: Option<OwnedFd>,
     users: Vec<SystemUser>,
-    processes: Vec<Weak<ProcEntry>>,
+    processes: Vec<Weak<dyn TaskProcess>>,
     spawned: u32,
     endpoints: u32,
     host_tasks: Vec<AbortHandle>,
@@ -590,15 +405,17 @@ impl TaskScope {
 
     /// Registers a started process (killed when the task ends). When the task ended
     /// meanwhile, the process is killed at once and this fails.
-    pub(crate) fn add_process(&self, process: &Arc<ProcEntry>) -> CapResult<()> {
+    pub(crate) fn add_process(&self, process: Weak<dyn TaskProcess>) -> CapResult<()> {
         let mut state = self.lock();
         if self.has_ended() {
             drop(state);
-            process.kill_now();
+            if let Some(process) = process.upgrade() {
+                process.kill_now();
+            }
             return Err(CapError::TaskEnded);
         }
         state.processes.retain(|p| p.strong_count() > 0);
-        state.processes.push(Arc::downgrade(process));
+        state.processes.push(process);
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! plugin.
 //!
 //! It takes the wasm mock's payload (`{delay, function, argument}`, the same
-//! schema) and behaves as the wasm mock (plugins/mock, engine-contract.md §4.1)
+//! schema) and behaves as the wasm mock (plugins/mock, docs/engine-contract.md §4.1)
 //! for every function, volumes included. Shells and displays are not offered
 //! (feature-not-supported / no displays): they are what the RFB and shell
 //! machinery of the wasm mock is for, and nothing that uses this engine needs them.
@@ -25,7 +25,7 @@ use crate::contract::{
 use crate::schema::Compiled;
 
 /// The wasm mock's payload schema, the same file.
-const PAYLOAD_SCHEMA: &str = include_str!("../../plugins/mock/payload-schema.json");
+const PAYLOAD_SCHEMA: &str = include_str!("../../../plugins/mock/payload-schema.json");
 
 fn payload_schema() -> Value {
     serde_json::from_str(PAYLOAD_SCHEMA).expect("the mock's payload schema is JSON")

@@ -18,8 +18,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::os::cgroup::Cgroup;
-use super::os::{bounds, tree, users};
+use crate::caps::os::cgroup::Cgroup;
+use crate::caps::os::{bounds, tree, users};
 
 /// What one task left on the host; also its journal entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub(crate) struct Janitor {
 impl Janitor {
     /// Starts the thread; `dir` holds the journal.
     pub(crate) fn start(dir: &Path) -> std::io::Result<Arc<Janitor>> {
-        super::scope::make_dir(dir, 0o700)?;
+        super::make_dir(dir, 0o700)?;
         let (jobs, rx) = std::sync::mpsc::channel::<Cleanup>();
         let (pending, _) = watch::channel(0usize);
         let janitor = Arc::new(Janitor {
