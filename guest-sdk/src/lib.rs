@@ -12,6 +12,12 @@
 //! comment on every item, is `wit/engine.wit` in the enginehost repository, and
 //! `docs/writing-an-engine.md` walks through a whole engine.
 //!
+//! The rules every sandbox shares are written once here: [`SandboxStatus`] (the
+//! resolution, and what `abort`, `kill` and `new-shell` answer after the end),
+//! [`Shells`] (live shells or display connections, reaped when they end) and
+//! [`io::BufReader`] (records over a stream). [`EnvVars`] collects a builder's
+//! environment variables.
+//!
 //! Engines run single-threaded and cooperatively: every method takes `&self`, so
 //! keep state in `Cell`/`RefCell` and never hold a `RefCell` borrow across an
 //! `.await`. Anything that waits must await (use [`sleep`], never
@@ -23,6 +29,8 @@ pub mod env;
 mod glue;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod io;
+mod lifecycle;
 mod log;
 mod shell;
 mod sync;
@@ -43,6 +51,7 @@ pub mod wit {
 
 pub use env::EnvVars;
 pub use glue::Exports;
+pub use lifecycle::{SandboxStatus, Shells};
 pub use log::write_log_bytes;
 #[doc(hidden)]
 pub use serde_json as __serde_json;

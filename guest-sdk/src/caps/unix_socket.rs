@@ -27,3 +27,15 @@ pub async fn connect_in_sandbox(task: &TaskContext, path: &str) -> Result<UnixCo
     let rx = raw::connect_in_sandbox(task, path.into(), outgoing).await?;
     Ok(UnixConnection { tx, rx })
 }
+
+/// Connects to a socket in `task`'s sandbox as [`connect_in_sandbox`] does, with
+/// a stream the engine already has as the bytes to send (a display client's
+/// stream, say: the host relays it to the socket without the engine copying it);
+/// returns the peer's bytes.
+pub async fn relay_in_sandbox(
+    task: &TaskContext,
+    path: &str,
+    outgoing: StreamReader<u8>,
+) -> Result<StreamReader<u8>, CapError> {
+    raw::connect_in_sandbox(task, path.into(), outgoing).await
+}

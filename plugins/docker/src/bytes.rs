@@ -1,14 +1,14 @@
-//! Reading what dockerd sends: a [`Reader`] over an answer's body or an upgraded
-//! connection (exact reads, bounded chunks), the demultiplexer of Docker's
+//! Reading what dockerd sends: a [`Reader`] (the SDK's `BufReader`) over an
+//! answer's body or an upgraded connection (exact reads, bounded chunks), the demultiplexer of Docker's
 //! `multiplexed-stream` (frames of an 8-byte header `[stream, 0, 0, 0, size u32
 //! BE]` and the payload), and [`LogLines`], which writes whole lines into the task
 //! log. Memory stays bounded: one chunk (at most 64 KiB) and a partial line each.
 
 use enginehost_sdk::http::{self, Incoming};
-use enginehost_sdk::{StreamReader, StreamResult, StreamWriter, TaskContext, byte_stream, spawn_local};
+use enginehost_sdk::io::{BufReader, ChunkSource};
+use enginehost_sdk::{StreamReader, StreamWriter, TaskContext, byte_stream, spawn_local};
 
-/// The most bytes handed on at once.
-pub const CHUNK: usize = 64 * 1024;
+pub use enginehost_sdk::io::CHUNK;
 
 /// Where bytes come from.
 pub enum Source {
@@ -18,100 +18,20 @@ pub enum Source {
     Raw(StreamReader<u8>),
 }
 
-impl Source {
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+impl ChunkSource for Source {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
         match self {
             Source::Body(body) => match http::next_data(body).await {
                 Ok(data) => Ok(data.map(|d| d.to_vec())),
                 Err(e) => Err(format!("the answer broke off: {e}")),
             },
-            Source::Raw(rx) => loop {
-                let (result, data) = rx.read(Vec::with_capacity(CHUNK)).await;
-                match result {
-                    StreamResult::Complete(_) if data.is_empty() => continue,
-                    StreamResult::Complete(_) => return Ok(Some(data)),
-                    StreamResult::Dropped | StreamResult::Cancelled => return Ok(None),
-                }
-            },
+            Source::Raw(rx) => rx.next_chunk().await,
         }
     }
 }
 
-/// Buffered reads over a [`Source`].
-pub struct Reader {
-    source: Source,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Reader {
-    /// Reads `source`, after `head` (bytes already read from it).
-    pub fn new(source: Source, head: Vec<u8>) -> Self {
-        Reader {
-            source,
-            buf: head,
-            pos: 0,
-        }
-    }
-
-    /// Makes bytes available; `false` at the end.
-    async fn fill(&mut self) -> Result<bool, String> {
-        while self.pos == self.buf.len() {
-            match self.source.next().await? {
-                Some(data) => {
-                    self.buf = data;
-                    self.pos = 0;
-                }
-                None => return Ok(false),
-            }
-        }
-        Ok(true)
-    }
-
-    /// Exactly `n` bytes; `None` at a clean end before any; an error when the end
-    /// comes in the middle.
-    pub async fn exact(&mut self, n: usize) -> Result<Option<Vec<u8>>, String> {
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            if !self.fill().await? {
-                if out.is_empty() {
-                    return Ok(None);
-                }
-                return Err(format!("the stream ended {} bytes into a {n}-byte record", out.len()));
-            }
-            let take = (n - out.len()).min(self.buf.len() - self.pos);
-            out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
-            self.pos += take;
-        }
-        Ok(Some(out))
-    }
-
-    /// Up to `max` bytes (at least one); `None` at the end.
-    pub async fn some(&mut self, max: usize) -> Result<Option<Vec<u8>>, String> {
-        if !self.fill().await? {
-            return Ok(None);
-        }
-        let take = max.min(self.buf.len() - self.pos);
-        let out = self.buf[self.pos..self.pos + take].to_vec();
-        self.pos += take;
-        Ok(Some(out))
-    }
-
-    /// Passes `n` bytes to `sink` in chunks; an error if the stream ends first.
-    pub async fn forward(&mut self, mut n: u64, mut sink: impl AsyncFnMut(Vec<u8>)) -> Result<(), String> {
-        while n > 0 {
-            let max = n.min(CHUNK as u64) as usize;
-            match self.some(max).await? {
-                Some(chunk) => {
-                    n -= chunk.len() as u64;
-                    sink(chunk).await;
-                }
-                None => return Err(format!("the stream ended {n} bytes early")),
-            }
-        }
-        Ok(())
-    }
-}
+/// Buffered reads over a [`Source`] (the SDK's reader).
+pub type Reader = BufReader<Source>;
 
 /// Which stream a frame of a multiplexed stream belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

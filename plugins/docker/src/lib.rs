@@ -1,4 +1,4 @@
-//! The docker engine (seed: `engines/docker`, engine-contract.md §4.4): each task
+//! The docker engine (seed: `engines/docker`, docs/engine-contract.md §4.4): each task
 //! runs in a container of its own, made through the Docker Engine API that this
 //! component speaks itself, over the unix socket the operator grants
 //! (`[plugins.docker.unix-sockets] connect`). No docker CLI, no docker code in the

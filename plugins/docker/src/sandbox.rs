@@ -8,16 +8,16 @@ use std::rc::Rc;
 use enginehost_sdk::caps::endpoint::{self, Endpoint};
 use enginehost_sdk::env;
 use enginehost_sdk::{
-    EnvVars, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal,
-    StreamReader, TaskContext, byte_stream, malformed, spawn_local,
+    EnvVars, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, SandboxStatus, Shells,
+    Signal, StreamReader, TaskContext, byte_stream, malformed, spawn_local,
 };
 use futures::future::{Either, select};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::api::{ApiError, ContainerSpec, Docker, escape, escape_path};
 use crate::bytes::{Channel, LogLines, Reader, Source, demux};
 use crate::cleanup::Job;
-use crate::shell::{self, DockerShell, ShellState};
+use crate::shell::{self, Container, DockerShell, ShellState};
 use crate::tar::{Kind, Tar};
 use crate::volume::{self, DockerVolume, Mount};
 use crate::{DockerEngine, Payload, new_name};
@@ -57,9 +57,8 @@ impl Made {
         }
         let network = self.network.borrow_mut().take();
         if let Some(id) = network {
-            if network_later {
-                self.engine.cleanup.push(Job::Network(id));
-            } else if !crate::cleanup::remove(docker, &Job::Network(id.clone())).await {
+            // Later (in the background) or now, and later again if now failed.
+            if network_later || !crate::cleanup::remove(docker, &Job::Network(id.clone())).await {
                 self.engine.cleanup.push(Job::Network(id));
             }
         }
@@ -200,7 +199,7 @@ async fn ensure_image(docker: &Docker, image: &str) -> std::result::Result<(), P
         Err(e) => return Err(Pull::Failed(not_pulled(image, &e.to_string()))),
     };
     // Progress as JSON lines; a failure arrives as {"error": ...}.
-    let mut reader = Reader::new(Source::Body(response.into_body()), Vec::new());
+    let mut reader = Reader::new(Source::Body(response.into_body()));
     let mut line = Vec::new();
     let mut error = None;
     loop {
@@ -302,24 +301,23 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
                 _ => self.engine.unavailable(e),
             });
         }
-        let env = self.env_list();
         let task = Rc::new(Task {
             context: self.context.clone(),
-            engine: self.engine.clone(),
-            id,
-            env,
+            container: Rc::new(Container {
+                engine: self.engine.clone(),
+                id,
+                env: self.env_list(),
+            }),
             made,
-            resolution: Signal::new(),
-            killed: Cell::new(false),
-            sessions: Sessions::new(),
-            shells: RefCell::default(),
+            status: SandboxStatus::new(),
+            shells: Rc::new(Shells::new()),
         });
         // The output, live, until the container's streams close.
         let logged = Signal::new();
         let (mut log, done) = (LogLines::new(&task.context), logged.clone());
         let mut err_log = LogLines::new(&task.context);
         spawn_local(async move {
-            let mut reader = Reader::new(Source::Raw(attached.rx), attached.head);
+            let mut reader = Reader::with_head(Source::Raw(attached.rx), attached.head);
             let _keep_open = attached.tx;
             let _ = demux(&mut reader, async |channel, bytes| match channel {
                 Channel::Stdout => log.push(&bytes).await,
@@ -332,18 +330,19 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
         });
         let waiting = task.clone();
         spawn_local(async move {
-            let exit = waiting
+            let container = &waiting.container;
+            let exit = container
                 .engine
                 .docker
-                .json("POST", &format!("/containers/{}/wait", waiting.id), None)
+                .json("POST", &format!("/containers/{}/wait", container.id), None)
                 .await;
             logged.wait().await;
-            waiting.sessions.idle().await;
+            waiting.shells.idle().await;
             let result = match exit {
-                Ok(v) => Ok(v["StatusCode"].as_i64() == Some(0) && !waiting.killed.get()),
-                Err(e) => Err(waiting.engine.unavailable(e)),
+                Ok(v) => Ok(v["StatusCode"].as_i64() == Some(0) && !waiting.status.was_killed()),
+                Err(e) => Err(container.engine.unavailable(e)),
             };
-            waiting.resolution.set(result);
+            waiting.status.resolve(result);
         });
         Ok(DockerSandbox {
             task,
@@ -357,31 +356,19 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
     }
 }
 
-/// What a task and its shells share.
-pub(crate) struct Task {
-    pub(crate) context: Rc<TaskContext>,
-    pub(crate) engine: Rc<DockerEngine>,
-    /// The container's id.
-    pub(crate) id: String,
-    /// The task's environment (shells get it too).
-    pub(crate) env: Vec<String>,
+/// A running task: its container (shared with its shells), what was made for
+/// it, its status and its shells.
+struct Task {
+    context: Rc<TaskContext>,
+    container: Rc<Container>,
     made: Rc<Made>,
-    resolution: Signal<Result<bool>>,
-    killed: Cell<bool>,
-    pub(crate) sessions: Sessions,
-    pub(crate) shells: RefCell<Vec<Rc<ShellState>>>,
+    status: SandboxStatus,
+    shells: Rc<Shells<ShellState>>,
 }
 
 impl Task {
-    fn terminated(&self) -> Option<Error> {
-        match self.resolution.get()? {
-            Err(Error::SandboxAborted) => Some(Error::SandboxAborted),
-            _ => Some(Error::SandboxTerminated),
-        }
-    }
-
     fn mark_shells_aborted(&self) -> Vec<Rc<ShellState>> {
-        let shells: Vec<Rc<ShellState>> = self.shells.borrow().clone();
+        let shells = self.shells.take_all();
         for shell in &shells {
             shell.status.mark_aborted();
         }
@@ -397,7 +384,7 @@ pub struct DockerSandbox {
 
 impl Sandbox<DockerEngine> for DockerSandbox {
     async fn wait_for_result(&self) -> Result<Rc<DockerResult>> {
-        let success = self.task.resolution.wait().await?;
+        let success = self.task.status.wait().await?;
         let mut result = self.result.borrow_mut();
         let result = result.get_or_insert_with(|| {
             Rc::new(DockerResult {
@@ -409,16 +396,12 @@ impl Sandbox<DockerEngine> for DockerSandbox {
     }
 
     async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<DockerShell> {
-        if let Some(e) = self.task.terminated() {
-            return Err(e);
-        }
-        shell::start(&self.task, command, tty, stdin).await
+        self.task.status.check_running()?;
+        shell::start(&self.task.container, &self.task.shells, command, tty, stdin).await
     }
 
     async fn abort(&self) -> Result<()> {
-        if !self.task.resolution.set(Err(Error::SandboxAborted)) {
-            return Err(Error::SandboxTerminated);
-        }
+        self.task.status.abort()?;
         for shell in self.task.mark_shells_aborted() {
             shell.end();
         }
@@ -427,16 +410,16 @@ impl Sandbox<DockerEngine> for DockerSandbox {
     }
 
     async fn kill(&self) -> Result<()> {
-        if let Some(resolved) = self.task.resolution.get() {
-            return resolved.map(|_| ());
+        if let Some(ended) = self.task.status.kill() {
+            return ended;
         }
-        self.task.killed.set(true);
         self.task.mark_shells_aborted();
-        let target = format!("/containers/{}/stop?t={}", self.task.id, self.task.engine.kill_grace);
-        match self.task.engine.docker.call("POST", &target, None).await {
+        let container = &self.task.container;
+        let target = format!("/containers/{}/stop?t={}", container.id, container.engine.kill_grace);
+        match container.engine.docker.call("POST", &target, None).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(304) || e.status() == Some(404) => Ok(()),
-            Err(e) => Err(self.task.engine.unavailable(e)),
+            Err(e) => Err(container.engine.unavailable(e)),
         }
     }
 }
@@ -462,12 +445,13 @@ impl DockerResult {
     /// The archive of `path` in the container, as a tar stream.
     async fn archive(&self, path: &str) -> Result<Tar> {
         artifact_path(path)?;
-        let target = format!("/containers/{}/archive?path={}", self.task.id, escape(path));
-        match self.task.engine.docker.call("GET", &target, None).await {
-            Ok(r) => Ok(Tar::new(Reader::new(Source::Body(r.into_body()), Vec::new()))),
+        let container = &self.task.container;
+        let target = format!("/containers/{}/archive?path={}", container.id, escape(path));
+        match container.engine.docker.call("GET", &target, None).await {
+            Ok(r) => Ok(Tar::new(Reader::new(Source::Body(r.into_body())))),
             Err(e) if e.status() == Some(404) => Err(Error::ResourceNotFound),
             Err(e) if e.status() == Some(400) => Err(malformed(format!("artifact path {path:?}: {e}"))),
-            Err(e) => Err(self.task.engine.unavailable(e)),
+            Err(e) => Err(container.engine.unavailable(e)),
         }
     }
 }

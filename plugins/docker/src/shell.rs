@@ -8,23 +8,31 @@
 use std::rc::Rc;
 
 use enginehost_sdk::{
-    Error, Result, Shell, ShellOutputs, ShellStatus, Signal, StreamReader, StreamResult, byte_stream, malformed,
-    spawn_local,
+    Error, Result, Shell, ShellOutputs, ShellStatus, Shells, Signal, StreamReader, StreamResult, byte_stream,
+    malformed, spawn_local,
 };
 use futures::future::{Either, select};
 use serde_json::json;
 
 use crate::api::escape;
 use crate::bytes::{Channel, Reader, Source, copy, demux};
-use crate::new_name;
-use crate::sandbox::Task;
+use crate::{DockerEngine, new_name};
 
 /// The environment variable marking a shell's processes.
 const MARKER: &str = "ENGINEHOST_SHELL";
 
+/// A task's container, as its shells see it.
+pub(crate) struct Container {
+    pub(crate) engine: Rc<DockerEngine>,
+    /// The container's id.
+    pub(crate) id: String,
+    /// The task's environment (shells get it too).
+    pub(crate) env: Vec<String>,
+}
+
 /// One shell's state; the task keeps it to abort it.
 pub struct ShellState {
-    task: Rc<Task>,
+    task: Rc<Container>,
     exec: String,
     marker: String,
     pub(crate) status: ShellStatus,
@@ -74,9 +82,10 @@ pub struct DockerShell {
     outputs: ShellOutputs,
 }
 
-/// Starts a shell in `task`'s container.
+/// Starts a shell in a task's container, one of `shells`.
 pub(crate) async fn start(
-    task: &Rc<Task>,
+    task: &Rc<Container>,
+    shells: &Rc<Shells<ShellState>>,
     command: Vec<String>,
     tty: bool,
     stdin: StreamReader<u8>,
@@ -123,8 +132,7 @@ pub(crate) async fn start(
     });
     let (mut out_tx, out_rx) = byte_stream();
     let (mut err_tx, err_rx) = byte_stream();
-    task.sessions.open();
-    task.shells.borrow_mut().push(state.clone());
+    shells.add(state.clone());
     // stdin → the connection; its end half-closes it.
     let (mut tx, ended) = (upgraded.tx, state.ended.clone());
     spawn_local(async move {
@@ -144,8 +152,8 @@ pub(crate) async fn start(
     });
     // The connection → stdout and stderr, then the exit code.
     let waiting = state.clone();
-    spawn_local(async move {
-        let mut reader = Reader::new(Source::Raw(upgraded.rx), upgraded.head);
+    shells.reap(&state, async move {
+        let mut reader = Reader::with_head(Source::Raw(upgraded.rx), upgraded.head);
         let output = async {
             if waiting.status.tty() {
                 let _ = copy(&mut reader, async |bytes| {
@@ -171,9 +179,6 @@ pub(crate) async fn start(
         drop(err_tx);
         let success = finished && exit_code(&waiting).await == Some(0);
         waiting.status.exited(success);
-        let task = &waiting.task;
-        task.shells.borrow_mut().retain(|s| !Rc::ptr_eq(s, &waiting));
-        task.sessions.close();
     });
     Ok(DockerShell {
         state,

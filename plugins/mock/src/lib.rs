@@ -1,4 +1,4 @@
-//! The mock engine (seed: `engines/mock`, engine-contract.md §4.1): runs no
+//! The mock engine (seed: `engines/mock`, docs/engine-contract.md §4.1): runs no
 //! processes, but implements every part of the contract with fixed behaviour, so the
 //! host, the worker and the conformance suite can be exercised end to end.
 //!

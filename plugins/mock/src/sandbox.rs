@@ -21,7 +21,7 @@ use std::time::Duration;
 use enginehost_sdk::wit::enginehost::engine::host::stop_now;
 use enginehost_sdk::{
     Display, Engine, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder,
-    Sessions, Signal, StreamReader, TaskContext, malformed, sleep, spawn_local, stream_of,
+    SandboxStatus, Shells, StreamReader, TaskContext, malformed, sleep, spawn_local, stream_of,
 };
 
 use crate::Payload;
@@ -41,10 +41,10 @@ pub struct MockTask {
     mounts: RefCell<BTreeMap<String, (VolumeFiles, bool)>>,
     files: RefCell<BTreeMap<String, String>>,
     started: Cell<bool>,
-    pub(crate) resolution: Signal<Resolution>,
-    pub(crate) sessions: Sessions,
-    pub(crate) shells: RefCell<Vec<Rc<ShellState>>>,
-    pub(crate) displays: RefCell<Vec<Rc<DisplayConn>>>,
+    status: SandboxStatus,
+    /// The open sessions: the task resolves when none is left.
+    shells: Rc<Shells<ShellState>>,
+    displays: Rc<Shells<DisplayConn>>,
 }
 
 /// The builder handle.
@@ -62,10 +62,9 @@ impl MockSandboxBuilder {
             mounts: RefCell::default(),
             files: RefCell::default(),
             started: Cell::new(false),
-            resolution: Signal::new(),
-            sessions: Sessions::new(),
-            shells: RefCell::default(),
-            displays: RefCell::default(),
+            status: SandboxStatus::new(),
+            shells: Rc::new(Shells::new()),
+            displays: Rc::new(Shells::new()),
         }))
     }
 }
@@ -115,11 +114,15 @@ impl<E: Engine<Sandbox = MockSandbox, Volume = MockVolume>> SandboxBuilder<E> fo
         let task = self.0.clone();
         spawn_local(async move {
             sleep(Duration::from_millis(task.payload.delay)).await;
-            if task.resolution.is_set() {
+            if task.status.is_resolved() {
                 return; // killed or aborted during the delay
             }
             let result = task.run_function().await;
-            task.sessions.idle().await;
+            // Every session (shells and displays) ends first.
+            while !(task.shells.is_empty() && task.displays.is_empty()) {
+                task.shells.idle().await;
+                task.displays.idle().await;
+            }
             task.resolve(result);
         });
         Ok(MockSandbox(self.0.clone()))
@@ -129,24 +132,18 @@ impl<E: Engine<Sandbox = MockSandbox, Volume = MockVolume>> SandboxBuilder<E> fo
 impl MockTask {
     /// Resolves the task (first call wins); a winner ends every session.
     pub(crate) fn resolve(&self, resolution: Resolution) -> bool {
-        if !self.resolution.set(resolution) {
+        if !self.status.resolve(resolution) {
             return false;
         }
-        for shell in self.shells.borrow_mut().drain(..) {
+        for shell in self.shells.take_all() {
             shell.finish(Err(Error::ShellAborted));
+            self.shells.remove(&shell);
         }
-        for conn in self.displays.borrow_mut().drain(..) {
+        for conn in self.displays.take_all() {
             conn.close();
+            self.displays.remove(&conn);
         }
         true
-    }
-
-    /// The error for starting a session on a resolved sandbox, if it is resolved.
-    pub(crate) fn terminated_error(&self) -> Option<Error> {
-        match self.resolution.get()? {
-            Err(Error::SandboxAborted) => Some(Error::SandboxAborted),
-            _ => Some(Error::SandboxTerminated),
-        }
     }
 
     fn log(&self, message: &str) {
@@ -253,7 +250,7 @@ impl MockTask {
 
 impl<E: Engine<ResultSet = MockTask, Shell = MockShell>> Sandbox<E> for MockSandbox {
     async fn wait_for_result(&self) -> Result<Rc<MockTask>> {
-        self.0.resolution.wait().await?;
+        self.0.status.wait().await?;
         Ok(self.0.clone())
     }
 
@@ -261,10 +258,8 @@ impl<E: Engine<ResultSet = MockTask, Shell = MockShell>> Sandbox<E> for MockSand
         if !command.is_empty() || tty {
             return Err(Error::FeatureNotSupported);
         }
-        if let Some(e) = self.0.terminated_error() {
-            return Err(e);
-        }
-        Ok(shell::start(&self.0, stdin))
+        self.0.status.check_running()?;
+        Ok(shell::start(&self.0.shells, stdin))
     }
 
     async fn list_displays(&self) -> Result<Vec<Display>> {
@@ -275,10 +270,14 @@ impl<E: Engine<ResultSet = MockTask, Shell = MockShell>> Sandbox<E> for MockSand
         if name != display::NAME {
             return Err(Error::NoSuchDisplay);
         }
-        if let Some(e) = self.0.terminated_error() {
-            return Err(e);
-        }
-        Ok(display::open(&self.0, client))
+        self.0.status.check_running()?;
+        let task = self.0.clone();
+        let log = move |line: &str| {
+            if !task.status.is_resolved() {
+                task.context.log(line);
+            }
+        };
+        Ok(display::open(&self.0.displays, client, log))
     }
 
     async fn abort(&self) -> Result<()> {
@@ -290,19 +289,18 @@ impl<E: Engine<ResultSet = MockTask, Shell = MockShell>> Sandbox<E> for MockSand
     }
 
     async fn kill(&self) -> Result<()> {
-        if self.0.resolve(Ok(false)) {
-            return Ok(());
+        // The mock has nothing to stop: a kill is the end, with failure.
+        if let Some(ended) = self.0.status.kill() {
+            return ended;
         }
-        match self.0.resolution.get() {
-            Some(Err(e)) => Err(e),
-            _ => Ok(()),
-        }
+        self.0.resolve(Ok(false));
+        Ok(())
     }
 }
 
 impl ResultSet for MockTask {
     fn success(&self) -> bool {
-        matches!(self.resolution.get(), Some(Ok(true)))
+        matches!(self.status.get(), Some(Ok(true)))
     }
 
     async fn extract_file(&self, path: String) -> Result<StreamReader<u8>> {

@@ -1,42 +1,10 @@
-//! What shells and displays share: a session counted in its task until it is
-//! closed (once), and an [`Outlet`], an output stream the sandbox can cut off even
-//! while a write to it is in flight (kill and abort end every session at once).
+//! What shells and displays share: an [`Outlet`], an output stream the sandbox
+//! can cut off even while a write to it is in flight (kill and abort end every
+//! session at once). The task counts its sessions in the SDK's `Shells` sets.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 
 use enginehost_sdk::StreamWriter;
-
-use crate::sandbox::MockTask;
-
-/// One open shell or display; the task waits for it before resolving.
-pub struct Session {
-    task: Rc<MockTask>,
-    closed: Cell<bool>,
-}
-
-impl Session {
-    /// Opens a session of `task`.
-    pub fn open(task: &Rc<MockTask>) -> Self {
-        task.sessions.open();
-        Session {
-            task: task.clone(),
-            closed: Cell::new(false),
-        }
-    }
-
-    /// The task it belongs to.
-    pub fn task(&self) -> &Rc<MockTask> {
-        &self.task
-    }
-
-    /// Closes the session; later calls do nothing.
-    pub fn close(&self) {
-        if !self.closed.replace(true) {
-            self.task.sessions.close();
-        }
-    }
-}
 
 /// An output stream that [`Outlet::close`] ends, also during a write.
 pub struct Outlet {

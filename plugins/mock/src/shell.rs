@@ -8,26 +8,23 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use enginehost_sdk::{Error, Result, Shell, Signal, StreamReader, byte_stream, read_all, sleep, spawn_local};
+use enginehost_sdk::{Error, Result, Shell, Shells, Signal, StreamReader, byte_stream, read_all, sleep};
 
-use crate::sandbox::MockTask;
-use crate::session::{Outlet, Session};
+use crate::session::Outlet;
 
 /// Shared between the shell handle, its task and the sandbox (which aborts it).
 pub struct ShellState {
     stdout: Outlet,
     stderr: Outlet,
     result: Signal<Result<bool>>,
-    session: Session,
 }
 
 impl ShellState {
-    /// Resolves the shell (first wins), ends both pipes and the session.
+    /// Resolves the shell (first wins) and ends both pipes.
     pub fn finish(&self, result: Result<bool>) -> bool {
         let won = self.result.set(result);
         self.stdout.close();
         self.stderr.close();
-        self.session.close();
         won
     }
 }
@@ -39,19 +36,18 @@ pub struct MockShell {
     stderr: RefCell<Option<StreamReader<u8>>>,
 }
 
-/// Starts a shell on `task` reading its script from `stdin`.
-pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
+/// Starts a shell, one of a task's `shells`, reading its script from `stdin`.
+pub(crate) fn start(shells: &Rc<Shells<ShellState>>, stdin: StreamReader<u8>) -> MockShell {
     let (out_tx, out_rx) = byte_stream();
     let (err_tx, err_rx) = byte_stream();
     let state = Rc::new(ShellState {
         stdout: Outlet::new(out_tx),
         stderr: Outlet::new(err_tx),
         result: Signal::new(),
-        session: Session::open(task),
     });
-    task.shells.borrow_mut().push(state.clone());
+    shells.add(state.clone());
     let s = state.clone();
-    spawn_local(async move {
+    shells.reap(&state, async move {
         let script = read_all(stdin).await;
         let script = String::from_utf8_lossy(&script);
         let success = match script.trim() {
@@ -71,11 +67,6 @@ pub(crate) fn start(task: &Rc<MockTask>, stdin: StreamReader<u8>) -> MockShell {
             }
         };
         s.finish(Ok(success));
-        s.session
-            .task()
-            .shells
-            .borrow_mut()
-            .retain(|other| !Rc::ptr_eq(other, &s));
     });
     MockShell {
         state,

@@ -1,4 +1,4 @@
-//! The native engine (seed: `engines/native`, engine-contract.md §4.3): the task's
+//! The native engine (seed: `engines/native`, docs/engine-contract.md §4.3): the task's
 //! own command runs as a host process in a per-task directory, as a per-task system
 //! user (`createUser`) or as the worker's user; shells run there too, with or
 //! without a tty. Everything it does on the host goes through capabilities the
@@ -34,6 +34,9 @@ use serde_json::{Value, json};
 
 pub use sandbox::{NativeBuilder, NativeResult, NativeSandbox};
 pub use shell::NativeShell;
+
+/// The task's home, relative to its sandbox directory.
+pub(crate) const HOME: &str = "home";
 
 /// The engine's config.
 #[derive(Deserialize)]

@@ -2,22 +2,19 @@
 //! command), the sandbox (wait, kill, abort, shells) and the result set (files in
 //! the home).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use enginehost_sdk::caps::process::{Command, Output, Process};
 use enginehost_sdk::caps::users::TaskUser;
 use enginehost_sdk::caps::{CapError, files, users};
 use enginehost_sdk::{
-    EnvVars, Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal, StreamReader,
+    EnvVars, Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, SandboxStatus, Shells, StreamReader,
     TaskContext, malformed, spawn_local,
 };
 
 use crate::shell::{self, NativeShell, ShellState};
-use crate::{NativeEngine, Payload, context};
-
-/// The task's home, relative to its sandbox directory.
-pub(crate) const HOME: &str = "home";
+use crate::{HOME, NativeEngine, Payload, context};
 /// How long a killed task gets between TERM and KILL.
 const KILL_GRACE_MS: u32 = 5_000;
 
@@ -46,30 +43,19 @@ impl NativeBuilder {
 pub struct NativeSandbox(Rc<Task>);
 
 /// What a task and its shells share.
-pub(crate) struct Task {
-    pub(crate) context: Rc<TaskContext>,
-    pub(crate) user: Option<TaskUser>,
-    pub(crate) env: Vec<(String, String)>,
+struct Task {
+    context: Rc<TaskContext>,
+    user: Option<TaskUser>,
+    env: Vec<(String, String)>,
     process: Process,
-    resolution: Signal<Result<bool>>,
-    killed: Cell<bool>,
-    pub(crate) sessions: Sessions,
-    pub(crate) shells: RefCell<Vec<Rc<ShellState>>>,
+    status: SandboxStatus,
+    shells: Rc<Shells<ShellState>>,
 }
 
 impl Task {
-    /// The error for a new shell once the task has its result.
-    fn terminated(&self) -> Option<Error> {
-        match self.resolution.get()? {
-            Err(Error::SandboxAborted) => Some(Error::SandboxAborted),
-            _ => Some(Error::SandboxTerminated),
-        }
-    }
-
     /// Kills every shell (their wait then gives shell-aborted).
     async fn abort_shells(&self) {
-        let shells: Vec<Rc<ShellState>> = self.shells.borrow_mut().drain(..).collect();
-        for shell in shells {
+        for shell in self.shells.take_all() {
             let _ = shell.abort().await;
         }
     }
@@ -127,10 +113,8 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
             user,
             env,
             process,
-            resolution: Signal::new(),
-            killed: Cell::new(false),
-            sessions: Sessions::new(),
-            shells: RefCell::default(),
+            status: SandboxStatus::new(),
+            shells: Rc::new(Shells::new()),
         });
         let waiting = task.clone();
         spawn_local(async move {
@@ -138,8 +122,10 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
             // Whatever the command left running goes, or its output never ends.
             let _ = waiting.process.kill_tree(0).await;
             waiting.process.drained().await;
-            waiting.sessions.idle().await;
-            waiting.resolution.set(Ok(status.success() && !waiting.killed.get()));
+            waiting.shells.idle().await;
+            waiting
+                .status
+                .resolve(Ok(status.success() && !waiting.status.was_killed()));
         });
         Ok(NativeSandbox(task))
     }
@@ -147,7 +133,7 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
 
 impl Sandbox<NativeEngine> for NativeSandbox {
     async fn wait_for_result(&self) -> Result<Rc<NativeResult>> {
-        let success = self.0.resolution.wait().await?;
+        let success = self.0.status.wait().await?;
         Ok(Rc::new(NativeResult {
             context: self.0.context.clone(),
             success,
@@ -155,26 +141,31 @@ impl Sandbox<NativeEngine> for NativeSandbox {
     }
 
     async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<NativeShell> {
-        if let Some(e) = self.0.terminated() {
-            return Err(e);
-        }
-        shell::start(&self.0, command, tty, stdin).await
+        self.0.status.check_running()?;
+        let task = &self.0;
+        shell::start(
+            &task.context,
+            task.user.as_ref(),
+            &task.env,
+            &task.shells,
+            command,
+            tty,
+            stdin,
+        )
+        .await
     }
 
     async fn abort(&self) -> Result<()> {
-        if !self.0.resolution.set(Err(Error::SandboxAborted)) {
-            return Err(Error::SandboxTerminated);
-        }
+        self.0.status.abort()?;
         self.0.abort_shells().await;
         let _ = self.0.process.kill_tree(0).await;
         Ok(())
     }
 
     async fn kill(&self) -> Result<()> {
-        if let Some(resolved) = self.0.resolution.get() {
-            return resolved.map(|_| ());
+        if let Some(ended) = self.0.status.kill() {
+            return ended;
         }
-        self.0.killed.set(true);
         self.0.abort_shells().await;
         self.0.process.kill_tree(KILL_GRACE_MS).await?;
         Ok(())

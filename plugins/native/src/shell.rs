@@ -7,9 +7,10 @@ use std::rc::Rc;
 
 use enginehost_sdk::caps::CapError;
 use enginehost_sdk::caps::process::{Command, Output, Process, Size};
-use enginehost_sdk::{Result, Shell, ShellOutputs, ShellStatus, StreamReader, malformed, spawn_local};
+use enginehost_sdk::caps::users::TaskUser;
+use enginehost_sdk::{Result, Shell, ShellOutputs, ShellStatus, Shells, StreamReader, TaskContext, malformed};
 
-use crate::sandbox::{HOME, Task};
+use crate::HOME;
 
 /// The shell when the command is empty.
 const DEFAULT_SHELL: &str = "/bin/bash";
@@ -35,9 +36,12 @@ pub struct NativeShell {
     outputs: ShellOutputs,
 }
 
-/// Starts a shell of `task`.
+/// Starts a shell of a task (its context, user and environment), one of `shells`.
 pub(crate) async fn start(
-    task: &Rc<Task>,
+    context: &TaskContext,
+    user: Option<&TaskUser>,
+    env: &[(String, String)],
+    shells: &Rc<Shells<ShellState>>,
     command: Vec<String>,
     tty: bool,
     stdin: StreamReader<u8>,
@@ -49,7 +53,7 @@ pub(crate) async fn start(
     };
     let mut cmd = Command::from_argv(argv)
         .map_err(|e| malformed(e.message()))?
-        .envs(task.env.clone())
+        .envs(env.to_vec())
         .cwd(HOME)
         .stdin_bytes(stdin)
         .stdout(Output::Pipe)
@@ -57,29 +61,23 @@ pub(crate) async fn start(
     if tty {
         cmd = cmd.pty(80, 24);
     }
-    let process = cmd
-        .spawn(&task.context, task.user.as_ref())
-        .await
-        .map_err(|e| match e {
-            CapError::Invalid(why) | CapError::NotFound(why) => malformed(format!("Unable to start the shell: {why}")),
-            other => other.into(),
-        })?;
+    let process = cmd.spawn(context, user).await.map_err(|e| match e {
+        CapError::Invalid(why) | CapError::NotFound(why) => malformed(format!("Unable to start the shell: {why}")),
+        other => other.into(),
+    })?;
     let stdout = process.take_stdout().await;
     let stderr = if tty { None } else { process.take_stderr().await };
     let state = Rc::new(ShellState {
         process,
         status: ShellStatus::new(tty),
     });
-    task.sessions.open();
-    task.shells.borrow_mut().push(state.clone());
-    let (waiting, owner) = (state.clone(), task.clone());
-    spawn_local(async move {
+    shells.add(state.clone());
+    let waiting = state.clone();
+    shells.reap(&state, async move {
         let status = waiting.process.wait().await;
         // What the shell left running holds its output open; it goes too.
         let _ = waiting.process.kill_tree(0).await;
         waiting.status.exited(status.success());
-        owner.shells.borrow_mut().retain(|s| !Rc::ptr_eq(s, &waiting));
-        owner.sessions.close();
     });
     Ok(NativeShell {
         state,

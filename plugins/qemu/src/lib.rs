@@ -1,4 +1,4 @@
-//! The qemu engine (seed: `engines/qemu`, engine-contract.md §4.5): each task runs
+//! The qemu engine (seed: `engines/qemu`, docs/engine-contract.md §4.5): each task runs
 //! in a virtual machine under `qemu-system-x86_64`, with a guest agent inside
 //! (`guest-agent/`, protocol in docs/engines/qemu-agent.md) that fetches the
 //! command, streams its output, reports the result, and serves shells and
@@ -24,7 +24,6 @@
 //! - one display, `screen`, the VM's VGA through qemu's VNC server.
 
 mod agent;
-mod io;
 mod machine;
 mod qmp;
 mod sandbox;

@@ -9,7 +9,7 @@ use enginehost_sdk::{StreamWriter, TaskContext, sleep};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
-use crate::io::Reader;
+use enginehost_sdk::io::BufReader;
 
 /// The longest QMP line read (events and answers are small).
 const MAX_LINE: usize = 1 << 20;
@@ -17,7 +17,7 @@ const MAX_LINE: usize = 1 << 20;
 /// A QMP connection after the capabilities handshake.
 pub struct Qmp {
     tx: StreamWriter<u8>,
-    rx: Reader,
+    rx: BufReader,
 }
 
 /// Waits for `f` at most `limit`; `None` on timeout.
@@ -51,7 +51,7 @@ impl Qmp {
         };
         let mut qmp = Qmp {
             tx,
-            rx: Reader::new(rx),
+            rx: BufReader::new(rx),
         };
         let greeting = within(Duration::from_secs(10), qmp.read())
             .await
@@ -64,7 +64,7 @@ impl Qmp {
     }
 
     async fn read(&mut self) -> Result<Value, String> {
-        let line = self.rx.line(MAX_LINE).await.ok_or("qemu closed its QMP socket")?;
+        let line = self.rx.line(MAX_LINE).await?.ok_or("qemu closed its QMP socket")?;
         serde_json::from_slice(&line).map_err(|e| format!("qemu sent bad QMP JSON: {e}"))
     }
 

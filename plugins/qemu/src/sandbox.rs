@@ -11,20 +11,19 @@ use enginehost_sdk::caps::endpoint::{self, BodyEnd, Endpoint};
 use enginehost_sdk::caps::files;
 use enginehost_sdk::caps::process::{Command, ExitStatus, Output, Process};
 use enginehost_sdk::caps::unix_socket;
-use enginehost_sdk::wit::enginehost::engine::unix_sockets as raw_sockets;
 use enginehost_sdk::{
-    Display, EnvVars, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, Sessions, Signal,
-    StreamReader, StreamResult, TaskContext, byte_stream, malformed, sleep, spawn_local,
+    Display, EnvVars, Error, FileHandler, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder, SandboxStatus,
+    Shells, Signal, StreamReader, StreamResult, TaskContext, byte_stream, malformed, sleep, spawn_local,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
 
 use crate::agent::{self, Agent, Reported, note};
-use crate::io::{CHUNK, Reader};
 use crate::machine::Machine;
 use crate::qmp::{Qmp, within};
 use crate::shell::{self, QemuShell, ShellState};
 use crate::{IMAGES, Payload, QemuEngine};
+use enginehost_sdk::io::{BufReader, CHUNK};
 
 /// The rule for environment variable names (the seed's).
 pub(crate) const ENV_RULE: &str = "^[a-zA-Z_][a-zA-Z0-9_]*$";
@@ -157,35 +156,26 @@ impl QemuBuilder {
 /// A running task.
 pub struct QemuSandbox(Rc<Task>);
 
-/// What a task, its shells and its result share.
-pub(crate) struct Task {
+/// What a task and its result share.
+struct Task {
     engine: Rc<QemuEngine>,
     context: Rc<TaskContext>,
-    pub(crate) agent: Rc<Agent>,
+    agent: Rc<Agent>,
     qemu: Process,
     qmp: RefCell<Option<Qmp>>,
     endpoint: Rc<Endpoint>,
-    resolution: Signal<Result<bool>>,
-    killed: Cell<bool>,
+    status: SandboxStatus,
     /// qemu exited.
     stopped: Signal<()>,
     /// Ends every open display connection (kill, abort, the VM's end).
     displays_end: Signal<()>,
-    pub(crate) sessions: Sessions,
-    pub(crate) shells: RefCell<Vec<Rc<ShellState>>>,
+    shells: Rc<Shells<ShellState>>,
     /// Names the artifacts fetched into the sandbox.
     artifacts: Cell<u64>,
     _proxies: Vec<(String, ProxyHandler)>,
 }
 
 impl Task {
-    fn terminated(&self) -> Option<Error> {
-        match self.resolution.get()? {
-            Err(Error::SandboxAborted) => Some(Error::SandboxAborted),
-            _ => Some(Error::SandboxTerminated),
-        }
-    }
-
     /// Quits qemu (QMP `quit`, then TERM/KILL to what is left of the task's
     /// processes: qemu and slirp's `socat` helpers) and waits for it.
     pub(crate) async fn stop_vm(&self) {
@@ -228,7 +218,7 @@ impl Task {
             _ = sleep(boot).fuse() => false,
             _ = self.stopped.wait().fuse() => false,
         };
-        if !booted && !self.resolution.is_set() {
+        if !booted && !self.status.is_resolved() {
             let tail = self.console_tail().await;
             let why = if self.stopped.is_set() {
                 "the VM stopped before its guest agent called (QEMU crashed unexpected; see qemu.log)".to_string()
@@ -239,7 +229,7 @@ impl Task {
                 )
             };
             note(&self.context, &format!("{why}; the last lines of its console:\n{tail}")).await;
-            self.resolution.set(Ok(false));
+            self.status.resolve(Ok(false));
             self.stop_vm().await;
             return;
         }
@@ -256,16 +246,16 @@ impl Task {
                 if let Reported::Signal(signal) = reported {
                     note(&self.context, &format!("the command was ended by signal {signal}")).await;
                 }
-                let success = matches!(reported, Reported::Exit(0)) && !self.killed.get();
+                let success = matches!(reported, Reported::Exit(0)) && !self.status.was_killed();
                 // Shells still running keep the result waiting (as in the seed).
-                self.sessions.idle().await;
-                self.resolution.set(Ok(success));
+                self.shells.idle().await;
+                self.status.resolve(Ok(success));
             }
             _ = self.stopped.wait().fuse() => {
-                if !self.resolution.is_set() {
+                if !self.status.is_resolved() {
                     let tail = self.console_tail().await;
                     note(&self.context, &format!("QEMU crashed unexpected; the last lines of its console:\n{tail}")).await;
-                    self.resolution.set(Err(Error::NonFatalInternalError("QEMU crashed unexpected".into())));
+                    self.status.resolve(Err(Error::NonFatalInternalError("QEMU crashed unexpected".into())));
                 }
             }
         }
@@ -344,12 +334,10 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
             qemu,
             qmp: RefCell::new(None),
             endpoint: ep.clone(),
-            resolution: Signal::new(),
-            killed: Cell::new(false),
+            status: SandboxStatus::new(),
             stopped: Signal::new(),
             displays_end: Signal::new(),
-            sessions: Sessions::new(),
-            shells: RefCell::default(),
+            shells: Rc::new(Shells::new()),
             artifacts: Cell::new(0),
             _proxies: proxies,
         });
@@ -362,8 +350,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
             watching.stopped.set(());
             watching.agent.gone.set(());
             watching.displays_end.set(());
-            let shells: Vec<Rc<ShellState>> = watching.shells.borrow_mut().drain(..).collect();
-            shells.iter().for_each(|s| s.lost());
+            watching.shells.take_all().iter().for_each(|s| s.lost());
             watching.endpoint.close();
         });
         spawn_local(agent.clone().serve(ep));
@@ -380,7 +367,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
         match qmp {
             Ok(qmp) => *task.qmp.borrow_mut() = Some(qmp),
             Err(why) => {
-                task.resolution.set(Err(Error::SandboxAborted));
+                task.status.resolve(Err(Error::SandboxAborted));
                 task.stop_vm().await;
                 let log = match files::sandbox_dir(&self.context).await {
                     Ok(dir) => std::fs::read_to_string(format!("{dir}/qemu.log")).unwrap_or_default(),
@@ -404,7 +391,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
 
 impl Sandbox<QemuEngine> for QemuSandbox {
     async fn wait_for_result(&self) -> Result<Rc<QemuResult>> {
-        let success = self.0.resolution.wait().await?;
+        let success = self.0.status.wait().await?;
         Ok(Rc::new(QemuResult {
             task: self.0.clone(),
             success,
@@ -412,16 +399,12 @@ impl Sandbox<QemuEngine> for QemuSandbox {
     }
 
     async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<QemuShell> {
-        if let Some(e) = self.0.terminated() {
-            return Err(e);
-        }
-        shell::start(&self.0, command, tty, stdin).await
+        self.0.status.check_running()?;
+        shell::start(&self.0.agent, &self.0.shells, command, tty, stdin).await
     }
 
     async fn list_displays(&self) -> Result<Vec<Display>> {
-        if let Some(e) = self.0.terminated() {
-            return Err(e);
-        }
+        self.0.status.check_running()?;
         let (width, height) = screen_size(&self.0.context).await.unwrap_or((0, 0));
         Ok(vec![Display {
             name: SCREEN.into(),
@@ -435,17 +418,13 @@ impl Sandbox<QemuEngine> for QemuSandbox {
         if name != SCREEN {
             return Err(Error::NoSuchDisplay);
         }
-        if let Some(e) = self.0.terminated() {
-            return Err(e);
-        }
+        self.0.status.check_running()?;
         open_display(&self.0, client).await
     }
 
     async fn abort(&self) -> Result<()> {
-        if !self.0.resolution.set(Err(Error::SandboxAborted)) {
-            return Err(Error::SandboxTerminated);
-        }
-        for shell in self.0.shells.borrow().iter() {
+        self.0.status.abort()?;
+        for shell in self.0.shells.take_all() {
             let _ = shell.abort();
         }
         self.0.stop_vm().await;
@@ -454,14 +433,13 @@ impl Sandbox<QemuEngine> for QemuSandbox {
 
     async fn kill(&self) -> Result<()> {
         let task = &self.0;
-        if let Some(resolved) = task.resolution.get() {
-            return resolved.map(|_| ());
+        if let Some(ended) = task.status.kill() {
+            return ended;
         }
-        task.killed.set(true);
         task.displays_end.set(());
         // Each shell is aborted on its own connection too: a shell the agent was
         // still starting when kill-process came would miss the group signal.
-        for shell in task.shells.borrow().iter() {
+        for shell in task.shells.take_all() {
             let _ = shell.abort();
         }
         if task.agent.booted.is_set() {
@@ -471,12 +449,12 @@ impl Sandbox<QemuEngine> for QemuSandbox {
             {
                 agent::empty(&reply, 200).await;
             }
-            let ended = within(KILL_GRACE, task.resolution.wait()).await;
+            let ended = within(KILL_GRACE, task.status.wait()).await;
             if ended.is_some() {
                 return Ok(());
             }
         }
-        task.resolution.set(Ok(false));
+        task.status.resolve(Ok(false));
         task.stop_vm().await;
         Ok(())
     }
@@ -486,7 +464,7 @@ impl Sandbox<QemuEngine> for QemuSandbox {
 /// straight to qemu (host-side); qemu's come back through the engine, so that
 /// kill and abort can end the connection while the VM stays up.
 async fn open_display(task: &Rc<Task>, client: StreamReader<u8>) -> Result<StreamReader<u8>> {
-    let mut from_vnc = raw_sockets::connect_in_sandbox(&task.context, "vnc.sock".into(), client)
+    let mut from_vnc = unix_socket::relay_in_sandbox(&task.context, "vnc.sock", client)
         .await
         .map_err(|e| Error::NonFatalInternalError(format!("connecting to qemu's VNC server: {}", e.message())))?;
     let (mut to_client, rx) = byte_stream();
@@ -517,28 +495,28 @@ async fn open_display(task: &Rc<Task>, client: StreamReader<u8>) -> Result<Strea
 async fn screen_size(context: &TaskContext) -> Option<(u32, u32)> {
     let vnc = unix_socket::connect_in_sandbox(context, "vnc.sock").await.ok()?;
     let (mut tx, rx) = (vnc.tx, vnc.rx);
-    let mut rx = Reader::new(rx);
+    let mut rx = BufReader::new(rx);
     let handshake = async {
-        let version = rx.exact(12).await?;
+        let version = rx.exact(12).await.ok().flatten()?;
         if !version.starts_with(b"RFB 003.") {
             return None;
         }
         tx.write_all(b"RFB 003.008\n".to_vec()).await;
-        let count = rx.exact(1).await?[0] as usize;
+        let count = rx.exact(1).await.ok().flatten()?[0] as usize;
         if count == 0 {
             return None;
         }
-        let types = rx.exact(count).await?;
+        let types = rx.exact(count).await.ok().flatten()?;
         if !types.contains(&1) {
             return None;
         }
         tx.write_all(vec![1]).await;
-        let result = rx.exact(4).await?;
+        let result = rx.exact(4).await.ok().flatten()?;
         if result != [0, 0, 0, 0] {
             return None;
         }
         tx.write_all(vec![1]).await; // ClientInit: shared
-        let init = rx.exact(4).await?;
+        let init = rx.exact(4).await.ok().flatten()?;
         Some((
             u32::from(u16::from_be_bytes([init[0], init[1]])),
             u32::from(u16::from_be_bytes([init[2], init[3]])),

@@ -7,14 +7,14 @@
 use std::rc::Rc;
 
 use enginehost_sdk::{
-    Error, Result, Shell, ShellOutputs, ShellStatus, StreamReader, StreamResult, byte_stream, spawn_local,
+    Error, Result, Shell, ShellOutputs, ShellStatus, Shells, StreamReader, StreamResult, byte_stream, spawn_local,
 };
 use futures::StreamExt;
 use futures::channel::mpsc;
 use serde_json::json;
 
-use crate::io::{CHUNK, Reader};
-use crate::sandbox::Task;
+use crate::agent::Agent;
+use enginehost_sdk::io::{BufReader, CHUNK};
 
 /// The largest frame payload the agent may send (PROTOCOL: ≤ 1 MiB).
 const MAX_FRAME: usize = 1 << 20;
@@ -57,15 +57,15 @@ pub struct QemuShell {
     outputs: ShellOutputs,
 }
 
-/// Starts a shell in `task`'s VM.
+/// Starts a shell in a task's VM (through its guest `agent`), one of `shells`.
 pub(crate) async fn start(
-    task: &Rc<Task>,
+    agent: &Agent,
+    shells: &Rc<Shells<ShellState>>,
     command: Vec<String>,
     tty: bool,
     mut stdin: StreamReader<u8>,
 ) -> Result<QemuShell> {
-    let request = task
-        .agent
+    let request = agent
         .ask(json!({"type": "exec-shell", "command": command, "tty": tty}))
         .await
         .ok_or(Error::SandboxTerminated)?;
@@ -79,8 +79,7 @@ pub(crate) async fn start(
         frames: frames.clone(),
         status: ShellStatus::new(tty),
     });
-    task.shells.borrow_mut().push(state.clone());
-    task.sessions.open();
+    shells.add(state.clone());
 
     // Frames to the agent, in order, until the exit frame came.
     spawn_local(async move {
@@ -109,16 +108,16 @@ pub(crate) async fn start(
     // Output and the exit code.
     let (mut out_tx, out_rx) = byte_stream();
     let (mut err_tx, err_rx) = byte_stream();
-    let (reading, owner) = (state.clone(), task.clone());
-    spawn_local(async move {
-        let mut rx = Reader::new(incoming);
+    let reading = state.clone();
+    shells.reap(&state, async move {
+        let mut rx = BufReader::new(incoming);
         let mut exit = None;
-        while let Some(head) = rx.exact(5).await {
+        while let Ok(Some(head)) = rx.exact(5).await {
             let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
             if len > MAX_FRAME {
                 break;
             }
-            let Some(payload) = rx.exact(len).await else { break };
+            let Ok(Some(payload)) = rx.exact(len).await else { break };
             match head[0] {
                 10 => {
                     let _ = out_tx.write_all(payload).await;
@@ -140,8 +139,6 @@ pub(crate) async fn start(
         }
         reading.status.exited(exit == Some(0));
         reading.frames.close_channel();
-        owner.shells.borrow_mut().retain(|s| !Rc::ptr_eq(s, &reading));
-        owner.sessions.close();
     });
     Ok(QemuShell {
         state,

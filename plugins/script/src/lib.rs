@@ -1,4 +1,4 @@
-//! The script engine (seed: `engines/script`, engine-contract.md §4.2): every task
+//! The script engine (seed: `engines/script`, docs/engine-contract.md §4.2): every task
 //! runs the operator's `command` in the task's sandbox directory, as the worker's
 //! user, with the payload as JSON on stdin and only `TASK_ID` and `RUN_ID` in its
 //! environment. stdout goes to the task log as it is, stderr line by line with the

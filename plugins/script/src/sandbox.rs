@@ -8,8 +8,8 @@ use enginehost_sdk::caps::CapError;
 use enginehost_sdk::caps::files;
 use enginehost_sdk::caps::process::{Command, ExitStatus, Output, Process};
 use enginehost_sdk::{
-    Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, Signal, StreamReader, TaskContext, malformed,
-    spawn_local, stream_of,
+    Error, FileHandler, Result, ResultSet, Sandbox, SandboxBuilder, SandboxStatus, StreamReader, TaskContext,
+    malformed, spawn_local, stream_of,
 };
 use serde_json::Value;
 
@@ -45,8 +45,7 @@ pub struct ScriptSandbox(Rc<Task>);
 struct Task {
     context: Rc<TaskContext>,
     process: Process,
-    resolution: Signal<Result<bool>>,
-    killed: Cell<bool>,
+    status: SandboxStatus,
 }
 
 /// What a finished script leaves: its success and its `artifacts/`.
@@ -55,7 +54,7 @@ pub struct ScriptResult {
     success: bool,
 }
 
-/// The meaning of the script's exit (engine-contract.md §4.2).
+/// The meaning of the script's exit (docs/engine-contract.md §4.2).
 fn outcome(status: ExitStatus, killed: bool) -> Result<bool> {
     match status {
         _ if killed => Ok(false),
@@ -95,8 +94,7 @@ impl SandboxBuilder<ScriptEngine> for ScriptBuilder {
         let task = Rc::new(Task {
             context: self.context.clone(),
             process,
-            resolution: Signal::new(),
-            killed: Cell::new(false),
+            status: SandboxStatus::new(),
         });
         let waiting = task.clone();
         spawn_local(async move {
@@ -104,7 +102,7 @@ impl SandboxBuilder<ScriptEngine> for ScriptBuilder {
             // What the script left running goes too, or its output never ends.
             let _ = waiting.process.kill_tree(0).await;
             waiting.process.drained().await;
-            waiting.resolution.set(outcome(status, waiting.killed.get()));
+            waiting.status.resolve(outcome(status, waiting.status.was_killed()));
         });
         Ok(ScriptSandbox(task))
     }
@@ -112,7 +110,7 @@ impl SandboxBuilder<ScriptEngine> for ScriptBuilder {
 
 impl Sandbox<ScriptEngine> for ScriptSandbox {
     async fn wait_for_result(&self) -> Result<Rc<ScriptResult>> {
-        let success = self.0.resolution.wait().await?;
+        let success = self.0.status.wait().await?;
         Ok(Rc::new(ScriptResult {
             context: self.0.context.clone(),
             success,
@@ -120,21 +118,15 @@ impl Sandbox<ScriptEngine> for ScriptSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        if !self.0.resolution.set(Err(Error::SandboxAborted)) {
-            return Err(Error::SandboxTerminated);
-        }
+        self.0.status.abort()?;
         let _ = self.0.process.kill_tree(0).await;
         Ok(())
     }
 
     async fn kill(&self) -> Result<()> {
-        if self.0.resolution.is_set() {
-            return match self.0.resolution.get() {
-                Some(Err(e)) => Err(e),
-                _ => Ok(()),
-            };
+        if let Some(ended) = self.0.status.kill() {
+            return ended;
         }
-        self.0.killed.set(true);
         self.0.process.kill_tree(KILL_GRACE_MS).await?;
         Ok(())
     }

@@ -29,13 +29,12 @@ mod rfb;
 
 use std::rc::Rc;
 
-use enginehost_sdk::{Display, StreamReader, byte_stream, spawn_local};
+use enginehost_sdk::{Display, Shells, StreamReader, byte_stream};
 
 use self::pixel::{Encoder, HEIGHT, PixelFormat, Screen, WIDTH};
 use self::region::{Rect, Region};
 use self::rfb::{End, Input, Message, send};
-use crate::sandbox::MockTask;
-use crate::session::{Outlet, Session};
+use crate::session::Outlet;
 
 /// The only display's name.
 pub const NAME: &str = "MockDisplay";
@@ -53,36 +52,34 @@ pub fn mock_display() -> Display {
 /// One open connection; the sandbox closes it on kill/abort.
 pub struct DisplayConn {
     output: Outlet,
-    session: Session,
 }
 
 impl DisplayConn {
-    /// Ends the server's stream and the session (once).
+    /// Ends the server's stream.
     pub fn close(&self) {
         self.output.close();
-        self.session.close();
     }
 }
 
-/// Opens a connection: returns the server-to-client stream.
-pub(crate) fn open(task: &Rc<MockTask>, client: StreamReader<u8>) -> StreamReader<u8> {
+/// Opens a connection, one of a task's `displays`: returns the server-to-client
+/// stream. A viewer the server refuses is said through `log`.
+pub(crate) fn open(
+    displays: &Rc<Shells<DisplayConn>>,
+    client: StreamReader<u8>,
+    log: impl Fn(&str) + 'static,
+) -> StreamReader<u8> {
     let (tx, rx) = byte_stream();
     let conn = Rc::new(DisplayConn {
         output: Outlet::new(tx),
-        session: Session::open(task),
     });
-    task.displays.borrow_mut().push(conn.clone());
-    spawn_local(async move {
-        let ended = serve(&conn.output, &mut Input::new(client)).await;
-        let task = conn.session.task().clone();
-        if let Err(End::Refused(why)) = ended
-            && !task.resolution.is_set()
-        {
-            task.context
-                .log(&format!("{NAME}: closed a viewer's connection: {why}"));
+    displays.add(conn.clone());
+    let serving = conn.clone();
+    displays.reap(&conn, async move {
+        let ended = serve(&serving.output, &mut Input::new(client)).await;
+        if let Err(End::Refused(why)) = ended {
+            log(&format!("{NAME}: closed a viewer's connection: {why}"));
         }
-        conn.close();
-        task.displays.borrow_mut().retain(|other| !Rc::ptr_eq(other, &conn));
+        serving.close();
     });
     rx
 }
