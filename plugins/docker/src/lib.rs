@@ -29,9 +29,12 @@
 //! `network` (task networks, one spare made ahead).
 
 mod api;
+mod builder;
 mod bytes;
 mod cleanup;
+mod made;
 mod network;
+mod result;
 mod sandbox;
 mod shell;
 mod tar;
@@ -45,7 +48,9 @@ use enginehost_sdk::{Engine, Error, Result, Section, TaskContext, Unsupported, m
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use sandbox::{DockerBuilder, DockerResult, DockerSandbox};
+pub use builder::DockerBuilder;
+pub use result::DockerResult;
+pub use sandbox::DockerSandbox;
 pub use shell::DockerShell;
 pub use volume::DockerVolume;
 

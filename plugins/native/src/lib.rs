@@ -22,7 +22,9 @@
 //! gave shells only the builder's variables); `set-size` on an aborted shell is
 //! shell-aborted (the seed said sandbox-aborted).
 
+mod builder;
 mod context;
+mod result;
 mod sandbox;
 mod shell;
 
@@ -32,7 +34,9 @@ use enginehost_sdk::{Engine, Result, TaskContext, Unsupported, malformed};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use sandbox::{NativeBuilder, NativeResult, NativeSandbox};
+pub use builder::NativeBuilder;
+pub use result::NativeResult;
+pub use sandbox::NativeSandbox;
 pub use shell::NativeShell;
 
 /// The task's home, relative to its sandbox directory.

@@ -24,10 +24,13 @@
 //! - one display, `screen`, the VM's VGA through qemu's VNC server.
 
 mod agent;
+mod builder;
 mod machine;
 mod qmp;
+mod result;
 mod sandbox;
 mod shell;
+mod task;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -36,7 +39,9 @@ use enginehost_sdk::{Engine, EngineCapabilities, Result, Section, TaskContext, U
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use sandbox::{QemuBuilder, QemuResult, QemuSandbox};
+pub use builder::QemuBuilder;
+pub use result::QemuResult;
+pub use sandbox::QemuSandbox;
 pub use shell::QemuShell;
 
 /// The guest path of the operator's image directory (`[files.dirs.images]`).
@@ -222,10 +227,10 @@ impl Engine for QemuEngine {
     async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<QemuBuilder> {
         let payload: Payload = serde_json::from_value(payload).map_err(|e| malformed(format!("task.payload: {e}")))?;
         for name in payload.env.keys() {
-            if !sandbox::valid_env_name(name) {
+            if !task::valid_env_name(name) {
                 return Err(malformed(format!(
                     "task.payload.env: the name '{name}' doesn't match {}",
-                    sandbox::ENV_RULE
+                    task::ENV_RULE
                 )));
             }
         }

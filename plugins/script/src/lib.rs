@@ -17,6 +17,8 @@
 //!   is awaited (the seed waited for stderr's end, so a background child that kept
 //!   it open hung the task).
 
+mod builder;
+mod result;
 mod sandbox;
 
 use std::rc::Rc;
@@ -24,7 +26,9 @@ use std::rc::Rc;
 use enginehost_sdk::{Engine, Error, Result, TaskContext, Unsupported};
 use serde_json::{Value, json};
 
-pub use sandbox::{ScriptBuilder, ScriptResult, ScriptSandbox};
+pub use builder::ScriptBuilder;
+pub use result::ScriptResult;
+pub use sandbox::ScriptSandbox;
 
 /// The engine: the operator's command and payload schema.
 pub struct ScriptEngine {

@@ -1,0 +1,149 @@
+//! What one qemu task, its sandbox and its result share ([`Task`]): the VM, its
+//! agent and QMP, and the supervisor (boot timeout, result, crash); and the
+//! engine's rules and bounds for a task.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use enginehost_sdk::caps::endpoint::{BodyEnd, Endpoint};
+use enginehost_sdk::caps::files;
+use enginehost_sdk::caps::process::Process;
+use enginehost_sdk::{Error, ProxyHandler, SandboxStatus, Shells, Signal, TaskContext, sleep};
+use futures::FutureExt;
+
+use crate::QemuEngine;
+use crate::agent::{Agent, Reported, note};
+use crate::qmp::{Qmp, within};
+use crate::shell::ShellState;
+
+/// The rule for environment variable names (the seed's).
+pub(crate) const ENV_RULE: &str = "^[a-zA-Z_][a-zA-Z0-9_]*$";
+/// How long a killed task gets to end before the VM is stopped (the agent sends
+/// TERM, then KILL 5 s later).
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(10);
+/// How long qemu gets to quit before it is killed.
+pub(crate) const QUIT_GRACE_MS: u32 = 3_000;
+/// The display's name and description (the seed's).
+pub(crate) const SCREEN: &str = "screen";
+pub(crate) const SCREEN_DESCRIPTION: &str = "Primary screen attached to the virtual machine";
+/// The largest artifact taken from the guest.
+pub(crate) const MAX_ARTIFACT: u64 = 8 << 30;
+/// The guest's home: relative artifact paths start there.
+pub(crate) const GUEST_HOME: &str = "/home/tc";
+
+pub(crate) fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub(crate) fn valid_proxy_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// What a task, its sandbox and its result share.
+pub(crate) struct Task {
+    pub(crate) engine: Rc<QemuEngine>,
+    pub(crate) context: Rc<TaskContext>,
+    pub(crate) agent: Rc<Agent>,
+    pub(crate) qemu: Process,
+    pub(crate) qmp: RefCell<Option<Qmp>>,
+    pub(crate) endpoint: Rc<Endpoint>,
+    pub(crate) status: SandboxStatus,
+    /// qemu exited.
+    pub(crate) stopped: Signal<()>,
+    /// Ends every open display connection (kill, abort, the VM's end).
+    pub(crate) displays_end: Signal<()>,
+    pub(crate) shells: Rc<Shells<ShellState>>,
+    /// Names the artifacts fetched into the sandbox.
+    pub(crate) artifacts: Cell<u64>,
+    pub(crate) _proxies: Vec<(String, ProxyHandler)>,
+}
+
+impl Task {
+    /// Quits qemu (QMP `quit`, then TERM/KILL to what is left of the task's
+    /// processes: qemu and slirp's `socat` helpers) and waits for it.
+    pub(crate) async fn stop_vm(&self) {
+        self.displays_end.set(());
+        if !self.stopped.is_set() {
+            let qmp = self.qmp.borrow_mut().take();
+            if let Some(mut qmp) = qmp {
+                let _ = within(Duration::from_secs(2), qmp.execute("quit", None)).await;
+            }
+            let _ = within(Duration::from_millis(u64::from(QUIT_GRACE_MS)), self.stopped.wait()).await;
+        }
+        let _ = self.qemu.kill_tree(QUIT_GRACE_MS).await;
+        self.endpoint.close();
+    }
+
+    /// The last lines of the guest's serial console.
+    async fn console_tail(&self) -> String {
+        let Ok(dir) = files::sandbox_dir(&self.context).await else {
+            return String::new();
+        };
+        let Ok(bytes) = std::fs::read(format!("{dir}/serial.log")) else {
+            return "(no console output)".into();
+        };
+        let start = bytes.len().saturating_sub(4096);
+        let text = String::from_utf8_lossy(&bytes[start..]).replace('\r', "");
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        if tail.trim().is_empty() {
+            "(no console output)".into()
+        } else {
+            tail
+        }
+    }
+
+    /// Watches the VM: the boot timeout, the result, a crash.
+    pub(crate) async fn supervise(self: Rc<Self>) {
+        let boot = Duration::from_secs(u64::from(self.engine.boot_timeout));
+        let booted = futures::select! {
+            _ = self.agent.booted.wait().fuse() => true,
+            _ = sleep(boot).fuse() => false,
+            _ = self.stopped.wait().fuse() => false,
+        };
+        if !booted && !self.status.is_resolved() {
+            let tail = self.console_tail().await;
+            let why = if self.stopped.is_set() {
+                "the VM stopped before its guest agent called (QEMU crashed unexpected; see qemu.log)".to_string()
+            } else {
+                format!(
+                    "the VM did not boot: no call from its guest agent within the boot timeout of {} s (engines.qemu.bootTimeout)",
+                    self.engine.boot_timeout
+                )
+            };
+            note(&self.context, &format!("{why}; the last lines of its console:\n{tail}")).await;
+            self.status.resolve(Ok(false));
+            self.stop_vm().await;
+            return;
+        }
+        let ended = async {
+            let reported = self.agent.reported.wait().await;
+            let log = self.agent.log_end.wait().await;
+            (reported, log)
+        };
+        futures::select! {
+            (reported, log) = ended.fuse() => {
+                if matches!(log, BodyEnd::Truncated) {
+                    note(&self.context, "the task's output broke off (the guest agent's log request ended early)").await;
+                }
+                if let Reported::Signal(signal) = reported {
+                    note(&self.context, &format!("the command was ended by signal {signal}")).await;
+                }
+                let success = matches!(reported, Reported::Exit(0)) && !self.status.was_killed();
+                // Shells still running keep the result waiting (as in the seed).
+                self.shells.idle().await;
+                self.status.resolve(Ok(success));
+            }
+            _ = self.stopped.wait().fuse() => {
+                if !self.status.is_resolved() {
+                    let tail = self.console_tail().await;
+                    note(&self.context, &format!("QEMU crashed unexpected; the last lines of its console:\n{tail}")).await;
+                    self.status.resolve(Err(Error::NonFatalInternalError("QEMU crashed unexpected".into())));
+                }
+            }
+        }
+    }
+}
