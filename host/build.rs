@@ -50,6 +50,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
 
+    embed_sdk(&root, &out);
     ensure_wasm_target();
     build_guests(&root, &plugin_target, SHIPPED);
     build_guests(&root, &fixture_target, FIXTURES);
@@ -129,4 +130,49 @@ fn build_guests(root: &Path, guest_target: &Path, packages: &[(&str, &str)]) {
              If the target is missing, run: rustup target add wasm32-wasip2"
         );
     }
+}
+
+/// Writes `sdk_files.rs` to `OUT_DIR`: every file `enginehost new` vendors into a
+/// new engine (the guest SDK crate as `sdk/`, the contract as `wit/`), as
+/// `(path in the new crate, include_str!(source))`.
+fn embed_sdk(root: &Path, out: &Path) {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|e| e.expect("a directory entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, files);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut pairs: Vec<(String, PathBuf)> = Vec::new();
+    let sdk = root.join("guest-sdk");
+    let mut files = vec![sdk.join("Cargo.toml"), sdk.join("README.md")];
+    walk(&sdk.join("src"), &mut files);
+    for file in files {
+        let rel = file.strip_prefix(&sdk).expect("under guest-sdk").display().to_string();
+        pairs.push((format!("sdk/{rel}"), file));
+    }
+    let mut wit = Vec::new();
+    walk(&root.join("wit"), &mut wit);
+    for file in wit {
+        let rel = file.strip_prefix(root).expect("under the root").display().to_string();
+        pairs.push((rel, file));
+    }
+    let mut code = String::from(
+        "/// The vendored SDK and contract: (path in the new crate, contents).\npub const SDK_FILES: &[(&str, &str)] = &[\n",
+    );
+    for (to, from) in pairs {
+        code.push_str(&format!(
+            "    ({to:?}, include_str!({:?})),\n",
+            from.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    std::fs::write(out.join("sdk_files.rs"), code).expect("writing sdk_files.rs");
 }

@@ -44,7 +44,10 @@ pub enum Rejection {
     #[error("invalid WebAssembly: {0}")]
     Invalid(String),
     /// No `enginehost:metadata` section.
-    #[error("no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro")]
+    #[error(
+        "no enginehost:metadata section; build the engine with the enginehost SDK's export_engine! macro, or stamp \
+         a component built by another toolchain with `enginehost pack IN.wasm -o OUT.wasm --name NAME --version V`"
+    )]
     NoMetadata,
     /// The section is there but wrong.
     #[error("bad enginehost:metadata section: {0}")]
@@ -140,6 +143,75 @@ pub fn read(wasm: &[u8]) -> Result<Metadata, Rejection> {
     Ok(meta)
 }
 
+/// What [`stamp`] writes into a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    /// The engine's name.
+    pub name: &'a str,
+    /// The engine's version.
+    pub version: &'a str,
+    /// The contract version it was built against.
+    pub contract: &'a str,
+    /// Its `capabilities.toml`, if it asks for anything.
+    pub capabilities: Option<&'a str>,
+}
+
+/// Adds the `enginehost:metadata` (and `enginehost:capabilities`) custom sections
+/// to a component built by any toolchain (`enginehost pack`), then reads the
+/// result back exactly as the host will: the stamped component, or why the host
+/// would reject it. A component that has the sections already is refused (it was
+/// built with the SDK, or stamped before).
+pub fn stamp(wasm: &[u8], what: &Stamp<'_>) -> Result<Vec<u8>, Rejection> {
+    match read(wasm) {
+        Err(Rejection::NoMetadata) => {}
+        Err(other) => return Err(other),
+        Ok(meta) => {
+            return Err(Rejection::BadMetadata(format!(
+                "it has an enginehost:metadata section already (engine '{}' {}); pack the component as built, \
+                 before any stamp",
+                crate::text::shown(&meta.name, 80),
+                crate::text::shown(&meta.version, 80)
+            )));
+        }
+    }
+    let json = serde_json::json!({"name": what.name, "version": what.version, "contract": what.contract});
+    let mut out = wasm.to_vec();
+    custom_section(&mut out, SECTION, json.to_string().as_bytes());
+    if let Some(caps) = what.capabilities {
+        custom_section(&mut out, CAPABILITIES_SECTION, caps.as_bytes());
+    }
+    let read_back = read(&out)?;
+    if read_back.name != what.name || read_back.version != what.version {
+        return Err(Rejection::BadMetadata(
+            "the stamped sections do not read back as written".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Appends a custom section (id 0: `size`, the name, the payload) to a module or
+/// component binary.
+fn custom_section(out: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    fn leb(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::with_capacity(name.len() + payload.len() + 5);
+    leb(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    out.push(0);
+    leb(out, body.len());
+    out.extend_from_slice(&body);
+}
+
 /// Whether `name` can name an engine: lowercase letters, digits and '-', starting
 /// with a letter, at most 64 characters.
 pub fn valid_name(name: &str) -> bool {
@@ -170,6 +242,52 @@ fn compatible(version: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The smallest component: the header alone.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    #[test]
+    fn a_stamped_component_reads_back_and_is_stamped_once() {
+        let what = Stamp {
+            name: "bwrap",
+            version: "0.1.0",
+            contract: CONTRACT_VERSION,
+            capabilities: Some("[process]\nexec = [\"/usr/bin/bwrap\"]\n"),
+        };
+        let stamped = stamp(EMPTY_COMPONENT, &what).unwrap();
+        let meta = read(&stamped).unwrap();
+        assert_eq!((meta.name.as_str(), meta.version.as_str()), ("bwrap", "0.1.0"));
+        assert_eq!(meta.contract, CONTRACT_VERSION);
+        assert_ne!(meta.capabilities, Capabilities::default());
+        assert!(matches!(stamp(&stamped, &what), Err(Rejection::BadMetadata(m)) if m.contains("already")));
+        // What the host would reject is rejected here, with the host's reason.
+        let bad = Stamp {
+            name: "Bad Name",
+            ..what.clone()
+        };
+        assert!(matches!(stamp(EMPTY_COMPONENT, &bad), Err(Rejection::BadMetadata(m)) if m.contains("lowercase")));
+        let caps = Stamp {
+            capabilities: Some("[process]\nexec = 3\n"),
+            ..what.clone()
+        };
+        assert!(matches!(stamp(EMPTY_COMPONENT, &caps), Err(Rejection::BadMetadata(m)) if m.contains("capabilities")));
+        let old = Stamp {
+            contract: "0.2.0",
+            ..what.clone()
+        };
+        assert!(matches!(
+            stamp(EMPTY_COMPONENT, &old),
+            Err(Rejection::UnknownContract(_))
+        ));
+        assert_eq!(stamp(b"\0asm\x01\x00\x00\x00", &what), Err(Rejection::CoreModule));
+        // A long section needs a multi-byte size.
+        let long = "# padding\n".repeat(2000);
+        let big = Stamp {
+            capabilities: Some(&long),
+            ..what
+        };
+        assert_eq!(read(&stamp(EMPTY_COMPONENT, &big).unwrap()).unwrap().name, "bwrap");
+    }
+
     #[test]
     fn names_and_versions() {
         assert!(valid_name("mock") && valid_name("my-engine2"));
@@ -181,29 +299,11 @@ mod tests {
     /// A component of only a custom section (the host reads metadata before it
     /// compiles anything).
     fn component_with(sections: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+        let mut wasm = EMPTY_COMPONENT.to_vec();
         for (name, data) in sections {
-            let mut body = Vec::new();
-            leb(&mut body, name.len());
-            body.extend_from_slice(name.as_bytes());
-            body.extend_from_slice(data);
-            wasm.push(0);
-            leb(&mut wasm, body.len());
-            wasm.extend(body);
+            custom_section(&mut wasm, name, data);
         }
         wasm
-    }
-
-    fn leb(out: &mut Vec<u8>, mut n: usize) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
     }
 
     #[test]

@@ -167,6 +167,32 @@ fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
 }
 
 #[test]
+fn the_vendored_sdk_pins_what_the_workspace_pins() {
+    // The SDK's manifest is self-contained (it is vendored as it is): its pins of
+    // the guest bindings must stay those of the workspace, which the shipped
+    // engines and the host are tested with.
+    let read = |p: &str| -> toml::Value { toml::from_str(&std::fs::read_to_string(root().join(p)).unwrap()).unwrap() };
+    let (workspace, sdk) = (read("Cargo.toml"), read("guest-sdk/Cargo.toml"));
+    for dep in ["wit-bindgen", "wasip3"] {
+        let version = |v: &toml::Value| -> String {
+            match v {
+                toml::Value::String(s) => s.clone(),
+                other => other["version"].as_str().unwrap().to_string(),
+            }
+        };
+        assert_eq!(
+            version(&sdk["dependencies"][dep]),
+            version(&workspace["workspace"]["dependencies"][dep]),
+            "{dep}"
+        );
+    }
+    assert_eq!(
+        sdk["dependencies"]["wit-bindgen"]["features"],
+        workspace["workspace"]["dependencies"]["wit-bindgen"]["features"]
+    );
+}
+
+#[test]
 fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
     let out = enginehost(
@@ -184,11 +210,45 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     ] {
         assert!(krate.join(f).is_file(), "{f}");
     }
-    assert_eq!(
-        std::fs::read_to_string(krate.join("rust-toolchain.toml")).unwrap(),
-        std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap(),
-        "the scaffold pins the toolchain enginehost is tested with"
+    // The toolchain enginehost is tested with, and only what the SDK needs of it.
+    let toolchain =
+        |path: &std::path::Path| -> toml::Value { toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap() };
+    let (ours, theirs) = (
+        toolchain(&root().join("rust-toolchain.toml")),
+        toolchain(&krate.join("rust-toolchain.toml")),
     );
+    assert_eq!(theirs["toolchain"]["channel"], ours["toolchain"]["channel"]);
+    assert_eq!(
+        theirs["toolchain"]["targets"],
+        toml::Value::Array(vec!["wasm32-wasip2".into()])
+    );
+    // Self-contained: the SDK and the contract are vendored, and nothing in the
+    // new crate points into this checkout.
+    for f in [
+        "sdk/Cargo.toml",
+        "sdk/src/lib.rs",
+        "sdk/src/lifecycle.rs",
+        "wit/engine.wit",
+    ] {
+        assert!(krate.join(f).is_file(), "{f}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(krate.join("wit/engine.wit")).unwrap(),
+        std::fs::read_to_string(root().join("wit/engine.wit")).unwrap()
+    );
+    let checkout = root().canonicalize().unwrap().display().to_string();
+    let mut stack = vec![krate.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(!text.contains(&checkout), "{} names {checkout}", path.display());
+            }
+        }
+    }
     // Never overwrite; refuse bad names.
     let again = enginehost(
         &["new", "hello-engine", "--dir", dir.path().to_str().unwrap()],
@@ -549,4 +609,100 @@ fn bench_prints_each_figure_of_a_group() {
             assert!(value.is_some_and(|v| v.parse::<f64>().is_ok_and(|v| v > 0.0)), "{line}");
         }
     }
+}
+
+#[test]
+fn pack_stamps_a_component_that_the_host_then_loads() {
+    // A real engine component without enginehost's sections (as another
+    // toolchain would build it): the mock with its two section names defaced.
+    let mut wasm = crate::common::builtin_wasm("mock").to_vec();
+    for name in [&b"enginehost:metadata"[..], &b"enginehost:capabilities"[..]] {
+        if let Some(at) = wasm.windows(name.len()).position(|w| w == name) {
+            wasm[at + name.len() - 1] = b'X';
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bare, plugins) = (dir.path().join("bare.wasm"), dir.path().join("plugins"));
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(&bare, &wasm).unwrap();
+    std::fs::copy(&bare, plugins.join("bare.wasm")).unwrap();
+    let listed = text(&enginehost(&["plugins", "--plugins", "plugins"], dir.path()).stdout);
+    assert!(
+        listed.contains("enginehost pack"),
+        "the rejection names the fix: {listed}"
+    );
+    std::fs::remove_file(plugins.join("bare.wasm")).unwrap();
+
+    let caps = dir.path().join("capabilities.toml");
+    std::fs::write(&caps, "[files]\nsandbox = true\n").unwrap();
+    let out = enginehost(
+        &[
+            "pack",
+            "bare.wasm",
+            "-o",
+            "plugins/packed.wasm",
+            "--name",
+            "packed-mock",
+            "--version",
+            "2.0.0",
+            "--capabilities",
+            "capabilities.toml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&enginehost(&["plugins", "--plugins", "plugins"], dir.path()).stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("packed-mock "))
+        .unwrap_or_else(|| panic!("the packed engine is listed: {listed}"));
+    assert!(line.contains("2.0.0") && line.contains("plugins/packed.wasm"), "{line}");
+    assert!(listed.contains("files.sandbox"), "its request is shown: {listed}");
+
+    // Stamped once only, and a name the host would refuse is refused here.
+    let again = enginehost(
+        &[
+            "pack",
+            "plugins/packed.wasm",
+            "-o",
+            "twice.wasm",
+            "--name",
+            "x",
+            "--version",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("already"), "{}", text(&again.stderr));
+    let bad = enginehost(
+        &["pack", "bare.wasm", "-o", "bad.wasm", "--name", "Bad", "--version", "1"],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("lowercase"), "{}", text(&bad.stderr));
+    assert!(!dir.path().join("bad.wasm").exists());
+}
+
+#[test]
+fn test_says_where_grants_go_when_the_engine_is_denied() {
+    // An operator config that grants the native engine nothing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+    let out = enginehost(&["test", "native", "--config", "empty.toml"], dir.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[plugins.native."), "a denial names its key: {stdout}");
+    let hint = stdout
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_else(|| panic!("a hint: {stdout}"));
+    assert!(
+        hint.contains("empty.toml does not grant it") && hint.contains("\"grants\""),
+        "{hint}"
+    );
+    assert!(
+        stdout.lines().last().unwrap().ends_with("skipped"),
+        "the summary stays last"
+    );
 }

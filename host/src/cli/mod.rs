@@ -4,6 +4,7 @@
 
 mod bench;
 mod new;
+mod pack;
 mod plugins;
 mod run;
 mod test;
@@ -60,6 +61,9 @@ enum Command {
     Test(test::TestArgs),
     /// Scaffolds a new engine crate that builds and passes `enginehost test` as is.
     New(new::NewArgs),
+    /// Stamps the enginehost metadata and capabilities sections into a component
+    /// built by any toolchain, checked as the host will read them.
+    Pack(pack::PackArgs),
     /// Measures the host (throughput, load, lifecycle, concurrency, limits), one
     /// `name: value` line per figure; exit status 1 when a figure misses its target.
     Bench(bench::BenchArgs),
@@ -169,6 +173,7 @@ pub async fn run(args: Args) -> i32 {
         Command::Plugins(a) => plugins::run(a).await,
         Command::Test(a) => test::run(a).await,
         Command::New(a) => new::run(a),
+        Command::Pack(a) => pack::run(a),
         Command::Bench(a) => bench::run(a).await,
         Command::Worker(a) => worker::run(a).await,
     };

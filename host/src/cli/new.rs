@@ -1,9 +1,12 @@
-//! `enginehost new NAME [--dir DIR]`: scaffolds an engine crate from the SDK
-//! template (`guest-sdk/template/`) that builds and passes `enginehost test` as it
-//! is. Refuses names that are not both a crate name and an engine name, and never
+//! `enginehost new NAME [--dir DIR] [--sdk PATH]`: scaffolds an engine crate from
+//! the SDK template (`guest-sdk/template/`) that builds and passes `enginehost
+//! test` as it is, on a machine without an enginehost checkout: the guest SDK and
+//! the contract are vendored into it (`sdk/`, `wit/`) from copies embedded in this
+//! binary (`--sdk PATH` depends on an SDK checkout instead, for SDK development).
+//! Refuses names that are not both a crate name and an engine name, and never
 //! writes into an existing directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
@@ -18,7 +21,8 @@ pub struct NewArgs {
     /// The directory to create the crate in.
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
-    /// The enginehost guest SDK to depend on [default: this enginehost's own].
+    /// Depend on the guest SDK at PATH (an enginehost checkout's guest-sdk/)
+    /// instead of vendoring this enginehost's own into the new crate.
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
 }
@@ -42,11 +46,27 @@ const TEMPLATE: &[(&str, &str)] = &[
         "capabilities.toml",
         include_str!("../../../guest-sdk/template/capabilities.toml.tmpl"),
     ),
-    // The same toolchain file as enginehost's own: the first `cargo build` in the
-    // new crate gets the compiler, wasm32-wasip2 and the components from rustup.
-    ("rust-toolchain.toml", include_str!("../../../rust-toolchain.toml")),
+    // The SDK's needs only (its Rust, wasm32-wasip2): the first `cargo build` in
+    // the new crate gets them from rustup.
+    (
+        "rust-toolchain.toml",
+        include_str!("../../../guest-sdk/template/rust-toolchain.toml.tmpl"),
+    ),
     (".gitignore", "target/\n"),
 ];
+
+mod vendored {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
+
+/// The Rust release enginehost (and so its SDK) is built with.
+fn toolchain_channel() -> &'static str {
+    include_str!("../../../rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("channel = "))
+        .map(|v| v.trim_matches('"'))
+        .expect("rust-toolchain.toml names a channel")
+}
 
 const RESERVED: &[&str] = &["test", "core", "std", "alloc", "proc-macro", "self", "super", "crate"];
 
@@ -71,26 +91,40 @@ pub fn run(args: NewArgs) -> anyhow::Result<i32> {
     if target.exists() {
         return Err(BadInput(format!("{} already exists; refusing to overwrite it", target.display())).into());
     }
-    let sdk = match args.sdk {
-        Some(p) => p,
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk"),
+    let sdk = match &args.sdk {
+        Some(p) => {
+            let sdk = p.canonicalize().map_err(|e| {
+                BadInput(format!(
+                    "--sdk {}: {e}; pass the guest-sdk directory of an enginehost checkout",
+                    p.display()
+                ))
+            })?;
+            if !sdk.join("Cargo.toml").is_file() {
+                return Err(BadInput(format!("--sdk {}: no Cargo.toml there", sdk.display())).into());
+            }
+            sdk.display().to_string()
+        }
+        None => "sdk".to_string(),
     };
-    let sdk = sdk.canonicalize().map_err(|e| {
-        BadInput(format!(
-            "the guest SDK is not at {} ({e}); pass --sdk PATH to the enginehost guest-sdk",
-            sdk.display()
-        ))
-    })?;
     let lib = args.name.replace('-', "_");
+    let write = |path: &str, text: &str| -> anyhow::Result<()> {
+        let file = target.join(path);
+        std::fs::create_dir_all(file.parent().expect("template paths have a parent"))
+            .with_context(|| format!("creating {}", target.display()))?;
+        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))
+    };
     for (path, text) in TEMPLATE {
         let text = text
             .replace("@@name@@", &args.name)
             .replace("@@lib@@", &lib)
-            .replace("@@sdk_path@@", &sdk.display().to_string());
-        let file = target.join(path);
-        std::fs::create_dir_all(file.parent().expect("template paths have a parent"))
-            .with_context(|| format!("creating {}", target.display()))?;
-        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+            .replace("@@sdk_path@@", &sdk)
+            .replace("@@channel@@", toolchain_channel());
+        write(path, &text)?;
+    }
+    if args.sdk.is_none() {
+        for (path, text) in vendored::SDK_FILES {
+            write(path, text)?;
+        }
     }
     println!("created engine crate {}", target.display());
     println!(

@@ -85,7 +85,24 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
         ""
     };
     println!("conformance suite for engine '{name}' from {}{overrides}", entry.origin);
-    let report = run_suite(&engine, &cases, |r| println!("{r}")).await;
+    let mut denied = false;
+    let report = run_suite(&engine, &cases, |r| {
+        let line = r.to_string();
+        denied |= line.starts_with("FAIL") && line.contains("[plugins.");
+        println!("{line}");
+    })
+    .await;
+    if denied {
+        let from = match &args.config {
+            Some(path) => format!("the config {} does not grant it", path.display()),
+            None => "no --config was given".to_string(),
+        };
+        println!(
+            "hint: the engine was denied a capability ({from}): grant what the FAIL lines name in the \
+             [plugins.{name}.*] tables of an operator config (--config FILE) or in the cases file's \
+             \"grants\" table (docs/capabilities.md)"
+        );
+    }
     let disposed = engine.dispose().await;
     drop(engine);
     runtime.shutdown().await;
