@@ -9,6 +9,7 @@ async fn main() {
         only: None,
         docker_socket: enginehost::bench::docker_socket(None),
         docker_image: None,
+        python_engine: std::env::var_os("ENGINEHOST_PYTHON_ENGINE").map(Into::into),
     };
     enginehost::bench::run(&options, |f| println!("{f}"))
         .await

@@ -282,10 +282,15 @@ fn new_scaffolds_an_engine_that_builds_and_passes_the_suite() {
         .unwrap();
     assert!(status.success(), "the scaffolded engine builds");
     let wasm = target.join("wasm32-wasip2/release/hello_engine.wasm");
-    let cases = krate.join("cases.json");
+    template_passes_its_suite(&wasm, &krate.join("cases.json"));
+}
+
+/// A template engine (Rust or Python) passes what it supports of the suite with
+/// its own cases: the same 12 subtests.
+fn template_passes_its_suite(wasm: &Path, cases: &Path) {
     let out = enginehost(
         &["test", wasm.to_str().unwrap(), "--cases", cases.to_str().unwrap()],
-        dir.path(),
+        cases.parent().unwrap(),
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
@@ -705,4 +710,48 @@ fn test_says_where_grants_go_when_the_engine_is_denied() {
         stdout.lines().last().unwrap().ends_with("skipped"),
         "the summary stays last"
     );
+}
+
+#[test]
+fn new_python_scaffolds_an_engine_that_builds_and_passes_the_suite() {
+    // componentize-py (requirements.txt's pin) must be on PATH; CI installs it
+    // and sets ENGINEHOST_REQUIRE_COMPONENTIZE_PY=1 so that a missing one fails.
+    if let Err(e) = Command::new("componentize-py").arg("--version").output() {
+        assert!(
+            std::env::var("ENGINEHOST_REQUIRE_COMPONENTIZE_PY").is_err(),
+            "componentize-py is required here: {e}"
+        );
+        eprintln!("skipped: componentize-py is not on PATH ({e})");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["new", "hello-py", "--lang", "python"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let engine = dir.path().join("hello-py");
+    assert_eq!(
+        std::fs::read_to_string(engine.join("wit/deps/engine/engine.wit")).unwrap(),
+        std::fs::read_to_string(root().join("wit/engine.wit")).unwrap(),
+        "the contract is vendored"
+    );
+    let pinned = std::fs::read_to_string(engine.join("requirements.txt")).unwrap();
+    let have = Command::new("componentize-py").arg("--version").output().unwrap();
+    assert!(
+        pinned.contains(&format!(
+            "=={}",
+            text(&have.stdout).trim().trim_start_matches("componentize-py ")
+        )),
+        "the componentize-py on PATH is the pinned one: {pinned} vs {}",
+        text(&have.stdout)
+    );
+    let refused = enginehost(&["new", "other", "--lang", "python", "--sdk", "/tmp"], dir.path());
+    assert_eq!(refused.status.code(), Some(2));
+
+    // Built as its README says, with this enginehost doing the packing.
+    let built = Command::new(engine.join("build.sh"))
+        .env("ENGINEHOST", env!("CARGO_BIN_EXE_enginehost"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}{}", text(&built.stdout), text(&built.stderr));
+    // The Python example passes what the Rust one passes.
+    template_passes_its_suite(&engine.join("target/hello_py.wasm"), &engine.join("cases.json"));
 }

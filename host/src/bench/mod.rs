@@ -114,6 +114,9 @@ pub struct Options {
     pub docker_socket: Option<PathBuf>,
     /// The image of the docker figures (default [`DEFAULT_DOCKER_IMAGE`]).
     pub docker_image: Option<String>,
+    /// An engine built with componentize-py (`enginehost new --lang python`),
+    /// for `load.python_*` (`None`: no such figures).
+    pub python_engine: Option<PathBuf>,
 }
 
 impl Options {

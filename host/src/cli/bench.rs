@@ -19,6 +19,10 @@ pub struct BenchArgs {
     /// The image of the docker figures (it must be on that dockerd).
     #[arg(long, value_name = "IMAGE")]
     docker_image: Option<String>,
+    /// A Python engine (built by `enginehost new --lang python`'s build.sh) whose
+    /// compile and cached load are measured too (load.python_*).
+    #[arg(long, value_name = "FILE.wasm")]
+    python_engine: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
@@ -29,6 +33,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
         only: args.only,
         docker_socket: bench::docker_socket(args.docker_socket),
         docker_image: args.docker_image,
+        python_engine: args.python_engine,
     };
     let figures = bench::run(&options, |f| println!("{f}")).await?;
     Ok(if figures.iter().all(|f| f.met()) { 0 } else { 1 })

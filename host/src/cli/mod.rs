@@ -59,7 +59,8 @@ enum Command {
     /// line per subtest, then `N passed, N failed, N skipped`. Exit status 1 when
     /// anything failed.
     Test(test::TestArgs),
-    /// Scaffolds a new engine crate that builds and passes `enginehost test` as is.
+    /// Scaffolds a new engine (a Rust crate, or Python with --lang python) that
+    /// builds and passes `enginehost test` as is.
     New(new::NewArgs),
     /// Stamps the enginehost metadata and capabilities sections into a component
     /// built by any toolchain, checked as the host will read them.

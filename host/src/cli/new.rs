@@ -22,10 +22,66 @@ pub struct NewArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     dir: PathBuf,
     /// Depend on the guest SDK at PATH (an enginehost checkout's guest-sdk/)
-    /// instead of vendoring this enginehost's own into the new crate.
+    /// instead of vendoring this enginehost's own into the new crate (Rust only).
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
+    /// The language of the new engine: a Rust crate, or Python for componentize-py.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
 }
+
+/// What an engine can be written in.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    // A Rust crate on the guest SDK (cargo, wasm32-wasip2). (Plain comments: a
+    // documented value would turn `--help` into the long form.)
+    Rust,
+    // Python with componentize-py (pinned in requirements.txt), stamped by `enginehost pack`.
+    Python,
+}
+
+/// The Python template's files (its cases and capabilities are the Rust
+/// template's: the two examples behave the same).
+const PYTHON_TEMPLATE: &[(&str, &str)] = &[
+    ("app.py", include_str!("../../../guest-sdk/template-python/app.py.tmpl")),
+    (
+        "engine.py",
+        include_str!("../../../guest-sdk/template-python/engine.py"),
+    ),
+    (
+        "enginehost_helpers.py",
+        include_str!("../../../guest-sdk/template-python/enginehost_helpers.py"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../../guest-sdk/template-python/build.sh.tmpl"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("../../../guest-sdk/template-python/requirements.txt"),
+    ),
+    (
+        "README.md",
+        include_str!("../../../guest-sdk/template-python/README.md.tmpl"),
+    ),
+    (
+        "wit/world.wit",
+        include_str!("../../../guest-sdk/template-python/wit/world.wit"),
+    ),
+    (
+        "wit/deps/clocks/clocks.wit",
+        include_str!("../../../guest-sdk/template-python/wit/clocks.wit"),
+    ),
+    (
+        "cases.json",
+        include_str!("../../../guest-sdk/template/cases.json.tmpl"),
+    ),
+    (
+        "capabilities.toml",
+        include_str!("../../../guest-sdk/template/capabilities.toml.tmpl"),
+    ),
+    (".gitignore", "target/\n__pycache__/\n"),
+];
 
 /// The template's files: (path in the new crate, contents).
 const TEMPLATE: &[(&str, &str)] = &[
@@ -91,6 +147,14 @@ pub fn run(args: NewArgs) -> anyhow::Result<i32> {
     if target.exists() {
         return Err(BadInput(format!("{} already exists; refusing to overwrite it", target.display())).into());
     }
+    if args.lang == Lang::Python {
+        if args.sdk.is_some() {
+            return Err(
+                BadInput("--sdk is for Rust engines; a Python engine carries its contract in wit/".into()).into(),
+            );
+        }
+        return new_python(&args, &target);
+    }
     let sdk = match &args.sdk {
         Some(p) => {
             let sdk = p.canonicalize().map_err(|e| {
@@ -107,12 +171,7 @@ pub fn run(args: NewArgs) -> anyhow::Result<i32> {
         None => "sdk".to_string(),
     };
     let lib = args.name.replace('-', "_");
-    let write = |path: &str, text: &str| -> anyhow::Result<()> {
-        let file = target.join(path);
-        std::fs::create_dir_all(file.parent().expect("template paths have a parent"))
-            .with_context(|| format!("creating {}", target.display()))?;
-        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))
-    };
+    let write = |path: &str, text: &str| write_file(&target, path, text);
     for (path, text) in TEMPLATE {
         let text = text
             .replace("@@name@@", &args.name)
@@ -133,6 +192,43 @@ pub fn run(args: NewArgs) -> anyhow::Result<i32> {
     );
     println!(
         "test it:   enginehost test {}/target/wasm32-wasip2/release/{lib}.wasm --cases {}/cases.json",
+        target.display(),
+        target.display()
+    );
+    Ok(0)
+}
+
+/// Writes `text` to `path` under `target`, making directories as needed.
+fn write_file(target: &std::path::Path, path: &str, text: &str) -> anyhow::Result<()> {
+    let file = target.join(path);
+    std::fs::create_dir_all(file.parent().expect("template paths have a parent"))
+        .with_context(|| format!("creating {}", target.display()))?;
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))
+}
+
+/// Writes the Python template into `target`: the engine, its helpers, the
+/// contract under `wit/deps/engine/`, and an executable build script.
+fn new_python(args: &NewArgs, target: &std::path::Path) -> anyhow::Result<i32> {
+    let lib = args.name.replace('-', "_");
+    let write = |path: &str, text: &str| write_file(target, path, text);
+    for (path, text) in PYTHON_TEMPLATE {
+        write(path, &text.replace("@@name@@", &args.name).replace("@@lib@@", &lib))?;
+    }
+    for (path, text) in vendored::SDK_FILES {
+        if let Some(file) = path.strip_prefix("wit/") {
+            write(&format!("wit/deps/engine/{file}"), text)?;
+        }
+    }
+    let script = target.join("build.sh");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("making {} executable", script.display()))?;
+    println!("created Python engine {}", target.display());
+    println!(
+        "build it:  (cd {} && pip install -r requirements.txt && ./build.sh)",
+        target.display()
+    );
+    println!(
+        "test it:   enginehost test {}/target/{lib}.wasm --cases {}/cases.json",
         target.display(),
         target.display()
     );
