@@ -7,13 +7,13 @@
 //!   new shell after the end is `sandbox-aborted` (aborted) or
 //!   `sandbox-terminated`.
 //! - [`Shells`]: the live shells of a sandbox; the result waits for them
-//!   ([`Shells::idle`]), kill and abort end them ([`Shells::take_all`]), and each
+//!   ([`Shells::idle`]), kill and abort end them ([`Shells::live`]), and each
 //!   one leaves the set when its process is reaped ([`Shells::reap`]).
 //!
 //! ```ignore
 //! async fn abort(&self) -> Result<()> {
 //!     self.status.abort()?;                 // sandbox-terminated once it ended
-//!     for shell in self.shells.take_all() { let _ = shell.abort().await; }
+//!     for shell in self.shells.live() { let _ = shell.abort().await; }
 //!     self.process.kill_tree(0).await?;
 //!     Ok(())
 //! }
@@ -157,7 +157,7 @@ impl<S: 'static> Shells<S> {
 
     /// Every live shell, for kill and abort to end (they stay counted until
     /// reaped).
-    pub fn take_all(&self) -> Vec<Rc<S>> {
+    pub fn live(&self) -> Vec<Rc<S>> {
         self.list.borrow().clone()
     }
 

@@ -24,7 +24,7 @@ struct Task {
 
 impl Task {
     fn mark_shells_aborted(&self) -> Vec<Rc<ShellState>> {
-        let shells = self.shells.take_all();
+        let shells = self.shells.live();
         for shell in &shells {
             shell.status.mark_aborted();
         }

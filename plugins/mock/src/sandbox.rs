@@ -135,11 +135,11 @@ impl MockTask {
         if !self.status.resolve(resolution) {
             return false;
         }
-        for shell in self.shells.take_all() {
+        for shell in self.shells.live() {
             shell.finish(Err(Error::ShellAborted));
             self.shells.remove(&shell);
         }
-        for conn in self.displays.take_all() {
+        for conn in self.displays.live() {
             conn.close();
             self.displays.remove(&conn);
         }

@@ -29,7 +29,7 @@ struct Task {
 impl Task {
     /// Kills every shell (their wait then gives shell-aborted).
     async fn abort_shells(&self) {
-        for shell in self.shells.take_all() {
+        for shell in self.shells.live() {
             let _ = shell.abort().await;
         }
     }

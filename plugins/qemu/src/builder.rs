@@ -214,7 +214,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
             watching.stopped.set(());
             watching.agent.gone.set(());
             watching.displays_end.set(());
-            watching.shells.take_all().iter().for_each(|s| s.lost());
+            watching.shells.live().iter().for_each(|s| s.lost());
             watching.endpoint.close();
         });
         spawn_local(agent.clone().serve(ep));

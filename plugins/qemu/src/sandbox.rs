@@ -60,7 +60,7 @@ impl Sandbox<QemuEngine> for QemuSandbox {
 
     async fn abort(&self) -> Result<()> {
         self.0.status.abort()?;
-        for shell in self.0.shells.take_all() {
+        for shell in self.0.shells.live() {
             let _ = shell.abort();
         }
         self.0.stop_vm().await;
@@ -75,7 +75,7 @@ impl Sandbox<QemuEngine> for QemuSandbox {
         task.displays_end.set(());
         // Each shell is aborted on its own connection too: a shell the agent was
         // still starting when kill-process came would miss the group signal.
-        for shell in task.shells.take_all() {
+        for shell in task.shells.live() {
             let _ = shell.abort();
         }
         if task.agent.booted.is_set() {
