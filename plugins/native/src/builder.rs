@@ -4,28 +4,41 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use enginehost_sdk::caps::process::{Command, Output};
 use enginehost_sdk::caps::{CapError, files, users};
 use enginehost_sdk::{EnvVars, Error, Result, SandboxBuilder, TaskContext, malformed};
 
-use crate::sandbox::NativeSandbox;
-use crate::{HOME, NativeEngine, Payload, context};
+use crate::mounts::{self, Mount};
+use crate::sandbox::{self, Commands, NativeSandbox};
+use crate::{HOME, NativeEngine, context};
 
 /// Collects the environment.
 pub struct NativeBuilder {
     engine: Rc<NativeEngine>,
     context: Rc<TaskContext>,
-    payload: Payload,
+    url: Option<String>,
+    mounts: Vec<Mount>,
+    commands: Vec<Vec<String>>,
+    announce: bool,
     env: EnvVars,
     started: Cell<bool>,
 }
 
 impl NativeBuilder {
-    pub(crate) fn new(engine: Rc<NativeEngine>, context: TaskContext, payload: Payload) -> Self {
+    pub(crate) fn new(
+        engine: Rc<NativeEngine>,
+        context: TaskContext,
+        url: Option<String>,
+        mounts: Vec<Mount>,
+        commands: Vec<Vec<String>>,
+        announce: bool,
+    ) -> Self {
         NativeBuilder {
             engine,
             context: Rc::new(context),
-            payload,
+            url,
+            mounts,
+            commands,
+            announce,
             env: EnvVars::default(),
             started: Cell::new(false),
         }
@@ -60,25 +73,26 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
                 .map_err(|e| Error::NonFatalInternalError(format!("creating the task's home: {e}")))?;
             None
         };
-        if let Some(url) = &self.payload.context {
+        if let Some(url) = &self.url {
             context::fetch(&self.context, user.as_ref(), url).await?;
         }
+        mounts::apply(&self.context, user.as_ref(), &self.mounts).await?;
         let mut env = self.env.to_vec();
-        env.retain(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"));
+        env.retain(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME" | "TASK_WORKDIR"));
+        env.push(("TASK_WORKDIR".into(), home.clone()));
         env.push(("HOME".into(), home));
         if let Some(user) = &user {
             env.push(("USER".into(), user.name()));
             env.push(("LOGNAME".into(), user.name()));
         }
-        let process = Command::from_argv(self.payload.command.clone())
-            .map_err(start_error)?
-            .envs(env.clone())
-            .cwd(HOME)
-            .stdout(Output::TaskLog(String::new()))
-            .stderr(Output::Stdout)
-            .spawn(&self.context, user.as_ref())
+        let commands = Commands::new(self.commands.clone(), self.announce);
+        let first = commands.first();
+        if let Some(line) = commands.announcement(0) {
+            self.context.log(&line);
+        }
+        let process = sandbox::spawn(&self.context, user.as_ref(), &env, first)
             .await
             .map_err(start_error)?;
-        Ok(NativeSandbox::start(self.context.clone(), user, env, process))
+        Ok(NativeSandbox::start(self.context.clone(), user, env, process, commands))
     }
 }

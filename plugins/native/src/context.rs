@@ -26,20 +26,38 @@ fn file_name(url: &str) -> String {
 
 /// Runs one unpacking step in the home, as the task's user.
 async fn run(context: &TaskContext, user: Option<&TaskUser>, argv: &[&str]) -> Result<()> {
-    let process = Command::from_argv(argv.iter().map(|s| s.to_string()).collect())?
+    step(context, user, argv, None, "context", "unpacking the context").await
+}
+
+/// Runs one step of preparing the home (`what`: "unpacking the context"), as the
+/// task's user, with `stdin`; its stderr goes to the log as `[label] ` lines; a
+/// failure is a malformed payload naming the step.
+pub(crate) async fn step(
+    context: &TaskContext,
+    user: Option<&TaskUser>,
+    argv: &[&str],
+    stdin: Option<Vec<u8>>,
+    label: &str,
+    what: &str,
+) -> Result<()> {
+    let mut command = Command::from_argv(argv.iter().map(|s| s.to_string()).collect())?
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .cwd("home")
         .stdout(Output::Null)
-        .stderr(Output::TaskLog("[context] ".into()))
+        .stderr(Output::TaskLog(format!("[{label}] ")));
+    if let Some(bytes) = stdin {
+        command = command.stdin_bytes(enginehost_sdk::stream_of(bytes));
+    }
+    let process = command
         .spawn(context, user)
         .await
-        .map_err(|e| malformed(format!("Error unpacking the context with {}: {}", argv[0], e.message())))?;
+        .map_err(|e| malformed(format!("Error {what} with {}: {}", argv[0], e.message())))?;
     let status = process.wait().await;
     process.drained().await;
     match status {
         ExitStatus::Code(0) => Ok(()),
         other => Err(malformed(format!(
-            "Error unpacking the context: `{}` failed ({other:?}); see the [context] lines above",
+            "Error {what}: `{}` failed ({other:?}); see the [{label}] lines above",
             argv.join(" ")
         ))),
     }

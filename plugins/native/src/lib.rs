@@ -6,10 +6,16 @@
 //! and removes its user and directory when the task ends.
 //!
 //! - config `{createUser?: bool (default false), groups?: [string]}`;
-//! - payload `{command: [string], context?: url}`: `context` (a plain file, a
-//!   `.tar.gz`/`.tgz`/`.gz`, or a `.zip`) is downloaded by the host into the task's
-//!   home and unpacked there by `tar`/`gunzip`/`unzip` running as the task's user;
-//! - environment variables named `^[a-zA-Z0-9_-]+$`; the command also gets `HOME`,
+//! - payload `{command: [string] | commands: [[string]], context?: url}`: one
+//!   command, or several run in turn in the same home with the same environment,
+//!   stopping at the first that fails (generic-worker's `command` list); `context`
+//!   (a plain file, a `.tar.gz`/`.tgz`/`.gz`, or a `.zip`) is downloaded by the
+//!   host into the task's home and unpacked there by `tar`/`gunzip`/`unzip`
+//!   running as the task's user;
+//! - `mounts`: files and read-only directories downloaded into the home before
+//!   the first command (generic-worker's mounts; `mounts.rs`);
+//! - environment variables named `^[a-zA-Z0-9_-]+$`; the command also gets `HOME`
+//!   and `TASK_WORKDIR` (the home),
 //!   `USER` and `LOGNAME`; its stdout and stderr go to the task log, in order;
 //! - result set paths are relative to the home; a symlink that leads out of it is
 //!   resource-not-found.
@@ -24,6 +30,7 @@
 
 mod builder;
 mod context;
+mod mounts;
 mod result;
 mod sandbox;
 mod shell;
@@ -54,10 +61,33 @@ pub struct NativeEngine {
 
 /// `task.payload`.
 #[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct Payload {
-    command: Vec<String>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    commands: Option<Vec<Vec<String>>>,
     #[serde(default)]
     context: Option<String>,
+    #[serde(default)]
+    mounts: Vec<mounts::Mount>,
+}
+
+impl Payload {
+    /// The commands to run in turn, and whether the payload gave a list (each
+    /// command is then announced in the task log, as generic-worker does).
+    fn commands(self) -> Result<(Vec<Vec<String>>, bool)> {
+        match (self.command, self.commands) {
+            (Some(one), None) => Ok((vec![one], false)),
+            (None, Some(list)) if !list.is_empty() && list.iter().all(|c| !c.is_empty()) => Ok((list, true)),
+            (None, Some(_)) => Err(malformed(
+                "task.payload.commands: each command must have at least its program, and there must be one",
+            )),
+            _ => Err(malformed(
+                "task.payload: give either \"command\" (one argv list) or \"commands\" (a list of argv lists)",
+            )),
+        }
+    }
 }
 
 impl Engine for NativeEngine {
@@ -97,19 +127,33 @@ impl Engine for NativeEngine {
                     "type": "array", "items": {"type": "string"}, "minItems": 1,
                     "description": "The command to run: argv[0] absolute, ./relative to the task's home, or a bare name"
                 },
+                "commands": {
+                    "type": "array", "minItems": 1,
+                    "items": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "description": "Commands run in turn (instead of command), stopping at the first that fails"
+                },
                 "context": {
                     "type": "string", "format": "uri",
                     "description": "A file, .tar.gz or .zip to download into the home before the command runs"
+                },
+                "mounts": {
+                    "type": "array", "items": mounts::schema(),
+                    "description": "Files and directories downloaded into the home before the first command"
                 }
             },
-            "required": ["command"],
+            // One of command and commands: the engine says so by name (a oneOf
+            // here would only say "not valid under any of the schemas").
             "additionalProperties": false
         })
     }
 
     async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<NativeBuilder> {
         let payload: Payload = serde_json::from_value(payload).map_err(|e| malformed(format!("task.payload: {e}")))?;
-        Ok(NativeBuilder::new(self, context, payload))
+        let url = payload.context.clone();
+        mounts::check(&payload.mounts)?;
+        let mounts = payload.mounts.clone();
+        let (commands, announce) = payload.commands()?;
+        Ok(NativeBuilder::new(self, context, url, mounts, commands, announce))
     }
 }
 

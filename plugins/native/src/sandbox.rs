@@ -1,17 +1,58 @@
-//! A running native task: wait, kill, abort and shells.
+//! A running native task: its commands in turn, wait, kill, abort and shells.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use enginehost_sdk::caps::process::Process;
+use enginehost_sdk::caps::CapError;
+use enginehost_sdk::caps::process::{Command, Output, Process};
 use enginehost_sdk::caps::users::TaskUser;
 use enginehost_sdk::{Result, Sandbox, SandboxStatus, Shells, StreamReader, TaskContext, spawn_local};
 
-use crate::NativeEngine;
 use crate::result::NativeResult;
 use crate::shell::{self, NativeShell, ShellState};
+use crate::{HOME, NativeEngine};
 
 /// How long a killed task gets between TERM and KILL.
 const KILL_GRACE_MS: u32 = 5_000;
+
+/// The task's commands: run in turn, each after the one before succeeded.
+pub(crate) struct Commands {
+    list: Vec<Vec<String>>,
+    announce: bool,
+}
+
+impl Commands {
+    /// `list` is never empty (the payload's check); `announce`: log each one.
+    pub(crate) fn new(list: Vec<Vec<String>>, announce: bool) -> Commands {
+        Commands { list, announce }
+    }
+
+    pub(crate) fn first(&self) -> &[String] {
+        &self.list[0]
+    }
+
+    /// The task-log line before command `i` (generic-worker's wording), if announced.
+    pub(crate) fn announcement(&self, i: usize) -> Option<String> {
+        self.announce
+            .then(|| format!("Executing command {i}: {}", self.list[i].join(" ")))
+    }
+}
+
+/// Starts one of the task's commands in its home, its output into the task log.
+pub(crate) async fn spawn(
+    context: &TaskContext,
+    user: Option<&TaskUser>,
+    env: &[(String, String)],
+    argv: &[String],
+) -> Result<Process, CapError> {
+    Command::from_argv(argv.to_vec())?
+        .envs(env.to_vec())
+        .cwd(HOME)
+        .stdout(Output::TaskLog(String::new()))
+        .stderr(Output::Stdout)
+        .spawn(context, user)
+        .await
+}
 
 /// A running task.
 pub struct NativeSandbox(Rc<Task>);
@@ -21,7 +62,8 @@ struct Task {
     context: Rc<TaskContext>,
     user: Option<TaskUser>,
     env: Vec<(String, String)>,
-    process: Process,
+    /// The command running now (kill and abort end its tree).
+    process: RefCell<Rc<Process>>,
     status: SandboxStatus,
     shells: Rc<Shells<ShellState>>,
 }
@@ -31,6 +73,50 @@ impl Task {
     async fn abort_shells(&self) {
         for shell in self.shells.live() {
             let _ = shell.abort().await;
+        }
+    }
+
+    fn current(&self) -> Rc<Process> {
+        self.process.borrow().clone()
+    }
+
+    /// Whether the next command may start: the last one succeeded and nobody
+    /// killed or aborted the task.
+    fn may_go_on(&self) -> bool {
+        !self.status.was_killed() && !self.status.is_resolved()
+    }
+
+    /// Runs the current command to its end, then each next one while they
+    /// succeed; whether all succeeded. What each left running is killed.
+    async fn run(&self, commands: Commands) -> bool {
+        let mut i = 0;
+        loop {
+            let process = self.current();
+            let status = process.wait().await;
+            // Whatever the command left running goes, or its output never ends.
+            let _ = process.kill_tree(0).await;
+            process.drained().await;
+            i += 1;
+            if !status.success() || i == commands.list.len() || !self.may_go_on() {
+                return status.success();
+            }
+            if let Some(line) = commands.announcement(i) {
+                self.context.log(&line);
+            }
+            match spawn(&self.context, self.user.as_ref(), &self.env, &commands.list[i]).await {
+                Ok(next) => {
+                    let next = Rc::new(next);
+                    *self.process.borrow_mut() = next.clone();
+                    // A kill or abort during the spawn reached the command before.
+                    if !self.may_go_on() {
+                        let _ = next.kill_tree(0).await;
+                    }
+                }
+                Err(e) => {
+                    self.context.log_error(&format!("Unable to start command {i}: {e}"));
+                    return false;
+                }
+            }
         }
     }
 }
@@ -43,25 +129,21 @@ impl NativeSandbox {
         user: Option<TaskUser>,
         env: Vec<(String, String)>,
         process: Process,
+        commands: Commands,
     ) -> NativeSandbox {
         let task = Rc::new(Task {
             context,
             user,
             env,
-            process,
+            process: RefCell::new(Rc::new(process)),
             status: SandboxStatus::new(),
             shells: Rc::new(Shells::new()),
         });
         let waiting = task.clone();
         spawn_local(async move {
-            let status = waiting.process.wait().await;
-            // Whatever the command left running goes, or its output never ends.
-            let _ = waiting.process.kill_tree(0).await;
-            waiting.process.drained().await;
+            let success = waiting.run(commands).await;
             waiting.shells.idle().await;
-            waiting
-                .status
-                .resolve(Ok(status.success() && !waiting.status.was_killed()));
+            waiting.status.resolve(Ok(success && !waiting.status.was_killed()));
         });
         NativeSandbox(task)
     }
@@ -91,7 +173,7 @@ impl Sandbox<NativeEngine> for NativeSandbox {
     async fn abort(&self) -> Result<()> {
         self.0.status.abort()?;
         self.0.abort_shells().await;
-        let _ = self.0.process.kill_tree(0).await;
+        let _ = self.0.current().kill_tree(0).await;
         Ok(())
     }
 
@@ -100,7 +182,7 @@ impl Sandbox<NativeEngine> for NativeSandbox {
             return ended;
         }
         self.0.abort_shells().await;
-        self.0.process.kill_tree(KILL_GRACE_MS).await?;
+        self.0.current().kill_tree(KILL_GRACE_MS).await?;
         Ok(())
     }
 }
