@@ -126,6 +126,16 @@ impl FakeQueue {
         }
     }
 
+    /// Indexes `task_id` at `namespace` (the index service's `insertTask`, without
+    /// its scopes): `GET /api/index/v1/task/<namespace>/artifacts/<name>` then
+    /// redirects to that task's latest artifact, as the index does.
+    pub fn index_task(&self, namespace: &str, task_id: &str) {
+        self.shared
+            .lock()
+            .index
+            .insert(namespace.to_string(), task_id.to_string());
+    }
+
     /// The full `status` structure of a task (as the `status` endpoint returns it, unwrapped).
     pub fn task_status(&self, task_id: &str) -> Option<Value> {
         let mut st = self.shared.lock();

@@ -9,7 +9,7 @@ use crate::hawk_auth::Caller;
 use crate::reply::{ApiError, Reply};
 use crate::state::State;
 use crate::{artifacts, objects, runs, tasks};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Percent-decode one path piece.
 pub fn decode(s: &str) -> String {
@@ -114,6 +114,30 @@ pub fn route_object(
         }
         _ => Err(ApiError::not_found(format!(
             "this fake object service has no endpoint {method} {}",
+            segs.join("/")
+        ))),
+    }
+}
+
+/// Route an `/api/index/v1/...` request: only `findArtifactFromTask`
+/// (`task/<namespace>/artifacts/<name>`), a 303 to the indexed task's latest
+/// artifact (whose own read then checks the caller's scopes, as the queue does).
+pub fn route_index(st: &State, method: &str, segs: &[&str]) -> Result<Reply, ApiError> {
+    match (method, segs) {
+        ("GET", ["task", namespace, "artifacts", rest @ ..]) if !rest.is_empty() => {
+            let namespace = decode(namespace);
+            let Some(task_id) = st.index.get(&namespace) else {
+                return Err(ApiError::not_found(format!("no task is indexed at {namespace}")));
+            };
+            let url = format!(
+                "{}/api/queue/v1/task/{task_id}/artifacts/{}",
+                st.root_url,
+                rest.join("/")
+            );
+            Ok(Reply::Redirect(url.clone(), json!({"url": url})))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "this fake index has no endpoint {method} {}",
             segs.join("/")
         ))),
     }

@@ -5,7 +5,7 @@
 use crate::hawk_auth::{AuthInput, Caller, authenticate};
 use crate::records::RequestRecord;
 use crate::reply::{ApiError, Reply};
-use crate::routes::{decode, route_auth, route_object, route_queue};
+use crate::routes::{decode, route_auth, route_index, route_object, route_queue};
 use crate::state::State;
 use crate::{objects, runs};
 use chrono::Utc;
@@ -175,6 +175,7 @@ async fn dispatch(
             "queue" => route_queue(&mut st, &caller, method, &segs, &body),
             "object" => route_object(&mut st, &caller, method, &segs, &body),
             "auth" => route_auth(&caller, method, &segs),
+            "index" => route_index(&st, method, &segs),
             _ => Err(ApiError::not_found(format!("no service `{service}` in this fake"))),
         }
     };

@@ -169,6 +169,8 @@ pub struct State {
     pub next_seq: u64,
     /// While set, every request (API, blob, ping) is answered 503 and nothing changes.
     pub outage: bool,
+    /// The index: namespaces to task ids.
+    pub index: BTreeMap<String, String>,
 }
 
 impl State {
@@ -193,6 +195,7 @@ impl State {
             log: Vec::new(),
             next_seq: 0,
             outage: false,
+            index: BTreeMap::new(),
         }
     }
 

@@ -91,9 +91,35 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// A slugid-like identifier: 16 random bytes as 22 URL-safe characters.
+/// A slugid as Taskcluster makes them (`slugid.nice()`): a version-4 UUID whose
+/// first bit is 0, as 22 URL-safe characters, so it matches the schemas' taskId
+/// pattern (`^[A-Za-z0-9_-]{8}[Q-T][A-Za-z0-9_-][CGKOSWaeimquy26-][A-Za-z0-9_-]{10}[AQgw]$`).
 pub fn slugid() -> String {
-    random_token(16)
+    let mut buf = [0u8; 16];
+    getrandom::fill(&mut buf).expect("the OS random source works");
+    buf[0] &= 0x7f;
+    buf[6] = (buf[6] & 0x0f) | 0x40;
+    buf[8] = (buf[8] & 0x3f) | 0x80;
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+#[cfg(test)]
+mod slug_tests {
+    #[test]
+    fn slugids_are_nice_v4_slugs() {
+        for _ in 0..200 {
+            let id = super::slugid();
+            let b = id.as_bytes();
+            assert_eq!(b.len(), 22, "{id}");
+            assert!((b'Q'..=b'T').contains(&b[8]), "{id}");
+            assert!(b"CGKOSWaeimquy26-".contains(&b[10]), "{id}");
+            assert!(b"AQgw".contains(&b[21]), "{id}");
+            assert!(
+                b[0].is_ascii_uppercase() || b[0].is_ascii_lowercase() && b[0] <= b'f',
+                "{id}"
+            );
+        }
+    }
 }
 
 /// Issue named temporary credentials `client_id` from the issuer (`issuer_id`, `issuer_token`),
