@@ -43,6 +43,19 @@ impl Compiled {
         })
     }
 
+    /// Compiles a published schema as written (no added `additionalProperties`):
+    /// the schemas of other workers' payloads, which say what they allow.
+    ///
+    /// # Errors
+    /// When it is not a valid JSON Schema.
+    pub fn published(schema: &Value) -> Result<Compiled, String> {
+        let validator = jsonschema::validator_for(schema).map_err(|e| format!("it is not a valid JSON Schema: {e}"))?;
+        Ok(Compiled {
+            schema: schema.clone(),
+            validator,
+        })
+    }
+
     /// The schema as given.
     pub fn schema(&self) -> &Value {
         &self.schema

@@ -755,3 +755,34 @@ fn new_python_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     // The Python example passes what the Rust one passes.
     template_passes_its_suite(&engine.join("target/hello_py.wasm"), &engine.join("cases.json"));
 }
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_reads_and_prints_its_public_half() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let out = enginehost(&["keygen", "--file", "cot.key"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = dir.path().join("cot.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    // generic-worker's format: the base64 of the seed; the printed line is its public key.
+    let seed: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(std::fs::read_to_string(&key).unwrap().trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        printed.trim(),
+        base64::engine::general_purpose::STANDARD.encode(public.as_bytes())
+    );
+    // Never over a key that exists.
+    let again = enginehost(&["keygen", "--file", "cot.key"], dir.path());
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cot.key: it exists; keygen never overwrites a key"));
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        base64::engine::general_purpose::STANDARD.encode(seed).into_bytes()
+    );
+}

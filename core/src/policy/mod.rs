@@ -39,4 +39,4 @@ pub use tables::{
     Capabilities, DirMode, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, RunAs, TaskNetwork,
     UnixSocketsTable, UsersTable,
 };
-pub use worker::{ArtifactStorage, CredentialSource, LiveLogSettings, ShutdownMode, WorkerSettings};
+pub use worker::{ArtifactStorage, CredentialSource, LiveLogSettings, PayloadFormat, ShutdownMode, WorkerSettings};

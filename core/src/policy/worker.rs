@@ -66,6 +66,32 @@ pub enum ShutdownMode {
     Finish,
 }
 
+/// The shape of the tasks' payloads (`payload-format`): the worker pool's tasks as
+/// they were written for another worker run unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadFormat {
+    /// enginehost's own: `enginehost run`'s task file (docs/worker.md, "Tasks").
+    #[default]
+    Enginehost,
+    /// generic-worker's posix payload (`multiuser_posix.json`), run on the native
+    /// engine; a docker-worker payload in it (generic-worker's d2g) on the docker one.
+    GenericWorker,
+    /// docker-worker's payload, run on the docker engine.
+    DockerWorker,
+}
+
+impl PayloadFormat {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Enginehost => "enginehost",
+            PayloadFormat::GenericWorker => "generic-worker",
+            PayloadFormat::DockerWorker => "docker-worker",
+        }
+    }
+}
+
 /// How the task's artifacts are stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -123,6 +149,18 @@ pub struct WorkerSettings {
     /// `metrics-listen`: where `/metrics` (Prometheus) and `/healthz` are served
     /// (none by default).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `payload-format`: the shape of the tasks' payloads (default `"enginehost"`).
+    pub payload_format: PayloadFormat,
+    /// `native-engine`: the engine generic-worker payloads run on (default
+    /// `"native"`), if it is one of `engines`.
+    pub native_engine: Option<String>,
+    /// `docker-engine`: the engine docker-worker payloads run on (default
+    /// `"docker"`), if it is one of `engines`.
+    pub docker_engine: Option<String>,
+    /// `chain-of-trust-key`: the ed25519 key (generic-worker's format) that signs
+    /// `public/chain-of-trust.json` for tasks that ask for it; none: such tasks are
+    /// refused.
+    pub chain_of_trust_key: Option<PathBuf>,
 }
 
 /// The table as written; everything is checked after.
@@ -146,6 +184,10 @@ struct RawWorker {
     reclaim_margin: Option<Value>,
     poll_interval: Option<Value>,
     metrics_listen: Option<String>,
+    payload_format: Option<PayloadFormat>,
+    native_engine: Option<String>,
+    docker_engine: Option<String>,
+    chain_of_trust_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +325,17 @@ impl WorkerSettings {
         if let Some(name) = &raw.default_engine {
             super::validate::engine_name(name, &key("default-engine"))?;
         }
+        if let Some(path) = &raw.chain_of_trust_key
+            && !path.is_absolute()
+        {
+            return Err(ConfigError::new(
+                key("chain-of-trust-key"),
+                format!(
+                    "{:?} is not absolute; write an absolute path, e.g. \"/etc/enginehost/ed25519_private_key\"",
+                    path.display().to_string()
+                ),
+            ));
+        }
         let engines = match (raw.engines, &raw.default_engine) {
             (Some(list), _) if list.is_empty() => {
                 return Err(ConfigError::new(
@@ -350,6 +403,45 @@ impl WorkerSettings {
             })?),
             None => None,
         };
+        let payload_format = raw.payload_format.unwrap_or_default();
+        // The engine each foreign format runs on: named, or by its usual name when
+        // served; the format that needs one refuses to start without it.
+        let format_engine = |given: Option<String>, k: &str, usual: &str, needed: bool| {
+            if let Some(name) = &given {
+                super::validate::engine_name(name, &key(k))?;
+                if !engines.contains(name) {
+                    return Err(ConfigError::new(
+                        key(k),
+                        format!("{name:?} is not one of engines ({})", engines.join(", ")),
+                    ));
+                }
+            }
+            let name = given.or_else(|| engines.iter().find(|e| *e == usual).cloned());
+            if needed && name.is_none() {
+                return Err(ConfigError::new(
+                    key(k),
+                    format!(
+                        "payload-format = {:?} runs its tasks on the {usual} engine, but engines ({}) has no \
+                         {usual:?}; add it to engines, or name the engine to use in {k}",
+                        payload_format.as_str(),
+                        engines.join(", ")
+                    ),
+                ));
+            }
+            Ok(name)
+        };
+        let native_engine = format_engine(
+            raw.native_engine,
+            "native-engine",
+            "native",
+            payload_format == PayloadFormat::GenericWorker,
+        )?;
+        let docker_engine = format_engine(
+            raw.docker_engine,
+            "docker-engine",
+            "docker",
+            payload_format == PayloadFormat::DockerWorker,
+        )?;
         let duration = |v: Option<Value>, k: &str, default: Duration| match v {
             Some(v) => super::limits::duration(&v, &key(k)),
             None => Ok(default),
@@ -370,6 +462,10 @@ impl WorkerSettings {
             reclaim_margin: duration(raw.reclaim_margin, "reclaim-margin", Duration::from_secs(180))?,
             poll_interval: duration(raw.poll_interval, "poll-interval", Duration::from_secs(1))?,
             metrics_listen,
+            payload_format,
+            native_engine,
+            docker_engine,
+            chain_of_trust_key: raw.chain_of_trust_key,
         })
     }
 }
@@ -409,6 +505,34 @@ engines = ["mock"]
         assert_eq!(w.live_log.unwrap().listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(w.reclaim_margin, Duration::from_secs(180));
         assert!(OperatorConfig::parse("").unwrap().worker.is_none());
+        assert_eq!(w.payload_format, PayloadFormat::Enginehost);
+        assert_eq!((w.native_engine, w.docker_engine), (None, None));
+    }
+
+    #[test]
+    fn the_generic_worker_example_is_a_valid_config() {
+        let config = OperatorConfig::parse(include_str!("../../../examples/worker-generic.toml")).unwrap();
+        let w = config.worker.expect("[worker]");
+        assert_eq!(w.payload_format, PayloadFormat::GenericWorker);
+        assert_eq!(w.native_engine.as_deref(), Some("native"));
+        assert_eq!(w.chain_of_trust_key, Some(PathBuf::from("/etc/enginehost/cot.key")));
+    }
+
+    #[test]
+    fn a_foreign_payload_format_finds_its_engines() {
+        let swap = |extra: &str| {
+            OperatorConfig::parse(&format!(
+                "{}{extra}",
+                MINIMAL.replace("[\"mock\"]", "[\"native\", \"docker\", \"vm\"]")
+            ))
+            .map(|c| c.worker.expect("[worker]"))
+        };
+        let w = swap("payload-format = \"generic-worker\"").unwrap();
+        assert_eq!(w.payload_format, PayloadFormat::GenericWorker);
+        assert_eq!(w.native_engine.as_deref(), Some("native"));
+        assert_eq!(w.docker_engine.as_deref(), Some("docker"));
+        let w = swap("payload-format = \"docker-worker\"\ndocker-engine = \"vm\"").unwrap();
+        assert_eq!(w.docker_engine.as_deref(), Some("vm"));
     }
 
     #[test]
@@ -468,6 +592,24 @@ access-token = "secret"
             ),
             ("reclaim-margin = 30", "worker.reclaim-margin: 30 is not a duration"),
             ("plugins = \"plugins\"", "worker.plugins: \"plugins\" is not absolute"),
+            (
+                "chain-of-trust-key = \"key\"",
+                "worker.chain-of-trust-key: \"key\" is not absolute",
+            ),
+            ("payload-format = \"taskcluster\"", "worker.payload-format"),
+            (
+                "payload-format = \"generic-worker\"",
+                "worker.native-engine: payload-format = \"generic-worker\" runs its tasks on the native engine, \
+                 but engines (mock) has no \"native\"",
+            ),
+            (
+                "payload-format = \"docker-worker\"",
+                "worker.docker-engine: payload-format = \"docker-worker\" runs its tasks on the docker engine",
+            ),
+            (
+                "docker-engine = \"dockerd\"",
+                "worker.docker-engine: \"dockerd\" is not one of engines (mock)",
+            ),
         ];
         for (extra, want) in cases {
             let got = with(extra).unwrap_err().to_string();

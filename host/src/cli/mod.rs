@@ -3,6 +3,7 @@
 //! everything else (operator config, plugins, internal errors).
 
 mod bench;
+mod keygen;
 mod new;
 mod pack;
 mod plugins;
@@ -65,6 +66,9 @@ enum Command {
     /// Stamps the enginehost metadata and capabilities sections into a component
     /// built by any toolchain, checked as the host will read them.
     Pack(pack::PackArgs),
+    /// Writes a new ed25519 key for the chain of trust (`[worker] chain-of-trust-key`)
+    /// and prints its public key.
+    Keygen(keygen::KeygenArgs),
     /// Measures the host (throughput, load, lifecycle, concurrency, limits), one
     /// `name: value` line per figure; exit status 1 when a figure misses its target.
     Bench(bench::BenchArgs),
@@ -175,6 +179,7 @@ pub async fn run(args: Args) -> i32 {
         Command::Test(a) => test::run(a).await,
         Command::New(a) => new::run(a),
         Command::Pack(a) => pack::run(a),
+        Command::Keygen(a) => keygen::run(a),
         Command::Bench(a) => bench::run(a).await,
         Command::Worker(a) => worker::run(a).await,
     };

@@ -212,6 +212,70 @@ async fn serve_config(args: &WorkerArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// That the engine a payload format maps its tasks onto takes what the format gives
+/// it (native's `commands`, docker's `image`): else the worker would refuse every
+/// task at run time.
+fn check_format_engine(settings: &WorkerSettings, name: &str, schema: &serde_json::Value) -> anyhow::Result<()> {
+    let needs = |key: &Option<String>, field: &str, setting: &str| {
+        if key.as_deref() != Some(name) || schema.pointer(&format!("/properties/{field}")).is_some() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "[worker] {setting}: engine '{name}' does not take a payload with {field:?}, which payload-format = \
+             {:?} gives it; name an engine of that kind in {setting}",
+            settings.payload_format.as_str()
+        )
+    };
+    use enginehost::policy::PayloadFormat;
+    if settings.payload_format == PayloadFormat::GenericWorker {
+        needs(&settings.native_engine, "commands", "native-engine")?;
+    }
+    if settings.payload_format != PayloadFormat::Enginehost {
+        needs(&settings.docker_engine, "image", "docker-engine")?;
+    }
+    Ok(())
+}
+
+/// The chain-of-trust key (`[worker] chain-of-trust-key`), and the engines whose
+/// tasks may run as the worker's own user, who can read it: their tasks cannot ask
+/// for a chain of trust.
+fn chain_of_trust(
+    settings: &WorkerSettings,
+    config: &OperatorConfig,
+) -> anyhow::Result<Option<enginehost::worker::taskcluster::formats::ChainOfTrust>> {
+    use enginehost::policy::RunAs;
+    let Some(path) = &settings.chain_of_trust_key else {
+        return Ok(None);
+    };
+    let signer = enginehost::worker::taskcluster::cot::Signer::read(path)
+        .map_err(|e| anyhow::anyhow!("[worker] chain-of-trust-key: {e}"))?;
+    tracing::info!(public_key = %signer.public_key(), "chain of trust: signing with this key");
+    let unsafe_engines = settings
+        .engines
+        .iter()
+        .filter(|name| {
+            config
+                .grants(name)
+                .process
+                .is_some_and(|p| p.run_as.contains(&RunAs::Worker))
+        })
+        .map(|name| {
+            (
+                name.clone(),
+                format!(
+                    "engine '{name}' may run task processes as the worker's own user ([plugins.{name}.process] \
+                     run-as has \"worker\"), who can read the signing key; this worker signs no chain of trust for \
+                     its tasks"
+                ),
+            )
+        })
+        .collect();
+    Ok(Some(enginehost::worker::taskcluster::formats::ChainOfTrust {
+        signer: Arc::new(signer),
+        unsafe_engines,
+    }))
+}
+
 /// Starts the engines (into `started`, for the caller to dispose) and runs the worker.
 #[allow(clippy::too_many_arguments)]
 async fn serve(
@@ -225,6 +289,7 @@ async fn serve(
     (stop, abort): (CancellationToken, CancellationToken),
     started: &mut Vec<Arc<WasmEngine>>,
 ) -> anyhow::Result<Stopped> {
+    let chain_of_trust = chain_of_trust(&settings, config)?;
     let mut engines = Engines::new(settings.default_engine.clone());
     for name in &settings.engines {
         // A config mistake (exit status 3), even when `run` would call it bad input.
@@ -232,10 +297,12 @@ async fn serve(
             .await
             .map_err(|e| anyhow::anyhow!("[worker] engines: engine '{name}': {e:#}"))?;
         started.push(engine.clone());
+        check_format_engine(&settings, name, &engine.payload_schema())?;
         engines.add(name, engine, super::task_limits(&config.limits_for(name)));
         tracing::info!(engine = %name, "engine started");
     }
     let options = WorkerOptions {
+        chain_of_trust,
         settings,
         credentials,
         engines,

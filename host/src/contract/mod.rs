@@ -100,11 +100,25 @@ pub trait ProxyHandler: Send + Sync {
 /// contents. An `Err` interrupts the iteration.
 pub type FileHandler = Arc<dyn Fn(String, ByteStream) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// Where an engine's code came from: what a signed record of a task (the chain of
+/// trust) names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Provenance {
+    /// The plugin's version (its metadata).
+    pub version: String,
+    /// The sha256 of the plugin's `.wasm`, hex.
+    pub sha256: String,
+}
+
 /// An engine, constructed from its config by the plugin runtime.
 #[async_trait]
 pub trait Engine: Send + Sync {
     /// The engine's name (`mock`).
     fn name(&self) -> &str;
+    /// The code the engine runs (none for an engine built into the host).
+    fn provenance(&self) -> Option<Provenance> {
+        None
+    }
     /// End-user documentation.
     fn documentation(&self) -> Vec<Section>;
     /// JSON Schema of the engine's keys in `task.payload`.

@@ -192,6 +192,12 @@ impl contract::Engine for WasmEngine {
     fn name(&self) -> &str {
         &self.plugin.name
     }
+    fn provenance(&self) -> Option<contract::Provenance> {
+        Some(contract::Provenance {
+            version: self.plugin.version.to_string(),
+            sha256: self.plugin.sha256.to_string(),
+        })
+    }
     fn documentation(&self) -> Vec<Section> {
         self.described.documentation.clone()
     }

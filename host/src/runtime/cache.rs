@@ -31,7 +31,7 @@ pub(crate) struct CompileCache {
     dir: PathBuf,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -47,6 +47,8 @@ use enginehost_core::metadata::Metadata;
 pub struct LoadedPlugin {
     pub(crate) name: Arc<str>,
     pub(crate) version: Arc<str>,
+    /// The sha256 of its `.wasm`, hex.
+    pub(crate) sha256: Arc<str>,
     /// What the plugin asks for (its `capabilities.toml`).
     pub(crate) requested: Arc<Capabilities>,
     pub(crate) pre: bindings::EnginePluginPre<HostState>,
@@ -238,6 +240,7 @@ impl Runtime {
         Ok(LoadedPlugin {
             name: name.into(),
             version: version.into(),
+            sha256: cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(wasm)).into(),
             requested: Arc::new(requested),
             pre,
             epochs: self._ticker.is_some(),

@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use super::engine_from;
 use crate::common::*;
 
-const IMAGE: &str = "enginehost/busybox:test";
+pub(crate) const IMAGE: &str = "enginehost/busybox:test";
 
-fn socket() -> String {
+pub(crate) fn socket() -> String {
     std::env::var("ENGINEHOST_DOCKER_SOCKET").unwrap_or_else(|_| "/var/run/docker.sock".into())
 }
 
@@ -43,7 +43,7 @@ fn docker(method: &str, target: &str) -> std::io::Result<(u16, String)> {
 
 /// Whether the docker tests can run here; when not, why (and a failure if CI
 /// requires them).
-fn dockerd() -> bool {
+pub(crate) fn dockerd() -> bool {
     let why = match docker("GET", "/_ping") {
         Err(e) => format!("no dockerd at {}: {e}", socket()),
         Ok((200, _)) => match docker("GET", &format!("/images/{IMAGE}/json")) {

@@ -2,7 +2,7 @@
 //! (docker's and qemu's cases run here too, against a real dockerd and real VMs):
 //! the seed's semantics and the decisions taken on its quirks (docs/engines/).
 
-mod docker;
+pub(crate) mod docker;
 mod native;
 mod qemu;
 mod script;

@@ -10,6 +10,8 @@
 //! - `outage`: a queue outage loses nothing; stops drop the long-poll; a cancelled
 //!   task's log; metrics checked by promtool.
 //! - `runner`: deployed by worker-runner: its config, its protocol on stdin/stdout.
+//! - `formats`: generic-worker and docker-worker payloads, unchanged, on the native
+//!   and docker engines.
 //! - `payloads`: malformed payloads and internal errors, each resolved as the protocol says.
 //! - `shutdown`: SIGTERM (abort and finish), stop-now, fatal errors.
 //! - `startup`: the example config with a wrong root URL, wrong credentials, missing scopes.
@@ -17,6 +19,7 @@
 mod artifacts;
 mod claims;
 mod drain;
+mod formats;
 mod outage;
 mod payloads;
 mod runner;

@@ -6,6 +6,9 @@
 //! - `client`: the deployment and the protocol's calls, typed (claimWork, reclaim,
 //!   artifacts, reports; a 409 told apart).
 //! - `payload`: a task definition read into a task file.
+//! - `cot`: the chain of trust: the signed `public/chain-of-trust.json`.
+//! - `formats`: `[worker] payload-format`: generic-worker's and docker-worker's
+//!   payloads mapped onto the native and docker engines.
 //! - `upload`: artifact uploads (`object`, `s3`, `error`, `reference`, `link`; the
 //!   gzip-encoded backing log).
 //! - `livelog`: the HTTP server of the live log.
@@ -15,6 +18,8 @@
 //! - `service`: the claim loop, capacity, shutdown and stop-now.
 
 pub mod client;
+pub mod cot;
+pub mod formats;
 pub mod livelog;
 pub mod metrics;
 pub mod payload;

@@ -13,8 +13,6 @@ use taskcluster::chrono::{DateTime, Utc};
 use crate::worker::TaskFile;
 use crate::worker::artifacts::{ArtifactSpec, confined};
 
-/// The artifacts the worker itself makes; a task may not name them.
-pub const RESERVED: &[&str] = &[LIVE_LOG, BACKING_LOG];
 /// The log while the task runs (a reference), then a link to [`BACKING_LOG`].
 pub const LIVE_LOG: &str = "public/logs/live.log";
 /// The whole task log, gzip-encoded.
@@ -27,15 +25,20 @@ pub struct TaskDefinition {
     pub expires: DateTime<Utc>,
     /// `scopes`: given to the engine with the task.
     pub scopes: Vec<String>,
+    /// `taskGroupId` (generic-worker's `TASK_GROUP_ID`).
+    pub task_group_id: Option<String>,
     /// `payload`, as sent.
     pub payload: Value,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawDefinition {
     expires: DateTime<Utc>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default)]
+    task_group_id: Option<String>,
     payload: Value,
 }
 
@@ -47,6 +50,7 @@ impl TaskDefinition {
         Ok(TaskDefinition {
             expires: raw.expires,
             scopes: raw.scopes,
+            task_group_id: raw.task_group_id,
             payload: raw.payload,
         })
     }
@@ -75,10 +79,76 @@ const SHAPE: &str = "a payload is {\"engine\": NAME, \"payload\": {...}, \"env\"
                      \"artifacts\": [{\"type\": \"file\"|\"directory\", \"path\": PATH, \"name\": NAME, \"expires\": DATE, \
                      \"contentType\": TYPE, \"contentEncoding\": \"identity\"|\"gzip\", \"optional\": BOOL}]}";
 
-/// What is wrong with an artifact's `expires`, `contentType` and `contentEncoding`.
-fn artifact_field_problems(i: usize, spec: &ArtifactSpec, task_expires: &DateTime<Utc>) -> Vec<String> {
+/// What is wrong with the task's artifacts (each named by `label(i)`, e.g.
+/// `task.payload.artifacts[0]`): names that leave the artifacts directory, name
+/// one of the worker's own (`reserved`: the logs, the chain of trust) or come
+/// twice, and their optional fields.
+pub fn artifact_problems(
+    artifacts: &[ArtifactSpec],
+    task_expires: &DateTime<Utc>,
+    reserved: &[&str],
+    label: &dyn Fn(usize) -> String,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    let at = |field: &str| format!("task.payload.artifacts[{i}].{field}");
+    for (i, spec) in artifacts.iter().enumerate() {
+        if let Err(e) = confined(std::path::Path::new("/"), &spec.name) {
+            problems.push(format!("{}.name: {e}", label(i)));
+        } else if reserved
+            .iter()
+            .any(|r| spec.name == *r || r.starts_with(&format!("{}/", spec.name)))
+        {
+            problems.push(format!(
+                "{}.name: {:?} is the worker's own (it uploads {})",
+                label(i),
+                spec.name,
+                reserved.join(" and ")
+            ));
+        } else if artifacts[..i].iter().any(|other| other.name == spec.name) {
+            problems.push(format!("{}.name: {:?} is named twice", label(i), spec.name));
+        }
+        problems.extend(artifact_field_problems(&label(i), spec, task_expires));
+    }
+    problems
+}
+
+/// The names of the task's two log artifacts, and whether the live one is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogNames {
+    /// The live log (a reference while the task runs, then a link to `backing`).
+    pub live: String,
+    /// The whole log, gzip-encoded.
+    pub backing: String,
+    /// Whether the live log is published while the task runs (the payload may turn
+    /// it off; the worker's `live-log = false` turns it off for every task).
+    pub live_enabled: bool,
+}
+
+impl LogNames {
+    /// The artifact names the worker makes itself: the logs, and the chain of
+    /// trust when it signs one.
+    pub fn reserved(&self, chain_of_trust: bool) -> Vec<&str> {
+        let mut names = vec![self.live.as_str(), self.backing.as_str()];
+        if chain_of_trust {
+            names.extend([super::cot::CERTIFICATE, super::cot::SIGNATURE]);
+        }
+        names
+    }
+}
+
+impl Default for LogNames {
+    fn default() -> Self {
+        LogNames {
+            live: LIVE_LOG.into(),
+            backing: BACKING_LOG.into(),
+            live_enabled: true,
+        }
+    }
+}
+
+/// What is wrong with an artifact's `expires`, `contentType` and `contentEncoding`.
+fn artifact_field_problems(label: &str, spec: &ArtifactSpec, task_expires: &DateTime<Utc>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let at = |field: &str| format!("{label}.{field}");
     if let Some(text) = &spec.expires {
         match DateTime::parse_from_rfc3339(text) {
             Err(e) => problems.push(format!(
@@ -155,26 +225,12 @@ pub fn task_file(
             String::new()
         }
     };
-    for (i, spec) in payload.artifacts.iter().enumerate() {
-        if let Err(e) = confined(std::path::Path::new("/"), &spec.name) {
-            problems.push(format!("task.payload.artifacts[{i}].name: {e}"));
-        } else if RESERVED
-            .iter()
-            .any(|r| spec.name == *r || r.starts_with(&format!("{}/", spec.name)))
-        {
-            problems.push(format!(
-                "task.payload.artifacts[{i}].name: {:?} is the worker's own (it uploads {})",
-                spec.name,
-                RESERVED.join(" and ")
-            ));
-        } else if payload.artifacts[..i].iter().any(|other| other.name == spec.name) {
-            problems.push(format!(
-                "task.payload.artifacts[{i}].name: {:?} is named twice",
-                spec.name
-            ));
-        }
-        problems.extend(artifact_field_problems(i, spec, &definition.expires));
-    }
+    problems.extend(artifact_problems(
+        &payload.artifacts,
+        &definition.expires,
+        &LogNames::default().reserved(false),
+        &|i| format!("task.payload.artifacts[{i}]"),
+    ));
     problems.extend(crate::worker::task::env_name_problems(&payload.env));
     if !problems.is_empty() {
         return Err(problems);

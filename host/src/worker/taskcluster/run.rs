@@ -21,8 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::client::{CallError, Claim, Deployment, ExceptionReason, Resolution, RunClient, reclaim_delay, transient};
+use super::cot;
+use super::formats::Formats;
 use super::livelog::LiveLogServer;
-use super::payload::{BACKING_LOG, LIVE_LOG, TaskDefinition, task_file};
+use super::payload::{LogNames, TaskDefinition};
 use super::upload::{ErrorReason, Uploader, content_type, files_of};
 use super::{Engines, WorkerIdentity};
 use crate::contract::TaskLog;
@@ -36,6 +38,8 @@ pub(super) struct Shared {
     pub deployment: Deployment,
     pub identity: WorkerIdentity,
     pub engines: Engines,
+    /// The payload format and the engines it maps tasks onto.
+    pub formats: Formats,
     pub storage: ArtifactStorage,
     pub reclaim_margin: Duration,
     pub live_log: Option<LiveLogServer>,
@@ -250,12 +254,18 @@ async fn claimed(
         }
     };
 
+    // What the payload asks for, before anything is published: it names the logs.
+    let plan = shared.formats.plan(&claim.task_id, claim.run_id, &definition);
+    let logs = plan.as_ref().map(|p| p.logs.clone()).unwrap_or_default();
+    let notes = plan.as_ref().map(|p| p.notes.clone()).unwrap_or_default();
+    let chain_of_trust = plan.as_ref().is_ok_and(|p| p.chain_of_trust);
+
     // The live log, while the task runs.
-    let published = match &shared.live_log {
+    let published = match shared.live_log.as_ref().filter(|_| logs.live_enabled) {
         Some(server) => match server.publish(&log) {
             // The task does not wait long for the queue: without the reference the
             // log is only uploaded at the end.
-            Ok(p) => match tokio::time::timeout(LIVE_LOG_WAIT, uploader.reference(LIVE_LOG, &p.url, LOG_TYPE))
+            Ok(p) => match tokio::time::timeout(LIVE_LOG_WAIT, uploader.reference(&logs.live, &p.url, LOG_TYPE))
                 .await
                 .unwrap_or_else(|_| {
                     Err(CallError::Other(anyhow::anyhow!(
@@ -267,11 +277,11 @@ async fn claimed(
                     Some(p)
                 }
                 Err(CallError::Conflict(why)) => {
-                    tracing::warn!("creating {LIVE_LOG}: {why}; the claim is lost: nothing more is done");
+                    tracing::warn!("creating {}: {why}; the claim is lost: nothing more is done", logs.live);
                     return (RunEnd::default(), None);
                 }
                 Err(CallError::Other(e)) => {
-                    tracing::warn!("creating {LIVE_LOG}: {e:#}; the log is uploaded at the end only");
+                    tracing::warn!("creating {}: {e:#}; the log is uploaded at the end only", logs.live);
                     None
                 }
             },
@@ -293,16 +303,13 @@ async fn claimed(
         id.task_queue_id,
         env!("CARGO_PKG_VERSION"),
     ));
-    let engine_names = shared.engines.names();
+    if shared.formats.foreign() {
+        log.log(&format!("Payload format: {}", shared.formats.name()));
+    }
+    notes.iter().for_each(|n| log.log(n));
     let mut ran_on = None;
     let mut usage = None;
-    let (outcome, statuses) = match task_file(
-        &claim.task_id,
-        claim.run_id,
-        &definition,
-        &engine_names,
-        shared.engines.default.as_deref(),
-    ) {
+    let (outcome, statuses) = match plan.map(|p| p.task) {
         Err(problems) => {
             log.log_error("The task's payload is not valid:");
             problems.iter().for_each(|p| log.log_error(p));
@@ -325,7 +332,10 @@ async fn claimed(
         }
     };
     let fatal = matches!(outcome, Outcome::FatalInternalError(_));
-    let end = RunEnd { fatal, engine: ran_on };
+    let end = RunEnd {
+        fatal,
+        engine: ran_on.clone(),
+    };
     if lost.is_cancelled() {
         // Cancelled, past its deadline, or the claim lost: nothing is reported, but
         // the log still goes up (the queue takes artifacts on a resolved run for a
@@ -335,7 +345,7 @@ async fn claimed(
             "[taskcluster:error] The run is no longer this worker's (cancelled, deadline exceeded or claim lost): \
              the task was aborted",
         );
-        let _ = upload_log(&uploader, &log_path, dir).await;
+        let _ = upload_log(&uploader, &logs, &log_path, dir).await;
         return (end, None);
     }
     let mut resolution = match &outcome {
@@ -374,7 +384,7 @@ async fn claimed(
             Ok(()) => {}
             Err(CallError::Conflict(why)) => {
                 tracing::warn!(artifact = %spec.name, "uploading: {why}; the run is no longer this worker's");
-                let _ = upload_log(&uploader, &log_path, dir).await;
+                let _ = upload_log(&uploader, &logs, &log_path, dir).await;
                 return (end, None);
             }
             Err(CallError::Other(e)) => {
@@ -384,6 +394,38 @@ async fn claimed(
                     &format!("[taskcluster:error] Uploading artifact {} failed: {e:#}", spec.name),
                 );
                 // The queue being away does not change what the task did.
+                if !transient(&e) {
+                    resolution = Resolution::Exception(ExceptionReason::InternalError);
+                }
+            }
+        }
+    }
+
+    // The chain of trust: what was uploaded, signed.
+    if chain_of_trust && let (Some(signer), Some(engine)) = (shared.formats.signer(), &ran_on) {
+        let uploaded: Vec<_> = statuses
+            .iter()
+            .filter(|(_, status)| *status == ArtifactStatus::Extracted)
+            .flat_map(|(spec, _)| files_of(&artifacts_dir, &spec.name).unwrap_or_default())
+            .collect();
+        let run_facts = cot::Run {
+            task: &claim.task,
+            task_id: &claim.task_id,
+            run_id: claim.run_id,
+            worker_group: &id.worker_group,
+            worker_id: &id.worker_id,
+            engine,
+            plugin: shared.engines.get(engine).and_then(|(e, _)| e.provenance()),
+        };
+        match upload_chain_of_trust(&uploader, signer, run_facts, &uploaded, dir).await {
+            Ok(()) => tracing::info!(artifact = cot::CERTIFICATE, "signed the chain of trust"),
+            Err(CallError::Conflict(_)) => return (end, None),
+            Err(CallError::Other(e)) => {
+                tracing::error!("the chain of trust: {e:#}");
+                note(
+                    &log_path,
+                    &format!("[taskcluster:error] Uploading the chain of trust failed: {e:#}"),
+                );
                 if !transient(&e) {
                     resolution = Resolution::Exception(ExceptionReason::InternalError);
                 }
@@ -407,7 +449,7 @@ async fn claimed(
     }
 
     note(&log_path, &format!("[taskcluster] Resolving the run as {resolution}"));
-    match upload_log(&uploader, &log_path, dir).await {
+    match upload_log(&uploader, &logs, &log_path, dir).await {
         Ok(()) => {}
         Err(CallError::Conflict(_)) => return (end, None),
         Err(CallError::Other(e)) if !transient(&e) => {
@@ -420,11 +462,12 @@ async fn claimed(
     (end, Some(resolution))
 }
 
-/// Uploads the backing log (gzip) and turns `live.log` into a link to it; every
-/// failure is logged for the operator (the task's log cannot say it any more).
-async fn upload_log(uploader: &Uploader<'_>, log_path: &Path, dir: &Path) -> Result<(), CallError> {
+/// Uploads the backing log (gzip) and turns the live log into a link to it (unless
+/// the payload turned the live log off); every failure is logged for the operator
+/// (the task's log cannot say it any more).
+async fn upload_log(uploader: &Uploader<'_>, logs: &LogNames, log_path: &Path, dir: &Path) -> Result<(), CallError> {
     let size = match uploader
-        .gzipped_log(BACKING_LOG, log_path, &dir.join("live_backing.log.gz"))
+        .gzipped_log(&logs.backing, log_path, &dir.join("live_backing.log.gz"))
         .await
     {
         Ok(size) => size,
@@ -433,10 +476,35 @@ async fn upload_log(uploader: &Uploader<'_>, log_path: &Path, dir: &Path) -> Res
             return Err(e);
         }
     };
-    tracing::info!(artifact = %BACKING_LOG, compressed = size, "uploaded the log");
-    uploader.link(LIVE_LOG, BACKING_LOG, LOG_TYPE).await.inspect_err(|e| {
-        tracing::error!("linking {LIVE_LOG}: {e:#}");
-    })
+    tracing::info!(artifact = %logs.backing, compressed = size, "uploaded the log");
+    if !logs.live_enabled {
+        return Ok(());
+    }
+    uploader
+        .link(&logs.live, &logs.backing, LOG_TYPE)
+        .await
+        .inspect_err(|e| {
+            tracing::error!("linking {}: {e:#}", logs.live);
+        })
+}
+
+/// Signs and uploads the chain of trust of the files in `uploaded` (artifact name,
+/// file), written in the run's directory first.
+async fn upload_chain_of_trust(
+    uploader: &Uploader<'_>,
+    signer: &cot::Signer,
+    run: cot::Run<'_>,
+    uploaded: &[(String, std::path::PathBuf)],
+    dir: &Path,
+) -> Result<(), CallError> {
+    let other = |e: std::io::Error| CallError::Other(anyhow::anyhow!("{e}"));
+    let (certificate, signature) = cot::certify(signer, run, uploaded).map_err(other)?;
+    let (json, sig) = (dir.join("chain-of-trust.json"), dir.join("chain-of-trust.json.sig"));
+    tokio::fs::write(&json, certificate).await.map_err(other)?;
+    tokio::fs::write(&sig, signature).await.map_err(other)?;
+    uploader.file(cot::CERTIFICATE, &json, "application/json").await?;
+    uploader.file(cot::SIGNATURE, &sig, "application/octet-stream").await?;
+    Ok(())
 }
 
 /// The artifact with the task's [`UsageReport`](crate::contract::UsageReport).

@@ -44,6 +44,8 @@ pub struct WorkerOptions {
     pub control: Arc<WorkerControl>,
     /// The host's work directory: each run gets `<work-dir>/tasks/<worker-id>/<taskId>-<runId>`.
     pub work_dir: PathBuf,
+    /// The chain-of-trust key, when `[worker] chain-of-trust-key` is set.
+    pub chain_of_trust: Option<super::formats::ChainOfTrust>,
 }
 
 /// Why the worker stopped claiming (it waited for its running tasks before returning).
@@ -113,6 +115,7 @@ impl Worker {
                 deployment,
                 identity,
                 engines: options.engines,
+                formats: super::formats::Formats::new(&settings, options.chain_of_trust),
                 storage: settings.artifact_storage,
                 reclaim_margin: settings.reclaim_margin,
                 live_log,

@@ -1,0 +1,328 @@
+//! generic-worker's posix payload (`multiuser_posix.json`) on the native engine:
+//! `command` (a list of argv lists) becomes the native engine's `commands`, run in
+//! turn in one home and stopping at the first that fails, as generic-worker does;
+//! `env`, `maxRunTime` and `artifacts` (a missing `name` is the `path`) mean what
+//! they mean there; `logs` names the two logs and `features.liveLog: false` turns
+//! the live one off; file mounts and read-only directories (from a URL, or a
+//! public artifact of a task or an indexed task) become the native engine's
+//! `mounts`. What enginehost does not do (caches, osGroups, the other features,
+//! `onExitStatus`, `supersederUrl`) is refused by name.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{GENERIC_WORKER, Plan, first_checks, log_name_problems};
+use crate::worker::artifacts::ArtifactSpec;
+use crate::worker::taskcluster::payload::{LogNames, TaskDefinition, artifact_problems};
+
+/// The fields of the payload that map onto a task file (the schema checked them).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Payload {
+    command: Vec<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    max_run_time: u64,
+    #[serde(default)]
+    artifacts: Vec<Artifact>,
+    #[serde(default)]
+    logs: Logs,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Artifact {
+    #[serde(rename = "type")]
+    kind: Value,
+    path: String,
+    name: Option<String>,
+    expires: Option<String>,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    #[serde(default)]
+    optional: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct Logs {
+    live: Option<String>,
+    backing: Option<String>,
+}
+
+/// Why each generic-worker feature is refused.
+fn why(feature: &str) -> String {
+    let reason = match feature {
+        "taskclusterProxy" => "enginehost runs no taskcluster-proxy for tasks yet",
+        "interactive" => "enginehost has no interactive sessions yet",
+        "loopbackVideo" | "loopbackAudio" => "enginehost gives tasks no loopback devices",
+        "runTaskAsCurrentUser" => {
+            "the native engine's config decides the task's user (engines.native createUser), not the payload"
+        }
+        _ => "not a feature enginehost knows",
+    };
+    format!("not supported: {reason}; remove it or set it to false")
+}
+
+/// A file mount or read-only directory as the native engine's `mounts` entry: its
+/// content's URL (a URL; a public artifact of a task, or of an indexed task, through
+/// the deployment's queue and index), path, format and digest. A writable cache and
+/// content the worker cannot fetch as a URL are refused, saying why.
+fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, String> {
+    if let Some(name) = mount.get("cacheName") {
+        return Err(format!(
+            "a writable directory cache ({name}): not supported by enginehost yet (no caches between tasks); \
+             remove it, or fetch what the task needs in its commands"
+        ));
+    }
+    let content = &mount["content"];
+    let artifact = content["artifact"].as_str().unwrap_or_default();
+    let public = |what: &str| {
+        if artifact.starts_with("public/") {
+            return Ok(());
+        }
+        // generic-worker's scope for a private artifact; enginehost still cannot fetch it.
+        let scope = format!("queue:get-artifact:{artifact}");
+        let held = if scopes
+            .iter()
+            .any(|s| s == &scope || (s.ends_with('*') && scope.starts_with(&s[..s.len() - 1])))
+        {
+            "the task has the scope, but"
+        } else {
+            "the task lacks the scope too, and"
+        };
+        Err(format!(
+            "content.artifact: {artifact:?} of {what} is not public: {held} enginehost fetches only public \
+             artifacts for mounts yet ({scope})"
+        ))
+    };
+    let url = if let Some(url) = content["url"].as_str() {
+        url.to_string()
+    } else if let Some(task) = content["taskId"].as_str() {
+        public(&format!("task {task}"))?;
+        format!("{root_url}/api/queue/v1/task/{task}/artifacts/{artifact}")
+    } else if let Some(namespace) = content["namespace"].as_str() {
+        public(&format!("the task indexed at {namespace}"))?;
+        format!("{root_url}/api/index/v1/task/{namespace}/artifacts/{artifact}")
+    } else if content.get("raw").is_some() || content.get("base64").is_some() {
+        return Err(
+            "content.raw and content.base64 are not supported by enginehost yet; serve the file and give its url"
+                .to_string(),
+        );
+    } else {
+        return Err("content: no url, taskId or namespace".to_string());
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("url".into(), Value::String(url));
+    for key in ["file", "directory", "format"] {
+        if let Some(v) = mount.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(digest) = content.get("sha256") {
+        out.insert("sha256".into(), digest.clone());
+    }
+    Ok(Value::Object(out))
+}
+
+/// The plan of a generic-worker payload, run on the engine `engine`, in the
+/// deployment at `root_url`.
+pub fn plan(definition: &TaskDefinition, engine: &str, root_url: &str) -> Result<Plan, Vec<String>> {
+    let payload = &definition.payload;
+    let mut problems = first_checks(
+        payload,
+        &GENERIC_WORKER,
+        &["liveLog", "backingLog", "resourceMonitor", "chainOfTrust"],
+        &[("backingLog", "enginehost always keeps the task's log as an artifact")],
+        &why,
+    )?;
+    let mut mounts = Vec::new();
+    if let Some(list) = payload.get("mounts").and_then(Value::as_array) {
+        for (i, mount) in list.iter().enumerate() {
+            match mount_of(mount, root_url, &definition.scopes) {
+                Ok(m) => mounts.push(m),
+                Err(why) => problems.push(format!("task.payload.mounts[{i}]: {why}")),
+            }
+        }
+    }
+    if payload
+        .get("osGroups")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty())
+    {
+        problems.push(
+            "task.payload.osGroups: not supported: the groups of the task's user are the operator's \
+             (engines.native groups), not the payload's; remove it"
+                .to_string(),
+        );
+    }
+    let parsed: Payload = serde_json::from_value(payload.clone()).map_err(|e| vec![format!("task.payload: {e}")])?;
+    let chain_of_trust = payload.pointer("/features/chainOfTrust").and_then(Value::as_bool) == Some(true);
+    let live_enabled = payload.pointer("/features/liveLog").and_then(Value::as_bool) != Some(false);
+    let logs = LogNames {
+        live: parsed.logs.live.unwrap_or_else(|| LogNames::default().live),
+        backing: parsed.logs.backing.unwrap_or_else(|| LogNames::default().backing),
+        live_enabled,
+    };
+    problems.extend(log_name_problems(&logs, "task.payload.logs"));
+    let artifacts: Vec<ArtifactSpec> = parsed
+        .artifacts
+        .into_iter()
+        .map(|a| {
+            serde_json::from_value(json!({
+                "type": a.kind,
+                "name": a.name.unwrap_or_else(|| a.path.clone()),
+                "path": a.path,
+                "expires": a.expires,
+                "contentType": a.content_type,
+                "contentEncoding": a.content_encoding,
+                "optional": a.optional,
+            }))
+            .expect("the schema allows only file and directory artifacts")
+        })
+        .collect();
+    problems.extend(artifact_problems(
+        &artifacts,
+        &definition.expires,
+        &logs.reserved(chain_of_trust),
+        &|i| format!("task.payload.artifacts[{i}]"),
+    ));
+    problems.extend(crate::worker::task::env_name_problems(&parsed.env));
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut env = parsed.env;
+    // generic-worker's PATH unless the payload sets one.
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
+    let payload = if mounts.is_empty() {
+        json!({"commands": parsed.command})
+    } else {
+        json!({"commands": parsed.command, "mounts": mounts})
+    };
+    Ok(Plan::foreign(
+        engine,
+        payload,
+        env,
+        parsed.max_run_time,
+        artifacts,
+        logs,
+        chain_of_trust,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(payload: Value) -> TaskDefinition {
+        TaskDefinition::read(&json!({"expires": "2030-01-01T00:00:00.000Z", "payload": payload})).unwrap()
+    }
+
+    fn problems(payload: Value) -> String {
+        plan(&definition(payload), "native", "https://tc")
+            .unwrap_err()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_payload_maps_onto_the_native_engine() {
+        let plan = plan(
+            &definition(json!({
+                "command": [["echo", "a"], ["/bin/sh", "-c", "exit 0"]],
+                "env": {"A": "1"},
+                "maxRunTime": 30,
+                "artifacts": [{"type": "file", "path": "out/a.txt", "expires": "2029-01-01T00:00:00.000Z",
+                               "contentType": "text/plain"}],
+                "features": {"liveLog": false, "backingLog": true, "chainOfTrust": false},
+                "logs": {"backing": "public/logs/whole.log"}
+            })),
+            "native",
+            "https://tc",
+        )
+        .unwrap();
+        assert_eq!(plan.task.engine, "native");
+        assert_eq!(
+            plan.task.payload,
+            json!({"commands": [["echo", "a"], ["/bin/sh", "-c", "exit 0"]]})
+        );
+        assert_eq!(plan.task.max_run_time, Some(30));
+        assert_eq!(plan.task.artifacts[0].name, "out/a.txt", "name defaults to path");
+        assert_eq!(plan.task.artifacts[0].content_type.as_deref(), Some("text/plain"));
+        assert_eq!(
+            plan.logs,
+            LogNames {
+                live: "public/logs/live.log".into(),
+                backing: "public/logs/whole.log".into(),
+                live_enabled: false
+            }
+        );
+    }
+
+    #[test]
+    fn what_enginehost_does_not_do_is_refused_by_name() {
+        let text = problems(json!({
+            "command": [["true"]], "maxRunTime": 10,
+            "features": {"interactive": true, "taskclusterProxy": true, "backingLog": false},
+            "mounts": [{"cacheName": "c", "directory": "c"}, {"file": "f", "content": {"raw": "x"}},
+                       {"file": "g", "content": {"taskId": "YPSkyme9QQWtOi_yUXJHXg", "artifact": "private/x"}}],
+            "osGroups": ["docker"],
+            "onExitStatus": {"retry": [5], "purgeCaches": [6]},
+            "supersederUrl": "https://x/s"
+        }));
+        for says in [
+            "task.payload.features.interactive: not supported",
+            "task.payload.features.taskclusterProxy: not supported",
+            "task.payload.features.backingLog: cannot be turned off",
+            "task.payload.mounts[0]: a writable directory cache",
+            "task.payload.mounts[1]: content.raw",
+            "task.payload.mounts[2]: content.artifact: \"private/x\" of task YPSkyme9QQWtOi_yUXJHXg is not public",
+            "task.payload.osGroups",
+            "task.payload.onExitStatus.retry",
+            "task.payload.onExitStatus.purgeCaches",
+            "task.payload.supersederUrl",
+        ] {
+            assert!(text.contains(says), "{says:?} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn mounts_become_the_native_engines_downloads() {
+        let plan = plan(
+            &definition(json!({
+                "command": [["true"]], "maxRunTime": 5,
+                "mounts": [
+                    {"file": "bin/tool", "content": {"url": "https://x/tool.gz", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}, "format": "gz"},
+                    {"directory": "src", "format": "tar.gz",
+                     "content": {"taskId": "YPSkyme9QQWtOi_yUXJHXg", "artifact": "public/src.tar.gz"}},
+                    {"directory": "deps", "format": "zip",
+                     "content": {"namespace": "proj.deps.latest", "artifact": "public/deps.zip"}}
+                ]
+            })),
+            "native",
+            "https://tc",
+        )
+        .unwrap();
+        assert_eq!(
+            plan.task.payload["mounts"],
+            json!([
+                {"url": "https://x/tool.gz", "file": "bin/tool", "format": "gz", "sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+                {"url": "https://tc/api/queue/v1/task/YPSkyme9QQWtOi_yUXJHXg/artifacts/public/src.tar.gz",
+                 "directory": "src", "format": "tar.gz"},
+                {"url": "https://tc/api/index/v1/task/proj.deps.latest/artifacts/public/deps.zip",
+                 "directory": "deps", "format": "zip"}
+            ])
+        );
+    }
+
+    #[test]
+    fn the_published_schema_names_each_mistake() {
+        let text = problems(json!({"command": "make", "colour": 1}));
+        assert!(text.contains("task.payload.command"), "{text}");
+        assert!(text.contains("maxRunTime"), "{text}");
+        assert!(text.contains("colour"), "{text}");
+        let text = problems(json!({"command": [["true"]], "maxRunTime": 10, "features": {"warp": true}}));
+        assert!(text.contains("warp"), "{text}");
+    }
+}
