@@ -17,6 +17,7 @@ pub struct NativeBuilder {
     context: Rc<TaskContext>,
     url: Option<String>,
     mounts: Vec<Mount>,
+    groups: Vec<String>,
     commands: Vec<Vec<String>>,
     announce: bool,
     env: EnvVars,
@@ -29,6 +30,7 @@ impl NativeBuilder {
         context: TaskContext,
         url: Option<String>,
         mounts: Vec<Mount>,
+        groups: Vec<String>,
         commands: Vec<Vec<String>>,
         announce: bool,
     ) -> Self {
@@ -37,6 +39,7 @@ impl NativeBuilder {
             context: Rc::new(context),
             url,
             mounts,
+            groups,
             commands,
             announce,
             env: EnvVars::default(),
@@ -66,7 +69,17 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
         }
         let home = format!("{}/{HOME}", files::sandbox_host_path(&self.context).await?);
         let user = if self.engine.create_user {
-            Some(users::create_user(&self.context, &self.engine.groups).await?)
+            let asked: Vec<&String> = self.groups.iter().filter(|g| !self.engine.groups.contains(g)).collect();
+            let mut groups = self.engine.groups.clone();
+            groups.extend(asked.iter().map(|g| g.to_string()));
+            let user = users::create_user(&self.context, &groups).await.map_err(|e| match e {
+                // A group the task asked for and the operator did not grant: the payload's.
+                CapError::Denied(d) if asked.iter().any(|g| d.message.contains(&format!("{g:?}"))) => {
+                    malformed(format!("task.payload.groups: {}", d.message))
+                }
+                other => other.into(),
+            })?;
+            Some(user)
         } else {
             let dir = files::sandbox_dir(&self.context).await?;
             std::fs::create_dir_all(format!("{dir}/{HOME}"))

@@ -12,6 +12,9 @@
 //!   (a plain file, a `.tar.gz`/`.tgz`/`.gz`, or a `.zip`) is downloaded by the
 //!   host into the task's home and unpacked there by `tar`/`gunzip`/`unzip`
 //!   running as the task's user;
+//! - `groups`: groups this task's user joins besides the engine's (createUser
+//!   only; each must be granted in `[plugins.native.users] groups`, else the
+//!   task's payload is refused naming the group);
 //! - `mounts`: files and read-only directories downloaded into the home before
 //!   the first command (generic-worker's mounts; `mounts.rs`);
 //! - environment variables named `^[a-zA-Z0-9_-]+$`; the command also gets `HOME`
@@ -71,6 +74,8 @@ pub struct Payload {
     context: Option<String>,
     #[serde(default)]
     mounts: Vec<mounts::Mount>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 impl Payload {
@@ -136,6 +141,10 @@ impl Engine for NativeEngine {
                     "type": "string", "format": "uri",
                     "description": "A file, .tar.gz or .zip to download into the home before the command runs"
                 },
+                "groups": {
+                    "type": "array", "items": {"type": "string", "pattern": "^[a-zA-Z0-9_.-]+$"},
+                    "description": "Groups this task's user joins besides the engine's (each granted in [plugins.native.users] groups; needs createUser)"
+                },
                 "mounts": {
                     "type": "array", "items": mounts::schema(),
                     "description": "Files and directories downloaded into the home before the first command"
@@ -152,8 +161,18 @@ impl Engine for NativeEngine {
         let url = payload.context.clone();
         mounts::check(&payload.mounts)?;
         let mounts = payload.mounts.clone();
+        if !payload.groups.is_empty() && !self.create_user {
+            return Err(malformed(format!(
+                "task.payload.groups: {}: this worker runs tasks as its own user (engines.native createUser is \
+                 false), which joins no groups per task",
+                payload.groups.join(", ")
+            )));
+        }
+        let groups = payload.groups.clone();
         let (commands, announce) = payload.commands()?;
-        Ok(NativeBuilder::new(self, context, url, mounts, commands, announce))
+        Ok(NativeBuilder::new(
+            self, context, url, mounts, groups, commands, announce,
+        ))
     }
 }
 

@@ -405,6 +405,62 @@ async fn the_chain_of_trust_verifies_with_the_workers_public_key() {
     worker.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn os_groups_need_generic_workers_scope_and_the_operators_grant() {
+    if !crate::caps::is_root() {
+        eprintln!("skipped: per-task users (createUser) need root");
+        return;
+    }
+    let fake = fake(Duration::from_secs(60)).await;
+    let mut worker = WorkerProcess::start(
+        &fake,
+        Config::new("groups")
+            .worker("capacity = 3\nengines = [\"native\"]\npayload-format = \"generic-worker\"")
+            .tables(
+                "[engines.native]\ncreateUser = true\n[plugins.native.files]\nsandbox = true\n\
+                 [plugins.native.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"task-user\"]\n\
+                 [plugins.native.users]\ncreate = true\ngroups = [\"users\"]\n",
+            ),
+    );
+    let scope = |group: &str| format!("generic-worker:os-group:{TASK_QUEUE}/{group}");
+    let payload = |group: &str| json!({"command": [["/usr/bin/id", "-Gn"]], "maxRunTime": 30, "osGroups": [group]});
+    let joined = create(&fake, TASK_QUEUE, payload("users"), |d| {
+        d["scopes"] = json!([scope("users")])
+    });
+    let unscoped = create(&fake, TASK_QUEUE, payload("users"), |_| {});
+    let ungranted = create(&fake, TASK_QUEUE, payload("audio"), |d| {
+        d["scopes"] = json!([scope("*")])
+    });
+    wait_for(
+        "every task to be resolved",
+        Duration::from_secs(120),
+        &[&worker],
+        || {
+            [&joined, &unscoped, &ungranted]
+                .iter()
+                .all(|t| !fake.resolutions(t).is_empty())
+        },
+    )
+    .await;
+    let log = resolved_as(&fake, &joined, "completed", "completed");
+    let ids = log.lines().find(|l| !l.starts_with('[')).unwrap_or_default();
+    assert!(ids.split_whitespace().any(|g| g == "users"), "{log}");
+    let log = resolved_as(&fake, &unscoped, "exception", "malformed-payload");
+    assert!(
+        log.contains(&format!(
+            "task.payload.osGroups: the task lacks the scope(s) {}",
+            scope("users")
+        )),
+        "{log}"
+    );
+    let log = resolved_as(&fake, &ungranted, "exception", "malformed-payload");
+    assert!(
+        log.contains("task.payload.groups: users.groups \"audio\": not granted"),
+        "{log}"
+    );
+    worker.stop().await;
+}
+
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()

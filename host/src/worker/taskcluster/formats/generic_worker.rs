@@ -5,15 +5,16 @@
 //! they mean there; `logs` names the two logs and `features.liveLog: false` turns
 //! the live one off; file mounts and read-only directories (from a URL, or a
 //! public artifact of a task or an indexed task) become the native engine's
-//! `mounts`. What enginehost does not do (caches, osGroups, the other features,
-//! `onExitStatus`, `supersederUrl`) is refused by name.
+//! `mounts`; `osGroups` (with generic-worker's scope for each) the native
+//! engine's `groups`, each granted by the operator. What enginehost does not do
+//! (caches, the other features, `onExitStatus`, `supersederUrl`) is refused by name.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{GENERIC_WORKER, Plan, first_checks, log_name_problems};
+use super::{GENERIC_WORKER, Plan, first_checks, log_name_problems, satisfies};
 use crate::worker::artifacts::ArtifactSpec;
 use crate::worker::taskcluster::payload::{LogNames, TaskDefinition, artifact_problems};
 
@@ -127,8 +128,13 @@ fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, S
 }
 
 /// The plan of a generic-worker payload, run on the engine `engine`, in the
-/// deployment at `root_url`.
-pub fn plan(definition: &TaskDefinition, engine: &str, root_url: &str) -> Result<Plan, Vec<String>> {
+/// deployment at `root_url`, for the task queue `task_queue_id`.
+pub fn plan(
+    definition: &TaskDefinition,
+    engine: &str,
+    root_url: &str,
+    task_queue_id: &str,
+) -> Result<Plan, Vec<String>> {
     let payload = &definition.payload;
     let mut problems = first_checks(
         payload,
@@ -146,16 +152,22 @@ pub fn plan(definition: &TaskDefinition, engine: &str, root_url: &str) -> Result
             }
         }
     }
-    if payload
+    // generic-worker's scope for each group; the grant is the engine's to check.
+    let groups: Vec<String> = payload
         .get("osGroups")
         .and_then(Value::as_array)
-        .is_some_and(|g| !g.is_empty())
-    {
-        problems.push(
-            "task.payload.osGroups: not supported: the groups of the task's user are the operator's \
-             (engines.native groups), not the payload's; remove it"
-                .to_string(),
-        );
+        .map(|g| g.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default();
+    let missing: Vec<String> = groups
+        .iter()
+        .map(|g| format!("generic-worker:os-group:{task_queue_id}/{g}"))
+        .filter(|scope| !satisfies(&definition.scopes, scope))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "task.payload.osGroups: the task lacks the scope(s) {}; add them to the task's scopes",
+            missing.join(", ")
+        ));
     }
     let parsed: Payload = serde_json::from_value(payload.clone()).map_err(|e| vec![format!("task.payload: {e}")])?;
     let chain_of_trust = payload.pointer("/features/chainOfTrust").and_then(Value::as_bool) == Some(true);
@@ -196,11 +208,13 @@ pub fn plan(definition: &TaskDefinition, engine: &str, root_url: &str) -> Result
     // generic-worker's PATH unless the payload sets one.
     env.entry("PATH".into())
         .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into());
-    let payload = if mounts.is_empty() {
-        json!({"commands": parsed.command})
-    } else {
-        json!({"commands": parsed.command, "mounts": mounts})
-    };
+    let mut payload = json!({"commands": parsed.command});
+    if !mounts.is_empty() {
+        payload["mounts"] = json!(mounts);
+    }
+    if !groups.is_empty() {
+        payload["groups"] = json!(groups);
+    }
     Ok(Plan::foreign(
         engine,
         payload,
@@ -221,7 +235,7 @@ mod tests {
     }
 
     fn problems(payload: Value) -> String {
-        plan(&definition(payload), "native", "https://tc")
+        plan(&definition(payload), "native", "https://tc", "p/w")
             .unwrap_err()
             .join("\n")
     }
@@ -240,6 +254,7 @@ mod tests {
             })),
             "native",
             "https://tc",
+            "p/w",
         )
         .unwrap();
         assert_eq!(plan.task.engine, "native");
@@ -278,7 +293,7 @@ mod tests {
             "task.payload.mounts[0]: a writable directory cache",
             "task.payload.mounts[1]: content.raw",
             "task.payload.mounts[2]: content.artifact: \"private/x\" of task YPSkyme9QQWtOi_yUXJHXg is not public",
-            "task.payload.osGroups",
+            "task.payload.osGroups: the task lacks the scope(s) generic-worker:os-group:p/w/docker",
             "task.payload.onExitStatus.retry",
             "task.payload.onExitStatus.purgeCaches",
             "task.payload.supersederUrl",
@@ -302,6 +317,7 @@ mod tests {
             })),
             "native",
             "https://tc",
+            "p/w",
         )
         .unwrap();
         assert_eq!(

@@ -80,6 +80,7 @@ pub struct ChainOfTrust {
 pub struct Formats {
     format: PayloadFormat,
     root_url: String,
+    task_queue_id: String,
     engines: Vec<String>,
     default: Option<String>,
     native: Option<String>,
@@ -94,6 +95,7 @@ impl Formats {
             chain_of_trust,
             format: settings.payload_format,
             root_url: settings.root_url.clone(),
+            task_queue_id: settings.task_queue_id.clone(),
             engines: settings.engines.clone(),
             default: settings.default_engine.clone(),
             native: settings.native_engine.clone(),
@@ -158,7 +160,7 @@ impl Formats {
             }
             PayloadFormat::GenericWorker => {
                 let native = engine(&self.native, "native-engine", "native")?;
-                let plan = generic_worker::plan(definition, &native, &self.root_url);
+                let plan = generic_worker::plan(definition, &native, &self.root_url, &self.task_queue_id);
                 (native, plan)
             }
             PayloadFormat::DockerWorker => {
@@ -320,6 +322,14 @@ pub fn feature_problems(
     problems
 }
 
+/// Whether `scopes` satisfy `scope` (a scope ending in `*` covers every scope it
+/// is a prefix of).
+pub fn satisfies(scopes: &[String], scope: &str) -> bool {
+    scopes
+        .iter()
+        .any(|s| s == scope || s.strip_suffix('*').is_some_and(|prefix| scope.starts_with(prefix)))
+}
+
 /// The refusal of a non-empty `onExitStatus.retry`/`purgeCaches` and of
 /// `supersederUrl`, shared by both foreign formats.
 pub fn common_refusals(payload: &Value) -> Vec<String> {
@@ -396,6 +406,7 @@ mod tests {
         Formats {
             format,
             root_url: "https://tc.example.com".into(),
+            task_queue_id: "p/w".into(),
             engines: vec!["native".into()],
             default: None,
             native: Some("native".into()),
