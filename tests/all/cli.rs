@@ -140,7 +140,7 @@ fn plugins_lists_mock_with_its_contract_version_and_rejections() {
     let mock = stdout.lines().find(|l| l.starts_with("mock ")).expect("mock is listed");
     assert_eq!(
         mock.split_whitespace().collect::<Vec<_>>(),
-        ["mock", "0.1.0", "0.1.2", "(built", "in)"]
+        ["mock", "0.1.0", "0.1.3", "(built", "in)"]
     );
     assert!(stdout.contains("junk.wasm: not a WebAssembly file"), "{stdout}");
 }
@@ -785,4 +785,74 @@ fn keygen_writes_a_private_key_only_its_owner_reads_and_prints_its_public_half()
         std::fs::read(&key).unwrap(),
         base64::engine::general_purpose::STANDARD.encode(seed).into_bytes()
     );
+}
+
+#[test]
+fn run_takes_a_generic_worker_task_as_a_worker_with_that_payload_format_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[host]\nwork-dir = \"{}\"\n[engines.native]\ncreateUser = false\n[plugins.native.files]\nsandbox = true\n\
+             [plugins.native.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"worker\"]\n",
+            work.display()
+        ),
+    )
+    .unwrap();
+    // A task definition as a generic-worker pool gets it.
+    let task = serde_json::json!({
+        "scopes": [],
+        "payload": {
+            "command": [["/bin/sh", "-c", "echo first > out.txt"], ["/bin/sh", "-c", "echo second; exit 36"]],
+            "maxRunTime": 30,
+            "onExitStatus": {"retry": [36]},
+            "artifacts": [{"type": "file", "path": "out.txt", "name": "public/out.txt"}]
+        }
+    });
+    std::fs::write(dir.path().join("task.json"), task.to_string()).unwrap();
+    let out = enginehost(
+        &[
+            "run",
+            "--payload-format",
+            "generic-worker",
+            "task.json",
+            "--config",
+            "config.toml",
+        ],
+        dir.path(),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Executing command 1: /bin/sh -c echo second; exit 36"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("exit code 36, which onExitStatus.retry lists"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("artifacts/public/out.txt")).unwrap(),
+        "first\n"
+    );
+    // The payload alone, with a field enginehost does not do: refused by name.
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"command": [["true"]], "maxRunTime": 5, "features": {"taskclusterProxy": true}}"#,
+    )
+    .unwrap();
+    let out = enginehost(
+        &[
+            "run",
+            "--payload-format",
+            "generic-worker",
+            "bad.json",
+            "--config",
+            "config.toml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("task.payload.features.taskclusterProxy: not supported"));
 }

@@ -64,6 +64,13 @@ impl TaskHandle {
         }
     }
 
+    /// Records the task's exit code (nothing once the task ended).
+    pub(crate) fn set_exit_code(&self, code: i32) {
+        if let Some(ctx) = self.live() {
+            ctx.set_exit_code(code);
+        }
+    }
+
     /// Resolves when the task is cancelled (at once if it already ended).
     pub(crate) fn cancelled(&self) -> impl Future<Output = ()> + Send + use<> {
         let (ctx, ended) = (self.ctx.clone(), self.scope.has_ended());

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
 use enginehost::plugin::{Catalog, Origin};
 use enginehost::runtime::Runtime;
-use enginehost::worker::{Outcome, TaskFile, run_task};
+use enginehost::worker::{Outcome, TaskFile, execute};
 use tokio_util::sync::CancellationToken;
 
 use super::{BadInput, PluginsArgs};
@@ -26,6 +26,51 @@ pub struct RunArgs {
     /// Where artifacts land.
     #[arg(long, value_name = "DIR", default_value = "artifacts")]
     artifacts: PathBuf,
+    /// Read TASK.json as a task written for another worker: generic-worker's posix
+    /// payload (on the native engine) or docker-worker's (on the docker engine), as
+    /// `enginehost worker` with `[worker] payload-format` runs it. TASK.json is a task
+    /// definition (`payload`, `scopes`, ...) or the payload alone; artifact and index
+    /// mounts use $TASKCLUSTER_ROOT_URL.
+    #[arg(long, value_name = "FORMAT", value_parser = ["enginehost", "generic-worker", "docker-worker"], default_value = "enginehost")]
+    payload_format: String,
+}
+
+/// The task file of `path`, a task definition or payload written for another
+/// worker, through its front-end; each note is printed.
+fn read_foreign(path: &Path, format: &str) -> anyhow::Result<(TaskFile, Vec<i32>)> {
+    use enginehost::policy::PayloadFormat;
+    use enginehost::worker::taskcluster::formats::Formats;
+    use enginehost::worker::taskcluster::payload::TaskDefinition;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read task file {}: {e}", path.display())))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| BadInput(format!("task file {} is not JSON: {e}", path.display())))?;
+    // A definition has a payload object; anything else is the payload itself.
+    let mut definition = match value.get("payload") {
+        Some(p) if p.is_object() => value.clone(),
+        _ => serde_json::json!({"payload": value}),
+    };
+    if definition.get("expires").is_none() {
+        definition["expires"] = serde_json::json!("9999-12-31T00:00:00.000Z");
+    }
+    let definition = TaskDefinition::read(&definition).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+    let format = match format {
+        "generic-worker" => PayloadFormat::GenericWorker,
+        _ => PayloadFormat::DockerWorker,
+    };
+    let root_url = std::env::var("TASKCLUSTER_ROOT_URL").unwrap_or_default();
+    let plan = Formats::local(format, &root_url)
+        .plan("local-task", 0, &definition)
+        .map_err(|problems| {
+            BadInput(format!(
+                "task file {} is not a valid {} task:\n  {}",
+                path.display(),
+                format.as_str(),
+                problems.join("\n  ")
+            ))
+        })?;
+    plan.notes.iter().for_each(|n| eprintln!("note: {n}"));
+    Ok((plan.task, plan.retry_exit_codes))
 }
 
 fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
@@ -42,7 +87,10 @@ fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let task = read_task(&args.task)?;
+    let (task, retry_codes) = match args.payload_format.as_str() {
+        "enginehost" => (read_task(&args.task)?, Vec::new()),
+        format => read_foreign(&args.task, format)?,
+    };
     let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
     let config = super::operator_config(args.config.as_deref())?;
     let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
@@ -84,11 +132,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
 
     let limits = super::task_limits(&config.limits_for(&task.engine));
-    let outcome = run_task(engine.as_ref(), &task, &log, &args.artifacts, &cancel, &limits).await;
+    let report = execute(engine.as_ref(), &task, &log, &args.artifacts, &cancel, &limits).await;
+    let outcome = report.outcome;
     let _ = live.await;
     match &outcome {
         Outcome::Success => eprintln!("task succeeded"),
-        Outcome::Failure => eprintln!("task failed"),
+        Outcome::Failure => match report.exit_code.filter(|c| retry_codes.contains(c)) {
+            Some(code) => eprintln!(
+                "task failed with exit code {code}, which onExitStatus.retry lists: a worker resolves it as \
+                 intermittent-task"
+            ),
+            None => eprintln!("task failed"),
+        },
         Outcome::Malformed(messages) => {
             eprintln!("task payload is malformed:");
             messages.iter().for_each(|m| eprintln!("  {m}"));

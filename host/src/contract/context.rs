@@ -3,7 +3,7 @@
 //! [`WorkerControl`] is the seed's `Environment.Worker` (StopNow).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tokio::sync::watch;
 
@@ -25,7 +25,12 @@ struct Inner {
     log: TaskLog,
     cancelled: watch::Sender<bool>,
     usage: Arc<super::usage::TaskUsage>,
+    /// The exit code the engine recorded ([`NO_EXIT_CODE`]: none).
+    exit_code: AtomicI64,
 }
+
+/// No exit code recorded (outside `i32`).
+const NO_EXIT_CODE: i64 = i64::MIN;
 
 /// One task's context; clones share it.
 #[derive(Clone)]
@@ -43,6 +48,7 @@ impl TaskContext {
                 log,
                 cancelled,
                 usage: Arc::default(),
+                exit_code: AtomicI64::new(NO_EXIT_CODE),
             }),
         }
     }
@@ -73,6 +79,16 @@ impl TaskContext {
             })
         };
         sets.iter().any(|set| set.iter().all(covers))
+    }
+
+    /// Records the task's exit code (contract 0.1.3); the last call wins.
+    pub fn set_exit_code(&self, code: i32) {
+        self.inner.exit_code.store(i64::from(code), Ordering::SeqCst);
+    }
+
+    /// The exit code the engine recorded, if it did.
+    pub fn exit_code(&self) -> Option<i32> {
+        i32::try_from(self.inner.exit_code.load(Ordering::SeqCst)).ok()
     }
 
     /// Cancels the task (worker shutdown or task cancellation).

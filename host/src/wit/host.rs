@@ -50,6 +50,10 @@ impl host::HostTaskContext for CapsCtxView<'_> {
         self.table.get(&r)?.log(&message, true);
         Ok(())
     }
+    fn set_exit_code(&mut self, r: Resource<TaskHandle>, code: i32) -> wasmtime::Result<()> {
+        self.table.get(&r)?.set_exit_code(code);
+        Ok(())
+    }
     fn drop(&mut self, r: Resource<TaskHandle>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())

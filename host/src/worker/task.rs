@@ -154,6 +154,8 @@ pub struct TaskReport {
     pub artifacts: Vec<(ArtifactSpec, ArtifactStatus)>,
     /// What the task cost its engine (`None`: the engine accounts nothing).
     pub usage: Option<crate::contract::UsageReport>,
+    /// The exit code the engine recorded (contract 0.1.3), if it did.
+    pub exit_code: Option<i32>,
 }
 
 /// Runs `task` on `engine`, writing the task log to `log` (closed on return) and
@@ -200,6 +202,7 @@ pub async fn execute(
         outcome,
         artifacts,
         usage,
+        exit_code: ctx.exit_code(),
     }
 }
 

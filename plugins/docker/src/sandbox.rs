@@ -82,7 +82,13 @@ impl DockerSandbox {
             logged.wait().await;
             waiting.shells.idle().await;
             let result = match exit {
-                Ok(v) => Ok(v["StatusCode"].as_i64() == Some(0) && !waiting.status.was_killed()),
+                Ok(v) => {
+                    // docker-worker's onExitStatus rules read it (contract 0.1.3).
+                    if let Some(code) = v["StatusCode"].as_i64().and_then(|c| i32::try_from(c).ok()) {
+                        waiting.context.set_exit_code(code);
+                    }
+                    Ok(v["StatusCode"].as_i64() == Some(0) && !waiting.status.was_killed())
+                }
                 Err(e) => Err(container.engine.unavailable(e)),
             };
             waiting.status.resolve(result);

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use enginehost_sdk::caps::CapError;
-use enginehost_sdk::caps::process::{Command, Output, Process};
+use enginehost_sdk::caps::process::{Command, ExitStatus, Output, Process};
 use enginehost_sdk::caps::users::TaskUser;
 use enginehost_sdk::{Result, Sandbox, SandboxStatus, Shells, StreamReader, TaskContext, spawn_local};
 
@@ -93,6 +93,9 @@ impl Task {
         loop {
             let process = self.current();
             let status = process.wait().await;
+            if let ExitStatus::Code(code) = status {
+                self.context.set_exit_code(i32::from(code));
+            }
             // Whatever the command left running goes, or its output never ends.
             let _ = process.kill_tree(0).await;
             process.drained().await;

@@ -124,16 +124,33 @@ async fn generic_worker_payloads_run_unchanged_on_the_native_engine() {
         }),
         |_| {},
     );
+    // onExitStatus.retry: a listed exit code is intermittent (the queue retries it,
+    // once here), another is a failure.
+    let retry = |code: u8| {
+        json!({"command": [["/bin/sh", "-c", format!("exit {code}")]], "maxRunTime": 30,
+                                  "onExitStatus": {"retry": [36]}})
+    };
+    let intermittent = create(&fake, TASK_QUEUE, retry(36), |d| d["retries"] = json!(1));
+    let plain_failure = create(&fake, TASK_QUEUE, retry(1), |_| {});
     // Not generic-worker's shape at all: the published schema's words.
     let shapeless = create(&fake, TASK_QUEUE, json!({"command": "make", "maxRunTime": 30}), |_| {});
-    let tasks = [&good, &failing, &slow, &logs, &refused, &shapeless];
+    let tasks = [&good, &failing, &slow, &logs, &refused, &shapeless, &plain_failure];
     wait_for(
         "every task to be resolved",
         Duration::from_secs(120),
         &[&worker],
-        || tasks.iter().all(|t| !fake.resolutions(t).is_empty()),
+        || tasks.iter().all(|t| !fake.resolutions(t).is_empty()) && fake.resolutions(&intermittent).len() == 2,
     )
     .await;
+    for resolution in fake.resolutions(&intermittent) {
+        assert_eq!(
+            (resolution.state.as_str(), resolution.reason.as_str()),
+            ("exception", "intermittent-task")
+        );
+    }
+    let log = backing_log(&fake, &intermittent, 1);
+    assert!(log.contains("Exit code 36 is in onExitStatus.retry"), "{log}");
+    resolved_as(&fake, &plain_failure, "failed", "failed");
 
     let log = resolved_as(&fake, &good, "completed", "completed");
     assert!(log.contains("Executing command 0: /bin/sh -c mkdir"), "{log}");
@@ -185,7 +202,6 @@ async fn generic_worker_payloads_run_unchanged_on_the_native_engine() {
         "task.payload.features.taskclusterProxy",
         "task.payload.mounts[0]: a writable directory cache",
         "task.payload.osGroups",
-        "task.payload.onExitStatus.retry",
     ] {
         assert!(log.contains(field), "{field} not in\n{log}");
     }
@@ -519,13 +535,16 @@ async fn docker_worker_payloads_run_unchanged_on_the_docker_engine() {
     cached["cache"] = json!({"level-3-checkouts": "/builds/worker/checkouts"});
     cached["image"] = json!({"type": "task-image", "taskId": "abc", "path": "public/image.tar"});
     let cached = create(&fake, TASK_QUEUE, cached, |_| {});
-    wait_for(
-        "both tasks to be resolved",
-        Duration::from_secs(120),
-        &[&worker],
-        || [&good, &cached].iter().all(|t| !fake.resolutions(t).is_empty()),
-    )
+    // The container's exit code meets onExitStatus.retry (no retries left: one run).
+    let mut flaky = docker_payload("x");
+    flaky["command"] = json!(["/bin/sh", "-c", "exit 3"]);
+    flaky["onExitStatus"] = json!({"retry": [3]});
+    let flaky = create(&fake, TASK_QUEUE, flaky, |d| d["retries"] = json!(0));
+    wait_for("the tasks to be resolved", Duration::from_secs(120), &[&worker], || {
+        [&good, &cached, &flaky].iter().all(|t| !fake.resolutions(t).is_empty())
+    })
     .await;
+    resolved_as(&fake, &flaky, "exception", "intermittent-task");
     let log = resolved_as(&fake, &good, "completed", "completed");
     assert!(log.contains("ran"), "{log}");
     assert_eq!(

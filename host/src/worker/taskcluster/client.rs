@@ -369,6 +369,9 @@ pub enum ExceptionReason {
     InternalError,
     /// The worker is stopping; the queue retries the task at once.
     WorkerShutdown,
+    /// The task failed with an exit code its payload lists as retryable
+    /// (`onExitStatus.retry`); the queue retries it while retries are left.
+    IntermittentTask,
 }
 
 impl ExceptionReason {
@@ -378,6 +381,7 @@ impl ExceptionReason {
             ExceptionReason::MalformedPayload => "malformed-payload",
             ExceptionReason::InternalError => "internal-error",
             ExceptionReason::WorkerShutdown => "worker-shutdown",
+            ExceptionReason::IntermittentTask => "intermittent-task",
         }
     }
 }

@@ -259,6 +259,7 @@ async fn claimed(
     let logs = plan.as_ref().map(|p| p.logs.clone()).unwrap_or_default();
     let notes = plan.as_ref().map(|p| p.notes.clone()).unwrap_or_default();
     let chain_of_trust = plan.as_ref().is_ok_and(|p| p.chain_of_trust);
+    let retry_codes = plan.as_ref().map(|p| p.retry_exit_codes.clone()).unwrap_or_default();
 
     // The live log, while the task runs.
     let published = match shared.live_log.as_ref().filter(|_| logs.live_enabled) {
@@ -309,6 +310,7 @@ async fn claimed(
     notes.iter().for_each(|n| log.log(n));
     let mut ran_on = None;
     let mut usage = None;
+    let mut exit_code = None;
     let (outcome, statuses) = match plan.map(|p| p.task) {
         Err(problems) => {
             log.log_error("The task's payload is not valid:");
@@ -328,6 +330,7 @@ async fn claimed(
             tracing::info!(engine = %task.engine, "running");
             let report = execute(engine.as_ref(), &task, &log, &artifacts_dir, task_cancel, limits).await;
             usage = report.usage;
+            exit_code = report.exit_code;
             (report.outcome, report.artifacts)
         }
     };
@@ -357,6 +360,26 @@ async fn claimed(
         }
         Outcome::Cancelled => Resolution::Exception(ExceptionReason::WorkerShutdown),
     };
+    if resolution == Resolution::Failed && exit_code.is_none() && !retry_codes.is_empty() {
+        note(
+            &log_path,
+            "[taskcluster] onExitStatus.retry: the engine recorded no exit code (it predates contract 0.1.3, or \
+             the task was killed): the task is resolved as failed",
+        );
+    }
+    // onExitStatus.retry: a failure with a listed exit code is intermittent.
+    if resolution == Resolution::Failed
+        && let Some(code) = exit_code.filter(|c| retry_codes.contains(c))
+    {
+        resolution = Resolution::Exception(ExceptionReason::IntermittentTask);
+        note(
+            &log_path,
+            &format!(
+                "[taskcluster] Exit code {code} is in onExitStatus.retry: the task is resolved as \
+                 intermittent-task (the queue retries it while it has retries left)"
+            ),
+        );
+    }
     if resolution == Resolution::Exception(ExceptionReason::WorkerShutdown) {
         note(
             &log_path,

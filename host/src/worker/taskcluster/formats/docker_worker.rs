@@ -217,7 +217,6 @@ mod tests {
             "task.payload.features.taskclusterProxy",
             "task.payload.features.allowPtrace",
             "task.payload.artifacts[\"public/v\"].type",
-            "task.payload.onExitStatus.retry",
             "task.payload.command: required",
         ] {
             assert!(text.contains(says), "{says:?} not in\n{text}");

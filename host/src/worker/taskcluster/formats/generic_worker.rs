@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{GENERIC_WORKER, Plan, first_checks, log_name_problems, satisfies};
+use super::{GENERIC_WORKER, GENERIC_WORKER_MOUNTS, Plan, first_checks, log_name_problems, satisfies};
 use crate::worker::artifacts::ArtifactSpec;
 use crate::worker::taskcluster::payload::{LogNames, TaskDefinition, artifact_problems};
 
@@ -127,6 +127,36 @@ fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, S
     Ok(Value::Object(out))
 }
 
+/// `problems` with each mount's "not valid under any of the schemas" replaced by
+/// what is wrong with it as the kind of mount it looks like (a `cacheName`: a
+/// cache; a `file`: a file mount; else a read-only directory).
+fn precise_mounts(payload: &Value, mut problems: Vec<String>) -> Vec<String> {
+    let Some(mounts) = payload.get("mounts").and_then(Value::as_array) else {
+        return problems;
+    };
+    for (i, mount) in mounts.iter().enumerate() {
+        let at = format!("task.payload.mounts.{i}");
+        let vague = |p: &String| p.starts_with(&format!("{at}: ")) && p.contains("oneOf");
+        if !problems.iter().any(vague) {
+            continue;
+        }
+        let kind = if mount.get("cacheName").is_some() {
+            0
+        } else if mount.get("file").is_some() {
+            1
+        } else {
+            2
+        };
+        let schema = &GENERIC_WORKER_MOUNTS[kind];
+        let precise = schema.problems_at(mount, &at);
+        if !precise.is_empty() {
+            problems.retain(|p| !vague(p));
+            problems.extend(precise.into_iter().map(|p| format!("{p} (as {})", schema.name)));
+        }
+    }
+    problems
+}
+
 /// The plan of a generic-worker payload, run on the engine `engine`, in the
 /// deployment at `root_url`, for the task queue `task_queue_id`.
 pub fn plan(
@@ -142,7 +172,8 @@ pub fn plan(
         &["liveLog", "backingLog", "resourceMonitor", "chainOfTrust"],
         &[("backingLog", "enginehost always keeps the task's log as an artifact")],
         &why,
-    )?;
+    )
+    .map_err(|p| precise_mounts(payload, p))?;
     let mut mounts = Vec::new();
     if let Some(list) = payload.get("mounts").and_then(Value::as_array) {
         for (i, mount) in list.iter().enumerate() {
@@ -294,7 +325,6 @@ mod tests {
             "task.payload.mounts[1]: content.raw",
             "task.payload.mounts[2]: content.artifact: \"private/x\" of task YPSkyme9QQWtOi_yUXJHXg is not public",
             "task.payload.osGroups: the task lacks the scope(s) generic-worker:os-group:p/w/docker",
-            "task.payload.onExitStatus.retry",
             "task.payload.onExitStatus.purgeCaches",
             "task.payload.supersederUrl",
         ] {
@@ -340,5 +370,14 @@ mod tests {
         assert!(text.contains("colour"), "{text}");
         let text = problems(json!({"command": [["true"]], "maxRunTime": 10, "features": {"warp": true}}));
         assert!(text.contains("warp"), "{text}");
+        // A mount says what is wrong with it, not only that no kind of mount fits.
+        let text = problems(json!({"command": [["true"]], "maxRunTime": 10,
+            "mounts": [{"directory": "src", "content": {"url": "https://x/src.tgz"}, "format": "tgz"}]}));
+        assert!(
+            text.contains("task.payload.mounts.0.format: \"tgz\" is not one of"),
+            "{text}"
+        );
+        assert!(text.contains("(as a read-only directory)"), "{text}");
+        assert!(!text.contains("oneOf"), "{text}");
     }
 }

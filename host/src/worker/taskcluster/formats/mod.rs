@@ -35,6 +35,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Whether the worker signs a chain of trust for the run (`features.chainOfTrust`).
     pub chain_of_trust: bool,
+    /// Exit codes of a failed task that make it `intermittent-task`
+    /// (`onExitStatus.retry`).
+    pub retry_exit_codes: Vec<i32>,
 }
 
 impl Plan {
@@ -63,6 +66,7 @@ impl Plan {
             logs,
             notes: Vec::new(),
             chain_of_trust,
+            retry_exit_codes: Vec::new(),
         }
     }
 }
@@ -100,6 +104,22 @@ impl Formats {
             default: settings.default_engine.clone(),
             native: settings.native_engine.clone(),
             docker: settings.docker_engine.clone(),
+        }
+    }
+
+    /// For one task outside a worker (`enginehost run --payload-format`): the
+    /// format's usual engines (`native`, `docker`), the deployment at `root_url`
+    /// (artifact and index mounts), no signing key.
+    pub fn local(format: PayloadFormat, root_url: &str) -> Formats {
+        Formats {
+            format,
+            root_url: root_url.trim_end_matches('/').to_string(),
+            task_queue_id: "local/local".into(),
+            engines: vec!["native".into(), "docker".into()],
+            default: None,
+            native: Some("native".into()),
+            docker: Some("docker".into()),
+            chain_of_trust: None,
         }
     }
 
@@ -150,6 +170,7 @@ impl Formats {
                         logs: LogNames::default(),
                         notes: Vec::new(),
                         chain_of_trust: false,
+                        retry_exit_codes: Vec::new(),
                     });
                 (String::new(), plan)
             }
@@ -202,6 +223,11 @@ impl Formats {
                 }
             }
         }
+        plan.retry_exit_codes = payload
+            .pointer("/onExitStatus/retry")
+            .and_then(Value::as_array)
+            .map(|codes| codes.iter().filter_map(|c| c.as_i64()?.try_into().ok()).collect())
+            .unwrap_or_default();
         plan.task.task_id = Some(task_id.to_string());
         plan.task.run_id = run_id;
         plan.task.scopes = definition.scopes.clone();
@@ -226,10 +252,12 @@ impl Published {
 
     /// Every problem of `payload` against the schema, named from `task.payload`.
     pub fn problems(&self, payload: &Value) -> Vec<String> {
-        self.compiled
-            .validate(payload, "task.payload")
-            .err()
-            .unwrap_or_default()
+        self.problems_at(payload, "task.payload")
+    }
+
+    /// Every problem of `value` (at `root` in the payload) against the schema.
+    pub fn problems_at(&self, value: &Value, root: &str) -> Vec<String> {
+        self.compiled.validate(value, root).err().unwrap_or_default()
     }
 }
 
@@ -247,6 +275,28 @@ fn generic_worker_branch(i: usize) -> Compiled {
     branch["definitions"] = root["definitions"].clone();
     Compiled::published(&branch).expect("generic-worker's schema compiles")
 }
+
+/// One of generic-worker's definitions (`fileMount`, ...), with the others.
+fn generic_worker_definition(name: &str) -> Compiled {
+    let root = vendored(include_str!(
+        "../../../../schemas/taskcluster/generic-worker-multiuser-posix.json"
+    ));
+    let mut definition = root["definitions"][name].clone();
+    definition["definitions"] = root["definitions"].clone();
+    Compiled::published(&definition).expect("generic-worker's schema compiles")
+}
+
+/// generic-worker's three kinds of mount, for messages that say more than the
+/// `oneOf` they are in.
+pub static GENERIC_WORKER_MOUNTS: [Published; 3] = [
+    Published::new("a writable directory cache", || {
+        generic_worker_definition("writableDirectoryCache")
+    }),
+    Published::new("a file mount", || generic_worker_definition("fileMount")),
+    Published::new("a read-only directory", || {
+        generic_worker_definition("readOnlyDirectory")
+    }),
+];
 
 /// generic-worker's own payload (multiuser_posix.json, first branch).
 pub static GENERIC_WORKER: Published =
@@ -330,18 +380,11 @@ pub fn satisfies(scopes: &[String], scope: &str) -> bool {
         .any(|s| s == scope || s.strip_suffix('*').is_some_and(|prefix| scope.starts_with(prefix)))
 }
 
-/// The refusal of a non-empty `onExitStatus.retry`/`purgeCaches` and of
-/// `supersederUrl`, shared by both foreign formats.
+/// The refusal of a non-empty `onExitStatus.purgeCaches` and of `supersederUrl`,
+/// shared by both foreign formats.
 pub fn common_refusals(payload: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let non_empty = |v: Option<&Value>| v.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    if non_empty(payload.pointer("/onExitStatus/retry")) {
-        problems.push(
-            "task.payload.onExitStatus.retry: not supported by enginehost yet: its engines report whether a task \
-             succeeded, not its exit code; remove it (the task then resolves as failed on any non-zero exit)"
-                .to_string(),
-        );
-    }
     if non_empty(payload.pointer("/onExitStatus/purgeCaches")) {
         problems.push(
             "task.payload.onExitStatus.purgeCaches: not supported by enginehost yet: it keeps no caches between \
