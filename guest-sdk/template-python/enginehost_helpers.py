@@ -1,6 +1,8 @@
 """What the enginehost guest SDK gives a Rust engine, for a Python one: errors,
 an environment-variable set (EnvVars), a sandbox status with the contract's
-rules for calls after the end (SandboxStatus), and byte-stream helpers."""
+rules for calls after the end (SandboxStatus), commands run through the process
+capability (Command, run_to_end), the task's files through the files capability
+(open_file, extract_folder), and byte-stream helpers."""
 
 import asyncio
 import re
@@ -9,6 +11,7 @@ import componentize_py_async_support
 import componentize_py_runtime
 from componentize_py_types import Err
 import wit_world
+from wit_world.imports import caps, files, process
 from wit_world.imports import enginehost_engine_types as types
 
 
@@ -61,8 +64,12 @@ class SandboxStatus:
     is sandbox-aborted or sandbox-terminated."""
 
     def __init__(self):
-        self._done = asyncio.Event()
         self._result = None  # ("ok", value) or ("err", error)
+        # componentize-py 0.25.1: an export's task may block only on the component
+        # model's waitables (awaiting an asyncio.Event that another export's task
+        # sets traps in its event loop), so each waiter reads a stream of its own,
+        # whose writer the resolution drops.
+        self._waiters = []
         self.killed = False
 
     def resolve_ok(self, value) -> bool:
@@ -75,11 +82,21 @@ class SandboxStatus:
         if self._result is not None:
             return False
         self._result = result
-        self._done.set()
+        for writer in self._waiters:
+            writer.__exit__(None, None, None)
+        self._waiters.clear()
         return True
 
+    @property
+    def resolved(self) -> bool:
+        return self._result is not None
+
     async def wait(self):
-        await self._done.wait()
+        if self._result is None:
+            writer, reader = wit_world.byte_stream()
+            self._waiters.append(writer)
+            with reader:
+                await reader.read(1)
         kind, value = self._result
         if kind == "err":
             raise Err(value)
@@ -99,6 +116,137 @@ class SandboxStatus:
         if kind == "err":
             raise Err(value)
         return True
+
+
+def cap_message(err) -> str:
+    """The text of a capability error (a denial names the config key to change)."""
+    value = err.value if isinstance(err, Err) else err
+    if isinstance(value, caps.CapError_Denied):
+        return value.value.message
+    if isinstance(value, caps.CapError_TaskEnded):
+        return "the task has ended: its processes, users and files are gone"
+    if isinstance(value, caps.CapError_NotFound):
+        return f"not found: {value.value}"
+    if isinstance(value, caps.CapError_Invalid):
+        return f"invalid argument: {value.value}"
+    return f"the host refused: {value.value}"
+
+
+def internal(err) -> Err:
+    """A capability failure as the operator's business: a non-fatal internal
+    error carrying its message (what `?` does in the Rust SDK)."""
+    return Err(types.Error_NonFatalInternalError(cap_message(err)))
+
+
+class Command:
+    """A process to start through the process capability (granted in
+    [plugins.NAME.process]): by default in the task's home (`home` in the sandbox
+    directory), stdout and stderr together into the task log, copied by the host.
+
+        proc = await Command(["make", "test"]).env(vars).spawn(context)
+        status = await run_to_end(proc)
+    """
+
+    def __init__(self, argv: list):
+        self.argv = list(argv)
+        self.vars: list = []
+        self.directory = "home"
+        self.stdin = process.Input_Null()
+        self.stdout = process.Output_TaskLog("")
+        self.stderr = process.Output_Stdout()
+
+    def env(self, variables: dict) -> "Command":
+        self.vars.extend(variables.items())
+        return self
+
+    def cwd(self, directory: str) -> "Command":
+        """The working directory, relative to the task's sandbox directory."""
+        self.directory = directory
+        return self
+
+    def stdin_bytes(self, data: bytes) -> "Command":
+        self.stdin = process.Input_Bytes(stream_of(data))
+        return self
+
+    def output(self, stdout, stderr=None) -> "Command":
+        """Where stdout and stderr go (process.Output_*); stderr follows stdout
+        by default."""
+        self.stdout = stdout
+        self.stderr = stderr if stderr is not None else process.Output_Stdout()
+        return self
+
+    async def spawn(self, context, user=None):
+        """Starts it in the task of `context`, as `user` (a task user) or the
+        worker. A command that cannot start (not found, not allowed as written)
+        is the task author's: malformed-payload; a denial is the operator's: a
+        non-fatal internal error naming the grant."""
+        record = process.Command(
+            argv=self.argv, env=self.vars, cwd=self.directory,
+            stdin=self.stdin, stdout=self.stdout, stderr=self.stderr, pty=None,
+        )
+        try:
+            return await process.spawn(context, record, user)
+        except Err as e:
+            if isinstance(e.value, (caps.CapError_NotFound, caps.CapError_Invalid)):
+                raise malformed(f"Unable to start specified command: {cap_message(e)}")
+            raise internal(e)
+
+
+async def run_to_end(proc, context=None):
+    """Waits for `proc`, then ends what it left running and waits for its output
+    to reach the task log. With `context`, records the exit code for the worker's
+    exit-status rules (contract 0.1.3). Returns the exit status."""
+    status = await proc.wait()
+    if context is not None and isinstance(status, process.ExitStatus_Code):
+        context.set_exit_code(status.value)
+    try:
+        await proc.kill_tree(0)
+    except Err:
+        pass
+    await proc.drained()
+    return status
+
+
+def succeeded(status) -> bool:
+    """Whether an exit status is exit code 0."""
+    return isinstance(status, process.ExitStatus_Code) and status.value == 0
+
+
+async def open_file(context, root: str, path: str):
+    """extract-file from the task's files: the bytes of `path` under `root` (in
+    the sandbox directory), read by the host; a missing file is
+    resource-not-found."""
+    try:
+        return await files.open_file(context, root, path)
+    except Err as e:
+        if isinstance(e.value, caps.CapError_NotFound):
+            raise error(types.Error_ResourceNotFound)
+        raise internal(e)
+
+
+async def extract_folder(context, root: str, folder: str, handler) -> None:
+    """extract-folder from the task's files: every regular file under `folder`
+    (relative to `root`) to `handler`, one at a time; a missing folder is
+    resource-not-found, a handler error handler-interrupt. Ends the handler's
+    borrow before returning (see the componentize-py note below)."""
+    with handler:
+        folder = folder.strip("/")
+        try:
+            found = await files.list_files(context, root, folder)
+        except Err as e:
+            if isinstance(e.value, caps.CapError_NotFound):
+                raise error(types.Error_ResourceNotFound)
+            raise internal(e)
+        for rel in found:
+            full = f"{folder}/{rel}" if folder else rel
+            try:
+                data = await files.open_file(context, root, full)
+            except Err:
+                continue  # gone or unreadable meanwhile: skipped, as in the Rust SDK
+            try:
+                await handler.handle_file(rel, data)
+            except Err:
+                raise error(types.Error_HandlerInterrupt)
 
 
 # componentize-py 0.25.1 returns an async export's result (task.return) before it

@@ -712,16 +712,120 @@ fn test_says_where_grants_go_when_the_engine_is_denied() {
     );
 }
 
-#[test]
-fn new_python_scaffolds_an_engine_that_builds_and_passes_the_suite() {
-    // componentize-py (requirements.txt's pin) must be on PATH; CI installs it
-    // and sets ENGINEHOST_REQUIRE_COMPONENTIZE_PY=1 so that a missing one fails.
+/// Whether componentize-py (requirements.txt's pin) is on PATH; CI installs it
+/// and sets ENGINEHOST_REQUIRE_COMPONENTIZE_PY=1 so that a missing one fails.
+fn componentize_py() -> bool {
     if let Err(e) = Command::new("componentize-py").arg("--version").output() {
         assert!(
             std::env::var("ENGINEHOST_REQUIRE_COMPONENTIZE_PY").is_err(),
             "componentize-py is required here: {e}"
         );
         eprintln!("skipped: componentize-py is not on PATH ({e})");
+        return false;
+    }
+    true
+}
+
+/// Scaffolds the Python engine `name` in `dir`, lets `edit` change its files, and
+/// builds it as its README says, with this enginehost packing: its `.wasm`.
+fn build_python_engine(dir: &Path, name: &str, edit: impl FnOnce(&Path)) -> std::path::PathBuf {
+    let out = enginehost(&["new", name, "--lang", "python"], dir);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let engine = dir.join(name);
+    edit(&engine);
+    let built = Command::new(engine.join("build.sh"))
+        .env("ENGINEHOST", env!("CARGO_BIN_EXE_enginehost"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}{}", text(&built.stdout), text(&built.stderr));
+    engine.join("target").join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// `enginehost run` of `task` (JSON) with `plugins` and `config` in `dir`.
+fn run_with(dir: &Path, task: &serde_json::Value, plugins: &Path, config: &str) -> Output {
+    std::fs::write(dir.join("task.json"), task.to_string()).unwrap();
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    enginehost(
+        &[
+            "run",
+            "task.json",
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--config",
+            "config.toml",
+        ],
+        dir,
+    )
+}
+
+#[test]
+fn python_helpers_run_a_command_and_serve_its_files() {
+    if !componentize_py() {
+        return;
+    }
+    // tests/fixtures/python-command: a command-running engine on the helpers.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = build_python_engine(dir.path(), "cmdpy", |engine| {
+        for file in ["app.py", "engine.py", "capabilities.toml"] {
+            std::fs::copy(
+                root().join("tests/fixtures/python-command").join(file),
+                engine.join(file),
+            )
+            .unwrap();
+        }
+    });
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(&wasm, plugins.join("cmdpy.wasm")).unwrap();
+    let config = format!(
+        "[host]\nwork-dir = \"{}\"\n[plugins.cmdpy.files]\nsandbox = true\n\
+         [plugins.cmdpy.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"worker\"]\n",
+        dir.path().join("work").display()
+    );
+    let out = run_with(
+        dir.path(),
+        &serde_json::json!({
+            "engine": "cmdpy",
+            "payload": {"command": ["/bin/sh", "-c",
+                "mkdir -p out/sub && echo hi > out/a.txt && echo there > out/sub/b.txt && echo ran $GREETING"]},
+            "env": {"GREETING": "hello"},
+            "artifacts": [{"type": "file", "path": "out/a.txt", "name": "a.txt"},
+                          {"type": "directory", "path": "out", "name": "all"}]
+        }),
+        &plugins,
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("ran hello"), "{}", text(&out.stdout));
+    let artifact = |p: &str| std::fs::read_to_string(dir.path().join("artifacts").join(p)).unwrap();
+    assert_eq!(artifact("a.txt"), "hi\n");
+    assert_eq!(artifact("all/sub/b.txt"), "there\n");
+    // Killed at maxRunTime while the worker waits: a failure, not a trap.
+    let out = run_with(
+        dir.path(),
+        &serde_json::json!({"engine": "cmdpy", "payload": {"command": ["/bin/sleep", "30"]}, "maxRunTime": 1}),
+        &plugins,
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    // A program that is not there is the payload's fault.
+    let out = run_with(
+        dir.path(),
+        &serde_json::json!({"engine": "cmdpy", "payload": {"command": ["no-such-program"]}}),
+        &plugins,
+        &config,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Unable to start specified command"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn new_python_scaffolds_an_engine_that_builds_and_passes_the_suite() {
+    if !componentize_py() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -754,6 +858,18 @@ fn new_python_scaffolds_an_engine_that_builds_and_passes_the_suite() {
     assert!(built.status.success(), "{}{}", text(&built.stdout), text(&built.stderr));
     // The Python example passes what the Rust one passes.
     template_passes_its_suite(&engine.join("target/hello_py.wasm"), &engine.join("cases.json"));
+    // And a task that is still running when the worker waits for its result (a
+    // wait on anything but the component model's waitables trapped here).
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(engine.join("target/hello_py.wasm"), plugins.join("hello-py.wasm")).unwrap();
+    let out = run_with(
+        dir.path(),
+        &serde_json::json!({"engine": "hello-py", "payload": {"log": "slow", "sleepMs": 500}}),
+        &plugins,
+        &format!("[host]\nwork-dir = \"{}\"\n", dir.path().join("work").display()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
 }
 
 #[test]
