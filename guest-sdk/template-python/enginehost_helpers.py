@@ -1,10 +1,10 @@
 """What the enginehost guest SDK gives a Rust engine, for a Python one: errors,
-an environment-variable set (EnvVars), a sandbox status with the contract's
-rules for calls after the end (SandboxStatus), commands run through the process
+an environment-variable set (EnvVars), a sandbox and a shell status with the
+contract's rules for calls after the end (SandboxStatus, ShellStatus), commands
+run through the process
 capability (Command, run_to_end), the task's files through the files capability
 (open_file, extract_folder), and byte-stream helpers."""
 
-import asyncio
 import re
 
 import componentize_py_async_support
@@ -64,43 +64,36 @@ class SandboxStatus:
     is sandbox-aborted or sandbox-terminated."""
 
     def __init__(self):
-        self._result = None  # ("ok", value) or ("err", error)
-        # componentize-py 0.25.1: an export's task may block only on the component
-        # model's waitables (awaiting an asyncio.Event that another export's task
-        # sets traps in its event loop), so each waiter reads a stream of its own,
-        # whose writer the resolution drops.
-        self._waiters = []
+        self._end = _Signal()  # ("ok", value) or ("err", error)
         self.killed = False
 
     def resolve_ok(self, value) -> bool:
-        return self._resolve(("ok", value))
+        return self._end.set(("ok", value))
 
     def resolve_err(self, err) -> bool:
-        return self._resolve(("err", err))
-
-    def _resolve(self, result) -> bool:
-        if self._result is not None:
-            return False
-        self._result = result
-        for writer in self._waiters:
-            writer.__exit__(None, None, None)
-        self._waiters.clear()
-        return True
+        return self._end.set(("err", err))
 
     @property
     def resolved(self) -> bool:
-        return self._result is not None
+        return self._end.is_set
 
     async def wait(self):
-        if self._result is None:
-            writer, reader = wit_world.byte_stream()
-            self._waiters.append(writer)
-            with reader:
-                await reader.read(1)
-        kind, value = self._result
+        """wait-for-result's answer, once the sandbox ended (safe to await from
+        any call into the engine)."""
+        kind, value = await self._end.wait()
         if kind == "err":
             raise Err(value)
         return value
+
+    def check_running(self) -> None:
+        """What new-shell answers once the sandbox ended: sandbox-aborted after
+        an abort, else sandbox-terminated."""
+        if not self._end.is_set:
+            return
+        kind, value = self._end.value
+        if kind == "err" and isinstance(value, types.Error_SandboxAborted):
+            raise error(types.Error_SandboxAborted)
+        raise error(types.Error_SandboxTerminated)
 
     def abort(self) -> None:
         if not self.resolve_err(types.Error_SandboxAborted()):
@@ -109,13 +102,80 @@ class SandboxStatus:
     def kill(self) -> bool:
         """True when the sandbox had ended (kill then answers how: raises its
         error, or returns); False after marking it killed."""
-        if self._result is None:
+        if not self._end.is_set:
             self.killed = True
             return False
-        kind, value = self._result
+        kind, value = self._end.value
         if kind == "err":
             raise Err(value)
         return True
+
+
+class _Signal:
+    """A value set once that any call into the engine may wait for: each waiter
+    reads a stream of its own, whose writer `set` drops (componentize-py 0.25.1's
+    loop lets a call wait only on the component model's waitables)."""
+
+    def __init__(self):
+        self.value = None
+        self.is_set = False
+        self._waiters = []
+
+    def set(self, value) -> bool:
+        if self.is_set:
+            return False
+        self.value, self.is_set = value, True
+        for writer in self._waiters:
+            writer.__exit__(None, None, None)
+        self._waiters.clear()
+        return True
+
+    async def wait(self):
+        if not self.is_set:
+            writer, reader = wit_world.byte_stream()
+            self._waiters.append(writer)
+            with reader:
+                await reader.read(1)
+        return self.value
+
+
+class ShellStatus:
+    """A shell's status: a terminal or not, aborted or not, its success once it
+    exited; set-size, abort and wait answer as the contract says (the Rust SDK's
+    ShellStatus)."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+        self.aborted = False
+        self._exit = _Signal()
+
+    def exited(self, success: bool) -> None:
+        """Records that the shell exited (the first call counts)."""
+        self._exit.set(success)
+
+    def check_resize(self) -> None:
+        """set-size's errors: feature-not-supported without a terminal, then
+        shell-aborted, then shell-terminated."""
+        if not self.tty:
+            raise error(types.Error_FeatureNotSupported)
+        if self.aborted:
+            raise error(types.Error_ShellAborted)
+        if self._exit.is_set:
+            raise error(types.Error_ShellTerminated)
+
+    def begin_abort(self) -> None:
+        """The start of abort: shell-terminated once it exited, else marks it
+        aborted (the caller then ends it)."""
+        if self._exit.is_set:
+            raise error(types.Error_ShellTerminated)
+        self.aborted = True
+
+    async def wait(self) -> bool:
+        """wait: the shell's success once it exited, or shell-aborted."""
+        success = await self._exit.wait()
+        if self.aborted:
+            raise error(types.Error_ShellAborted)
+        return success
 
 
 def cap_message(err) -> str:
@@ -154,6 +214,7 @@ class Command:
         self.stdin = process.Input_Null()
         self.stdout = process.Output_TaskLog("")
         self.stderr = process.Output_Stdout()
+        self.terminal = None
 
     def env(self, variables: dict) -> "Command":
         self.vars.extend(variables.items())
@@ -166,6 +227,16 @@ class Command:
 
     def stdin_bytes(self, data: bytes) -> "Command":
         self.stdin = process.Input_Bytes(stream_of(data))
+        return self
+
+    def stdin_stream(self, reader) -> "Command":
+        """Standard input from a byte stream (a shell's `stdin`)."""
+        self.stdin = process.Input_Bytes(reader)
+        return self
+
+    def pty(self, columns: int, rows: int) -> "Command":
+        """A pseudo-terminal of this size (granted by [plugins.NAME.process] pty)."""
+        self.terminal = process.Size(columns=columns, rows=rows)
         return self
 
     def output(self, stdout, stderr=None) -> "Command":
@@ -182,7 +253,7 @@ class Command:
         non-fatal internal error naming the grant."""
         record = process.Command(
             argv=self.argv, env=self.vars, cwd=self.directory,
-            stdin=self.stdin, stdout=self.stdout, stderr=self.stderr, pty=None,
+            stdin=self.stdin, stdout=self.stdout, stderr=self.stderr, pty=self.terminal,
         )
         try:
             return await process.spawn(context, record, user)

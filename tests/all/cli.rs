@@ -763,7 +763,8 @@ fn python_helpers_run_a_command_and_serve_its_files() {
     if !componentize_py() {
         return;
     }
-    // tests/fixtures/python-command: a command-running engine on the helpers.
+    // tests/fixtures/python-command: a command-running engine on the helpers,
+    // with shells.
     let dir = tempfile::tempdir().unwrap();
     let wasm = build_python_engine(dir.path(), "cmdpy", |engine| {
         for file in ["app.py", "engine.py", "capabilities.toml"] {
@@ -774,6 +775,20 @@ fn python_helpers_run_a_command_and_serve_its_files() {
             .unwrap();
         }
     });
+    // Its shells (ShellStatus, Command with a stdin stream) pass the suite's cases.
+    let cases = root().join("tests/fixtures/python-command/cases.json");
+    let out = enginehost(
+        &["test", wasm.to_str().unwrap(), "--cases", cases.to_str().unwrap()],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("pass  Shell(default)/AbortSleepCommand"), "{stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("4 passed, 0 failed, 27 skipped"),
+        "{stdout}"
+    );
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(&wasm, plugins.join("cmdpy.wasm")).unwrap();
