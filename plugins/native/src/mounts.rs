@@ -1,7 +1,8 @@
 //! `payload.mounts`: files and read-only directories put into the task's home
 //! before its first command (generic-worker's file mounts and read-only
 //! directories). The host downloads each (the bytes never enter the engine, and
-//! the URL must be within `[plugins.native.network]`); then, as the task's user,
+//! the URL must be within `[plugins.native.network]`), or `data` (base64, in the
+//! payload itself) is decoded by `base64 -d`; then, as the task's user,
 //! `sha256sum` checks it when a digest is given, a file is decompressed by its
 //! `format` (`gz`, `bz2`, `xz`, `zst`) and a directory unpacked by its (`tar`,
 //! `tar.gz`, `tar.bz2`, `tar.xz`, `tar.zst` by `tar`, `zip` by `unzip`).
@@ -17,8 +18,13 @@ use crate::context::step;
 #[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
-    /// Where the bytes come from.
-    url: String,
+    /// Where the bytes come from...
+    #[serde(default)]
+    url: Option<String>,
+    /// ... or the bytes themselves, base64 (generic-worker's `raw` and `base64`
+    /// content; part of the payload, so bounded by its size).
+    #[serde(default)]
+    data: Option<String>,
     /// A file at this path in the home...
     #[serde(default)]
     file: Option<String>,
@@ -39,12 +45,13 @@ pub fn schema() -> serde_json::Value {
         "type": "object",
         "properties": {
             "url": {"type": "string", "format": "uri", "description": "Where to download it from (within [plugins.native.network])"},
+            "data": {"type": "string", "description": "Or its bytes, base64 (decoded by base64 -d as the task's user)"},
             "file": {"type": "string", "description": "A file at this path, relative to the task's home"},
             "directory": {"type": "string", "description": "A directory at this path, relative to the task's home, unpacked from an archive"},
             "format": {"type": "string", "description": "A file's compression (gz, bz2, xz, zst) or a directory's archive (tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip)"},
             "sha256": {"type": "string", "pattern": "^[a-f0-9]{64}$", "description": "The download's sha256, checked before use"}
         },
-        "required": ["url"],
+        "oneOf": [{"required": ["url"]}, {"required": ["data"]}],
         "additionalProperties": false
     })
 }
@@ -82,6 +89,11 @@ const ARCHIVES: &[&str] = &["tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zi
 pub fn check(mounts: &[Mount]) -> Result<()> {
     for (i, mount) in mounts.iter().enumerate() {
         let at = format!("task.payload.mounts[{i}]");
+        if mount.url.is_some() == mount.data.is_some() {
+            return Err(malformed(format!(
+                "{at}: give either \"url\" (downloaded) or \"data\" (base64), not both or neither"
+            )));
+        }
         match (&mount.file, &mount.directory, mount.format.as_deref()) {
             (Some(file), None, format) => {
                 relative(file, &format!("{at}.file"))?;
@@ -110,9 +122,7 @@ pub fn check(mounts: &[Mount]) -> Result<()> {
                 )));
             }
             _ => {
-                return Err(malformed(format!(
-                    "{at}: give either \"file\" or \"directory\" (and \"url\")"
-                )));
+                return Err(malformed(format!("{at}: give either \"file\" or \"directory\"")));
             }
         }
     }
@@ -127,7 +137,8 @@ fn parent(path: &str) -> &str {
 /// Puts every mount into the home, in order.
 pub async fn apply(context: &TaskContext, user: Option<&TaskUser>, mounts: &[Mount]) -> Result<()> {
     for (i, mount) in mounts.iter().enumerate() {
-        let what = format!("mounting {}", mount.url);
+        let source = mount.url.clone().unwrap_or_else(|| format!("mounts[{i}].data"));
+        let what = format!("mounting {source}");
         // Where the download lands, relative to the home.
         let landing = match (&mount.file, mount.format.as_deref()) {
             (Some(file), Some(format)) => {
@@ -142,15 +153,26 @@ pub async fn apply(context: &TaskContext, user: Option<&TaskUser>, mounts: &[Mou
         if !dir.is_empty() {
             step(context, user, &["mkdir", "-p", dir], None, "mounts", &what).await?;
         }
-        files::download(context, &mount.url, &format!("home/{landing}"))
-            .await
-            .map_err(|e| {
-                malformed(format!(
-                    "Error downloading {} for mounts[{i}]: {}",
-                    mount.url,
-                    e.message()
-                ))
-            })?;
+        match (&mount.url, &mount.data) {
+            (Some(url), _) => files::download(context, url, &format!("home/{landing}"))
+                .await
+                .map(|_| ())
+                .map_err(|e| malformed(format!("Error downloading {url} for mounts[{i}]: {}", e.message())))?,
+            (None, data) => {
+                // Written by the task's user, like everything else in its home.
+                let data = data.clone().unwrap_or_default().into_bytes();
+                let argv = ["sh", "-c", "base64 -d > \"$1\"", "sh", landing.as_str()];
+                step(
+                    context,
+                    user,
+                    &argv,
+                    Some(data),
+                    "mounts",
+                    &format!("decoding {source}"),
+                )
+                .await?;
+            }
+        }
         if let Some(digest) = &mount.sha256 {
             let list = format!("{digest}  {landing}\n").into_bytes();
             step(
@@ -159,7 +181,7 @@ pub async fn apply(context: &TaskContext, user: Option<&TaskUser>, mounts: &[Mou
                 &["sha256sum", "-c", "--status", "-"],
                 Some(list),
                 "mounts",
-                &format!("checking the sha256 of {} (it is not {digest})", mount.url),
+                &format!("checking the sha256 of {source} (it is not {digest})"),
             )
             .await?;
         }
@@ -198,6 +220,7 @@ mod tests {
             mount(serde_json::json!({"url": "http://h/a", "file": "bin/tool"})),
             mount(serde_json::json!({"url": "http://h/a", "file": "tool", "format": "zst"})),
             mount(serde_json::json!({"url": "http://h/a", "directory": "src", "format": "tar.gz"})),
+            mount(serde_json::json!({"data": "aGk=", "file": "notes.txt"})),
         ];
         assert!(check(&ok).is_ok());
         for (bad, says) in [
@@ -221,7 +244,12 @@ mod tests {
                 serde_json::json!({"url": "http://h/a", "file": "f", "format": "br"}),
                 "is not a file format",
             ),
-            (serde_json::json!({"url": "http://h/a"}), "give either"),
+            (serde_json::json!({"url": "http://h/a"}), r#"\"directory\""#),
+            (serde_json::json!({"file": "f"}), "(downloaded)"),
+            (
+                serde_json::json!({"url": "http://h/a", "data": "aGk=", "file": "f"}),
+                "not both",
+            ),
         ] {
             let e = format!("{:?}", check(&[mount(bad.clone())]).unwrap_err());
             assert!(e.contains(says), "{bad}: {e}");

@@ -214,7 +214,7 @@ async fn generic_worker_payloads_run_unchanged_on_the_native_engine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mounts_from_a_url_an_artifact_and_the_index_are_in_the_home_before_the_commands() {
+async fn mounts_from_a_url_an_artifact_the_index_and_the_payload_are_in_the_home_before_the_commands() {
     // A deployment whose anonymous role reads public artifacts, as real ones do.
     let fake = FakeQueue::start(FakeQueueOptions {
         claim_work_timeout: Duration::from_secs(1),
@@ -265,14 +265,16 @@ async fn mounts_from_a_url_an_artifact_and_the_index_are_in_the_home_before_the_
         &fake,
         TASK_QUEUE,
         json!({
-            "command": [["/bin/sh", "-c", "cat data/hello.txt bin/tool indexed/hello.txt"]],
+            "command": [["/bin/sh", "-c", "cat data/hello.txt bin/tool indexed/hello.txt raw.txt etc/b64.txt"]],
             "maxRunTime": 30,
             "mounts": [
                 {"directory": "data", "format": "tar.gz",
                  "content": {"taskId": producer, "artifact": "public/data.tar.gz"}},
                 {"file": "bin/tool", "format": "gz", "content": {"url": url, "sha256": digest}},
                 {"directory": "indexed", "format": "tar.gz",
-                 "content": {"namespace": "proj.tests.data.latest", "artifact": "public/data.tar.gz"}}
+                 "content": {"namespace": "proj.tests.data.latest", "artifact": "public/data.tar.gz"}},
+                {"file": "raw.txt", "content": {"raw": "from-raw-content\n"}},
+                {"file": "etc/b64.txt", "content": {"base64": "ZnJvbS1iYXNlNjQK"}}
             ]
         }),
         |_| {},
@@ -294,7 +296,7 @@ async fn mounts_from_a_url_an_artifact_and_the_index_are_in_the_home_before_the_
     .await;
     let log = resolved_as(&fake, &consumer, "completed", "completed");
     assert!(
-        log.contains("from-the-archive\nfrom-the-gz\nfrom-the-archive\n"),
+        log.contains("from-the-archive\nfrom-the-gz\nfrom-the-archive\nfrom-raw-content\nfrom-base64\n"),
         "{log}"
     );
     let log = resolved_as(&fake, &tampered, "exception", "malformed-payload");

@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -66,6 +68,22 @@ fn why(feature: &str) -> String {
     format!("not supported: {reason}; remove it or set it to false")
 }
 
+/// The native engine's mount of `mount` with its bytes from `source` (`url` or
+/// `data`, base64) and the content's `sha256`, if any.
+fn native_mount(mount: &Value, source: (&str, String)) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(source.0.into(), Value::String(source.1));
+    for key in ["file", "directory", "format"] {
+        if let Some(v) = mount.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(digest) = mount["content"].get("sha256") {
+        out.insert("sha256".into(), digest.clone());
+    }
+    Value::Object(out)
+}
+
 /// A file mount or read-only directory as the native engine's `mounts` entry: its
 /// content's URL (a URL; a public artifact of a task, or of an indexed task, through
 /// the deployment's queue and index), path, format and digest. A writable cache and
@@ -106,25 +124,17 @@ fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, S
     } else if let Some(namespace) = content["namespace"].as_str() {
         public(&format!("the task indexed at {namespace}"))?;
         format!("{root_url}/api/index/v1/task/{namespace}/artifacts/{artifact}")
-    } else if content.get("raw").is_some() || content.get("base64").is_some() {
-        return Err(
-            "content.raw and content.base64 are not supported by enginehost yet; serve the file and give its url"
-                .to_string(),
-        );
-    } else {
-        return Err("content: no url, taskId or namespace".to_string());
-    };
-    let mut out = serde_json::Map::new();
-    out.insert("url".into(), Value::String(url));
-    for key in ["file", "directory", "format"] {
-        if let Some(v) = mount.get(key) {
-            out.insert(key.into(), v.clone());
+    } else if let Some(raw) = content["raw"].as_str() {
+        return Ok(native_mount(mount, ("data", STANDARD.encode(raw))));
+    } else if let Some(data) = content["base64"].as_str() {
+        if STANDARD.decode(data).is_err() {
+            return Err("content.base64: not base64 (RFC 4648, with padding)".to_string());
         }
-    }
-    if let Some(digest) = content.get("sha256") {
-        out.insert("sha256".into(), digest.clone());
-    }
-    Ok(Value::Object(out))
+        return Ok(native_mount(mount, ("data", data.to_string())));
+    } else {
+        return Err("content: no url, taskId, namespace, raw or base64".to_string());
+    };
+    Ok(native_mount(mount, ("url", url)))
 }
 
 /// `problems` with each mount's "not valid under any of the schemas" replaced by
@@ -322,7 +332,6 @@ mod tests {
             "task.payload.features.taskclusterProxy: not supported",
             "task.payload.features.backingLog: cannot be turned off",
             "task.payload.mounts[0]: a writable directory cache",
-            "task.payload.mounts[1]: content.raw",
             "task.payload.mounts[2]: content.artifact: \"private/x\" of task YPSkyme9QQWtOi_yUXJHXg is not public",
             "task.payload.osGroups: the task lacks the scope(s) generic-worker:os-group:p/w/docker",
             "task.payload.onExitStatus.purgeCaches",
@@ -342,7 +351,9 @@ mod tests {
                     {"directory": "src", "format": "tar.gz",
                      "content": {"taskId": "YPSkyme9QQWtOi_yUXJHXg", "artifact": "public/src.tar.gz"}},
                     {"directory": "deps", "format": "zip",
-                     "content": {"namespace": "proj.deps.latest", "artifact": "public/deps.zip"}}
+                     "content": {"namespace": "proj.deps.latest", "artifact": "public/deps.zip"}},
+                    {"file": "notes.txt", "content": {"raw": "hi"}},
+                    {"file": "blob", "content": {"base64": "aGk="}}
                 ]
             })),
             "native",
@@ -357,7 +368,9 @@ mod tests {
                 {"url": "https://tc/api/queue/v1/task/YPSkyme9QQWtOi_yUXJHXg/artifacts/public/src.tar.gz",
                  "directory": "src", "format": "tar.gz"},
                 {"url": "https://tc/api/index/v1/task/proj.deps.latest/artifacts/public/deps.zip",
-                 "directory": "deps", "format": "zip"}
+                 "directory": "deps", "format": "zip"},
+                {"data": "aGk=", "file": "notes.txt"},
+                {"data": "aGk=", "file": "blob"}
             ])
         );
     }
