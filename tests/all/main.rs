@@ -11,6 +11,7 @@
 //! - `cli`: the `enginehost` binary on the examples.
 //! - `cache`: the compile cache, reused, rebuilt when bad, shared by processes.
 //! - `caps`: every capability through real plugins, allowed and denied.
+//! - `interactive`: the interactive server's sockets, and its pages in Chromium.
 //! - `engines`: the script and native engines beyond their conformance cases.
 //! - `limits`: a hostile plugin's abuses, each stopped (time, memory, size).
 //! - `usage`: per-task accounting, each task charged its own time.
@@ -24,6 +25,7 @@ mod concurrency;
 mod conformance;
 mod display;
 mod engines;
+mod interactive;
 mod limits;
 mod mock;
 mod plugin_dir;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Capabilities;
+use super::interactive::InteractiveSettings;
 use super::limits::{Limits, ResolvedLimits};
 use super::reader::{self, join, table_at};
 use super::worker::WorkerSettings;
@@ -78,6 +79,9 @@ pub struct OperatorConfig {
     pub plugin_limits: BTreeMap<String, Limits>,
     /// `[worker]`: `enginehost worker`'s settings; `None` when absent.
     pub worker: Option<WorkerSettings>,
+    /// `[interactive]`: the interactive server; `None` when absent (no task is
+    /// interactive).
+    pub interactive: Option<InteractiveSettings>,
 }
 
 /// `[host]`: settings of the host itself.
@@ -127,6 +131,8 @@ struct RawConfig {
     limits: toml::Table,
     #[serde(default)]
     worker: Option<toml::Table>,
+    #[serde(default)]
+    interactive: Option<toml::Table>,
 }
 
 impl OperatorConfig {
@@ -152,6 +158,9 @@ impl OperatorConfig {
         config.limits = Limits::read(&raw.limits, "limits")?;
         if let Some(worker) = &raw.worker {
             config.worker = Some(WorkerSettings::read(worker, "worker")?);
+        }
+        if let Some(interactive) = &raw.interactive {
+            config.interactive = Some(InteractiveSettings::read(interactive, "interactive")?);
         }
         for (name, value) in &raw.engines {
             let path = join("engines", name);

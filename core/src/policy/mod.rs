@@ -23,6 +23,7 @@ mod effective;
 mod endpoint;
 pub mod env;
 mod exec;
+mod interactive;
 mod limits;
 mod net;
 mod reader;
@@ -34,6 +35,7 @@ mod worker;
 pub use config::{ConfigError, HostSettings, OperatorConfig, TreeKill};
 pub use effective::{CapabilityReport, Denied, EffectiveDir, NetRules, Policy, TaskEgress};
 pub use endpoint::Peers;
+pub use interactive::InteractiveSettings;
 pub use limits::{Limits, ResolvedLimits};
 pub use tables::{
     Capabilities, DirMode, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, RunAs, TaskNetwork,

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
 use enginehost::plugin::{Catalog, Origin};
 use enginehost::runtime::Runtime;
-use enginehost::worker::{Outcome, TaskFile, execute};
+use enginehost::worker::interactive::InteractiveServer;
+use enginehost::worker::{Outcome, TaskFile, execute_with};
 use tokio_util::sync::CancellationToken;
 
 use super::{BadInput, PluginsArgs};
@@ -33,6 +34,14 @@ pub struct RunArgs {
     /// mounts use $TASKCLUSTER_ROOT_URL.
     #[arg(long, value_name = "FORMAT", value_parser = ["enginehost", "generic-worker", "docker-worker"], default_value = "enginehost")]
     payload_format: String,
+    /// Serve the task's shells and displays while it runs, and print the links of
+    /// the two pages (shell.html, display.html) that open them in a browser.
+    #[arg(long)]
+    interactive: bool,
+    /// Where `--interactive` serves (default: `[interactive] listen` of the config,
+    /// else 127.0.0.1 on a free port).
+    #[arg(long, value_name = "IP:PORT", requires = "interactive")]
+    interactive_listen: Option<std::net::SocketAddr>,
 }
 
 /// The task file of `path`, a task definition or payload written for another
@@ -131,8 +140,48 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("engine '{}' is served by {}{note}", task.engine, path.display());
     }
 
+    let interactive = match args.interactive {
+        true => {
+            let mut settings = config
+                .interactive
+                .clone()
+                .unwrap_or(enginehost::policy::InteractiveSettings {
+                    listen: ([127, 0, 0, 1], 0).into(),
+                    public_url: None,
+                    expires: std::time::Duration::from_secs(24 * 3600),
+                    max_connections: 8,
+                });
+            if let Some(listen) = args.interactive_listen {
+                settings.listen = listen;
+            }
+            let server = InteractiveServer::start(&settings).await?;
+            let session = server.session()?;
+            eprintln!("interactive: while the task runs, open");
+            eprintln!("  its shell:    {}", session.shell_url);
+            eprintln!("  its displays: {}", session.display_url);
+            Some((server, session))
+        }
+        false => {
+            if task.features.interactive {
+                eprintln!(
+                    "note: the task asks to be interactive (features.interactive); pass --interactive to serve it"
+                );
+            }
+            None
+        }
+    };
     let limits = super::task_limits(&config.limits_for(&task.engine));
-    let report = execute(engine.as_ref(), &task, &log, &args.artifacts, &cancel, &limits).await;
+    let report = execute_with(
+        engine.as_ref(),
+        &task,
+        &log,
+        &args.artifacts,
+        &cancel,
+        &limits,
+        interactive.as_ref().map(|(_, session)| session),
+    )
+    .await;
+    drop(interactive);
     let outcome = report.outcome;
     let _ = live.await;
     match &outcome {

@@ -303,6 +303,7 @@ async fn serve(
     }
     let options = WorkerOptions {
         chain_of_trust,
+        interactive: config.interactive.clone(),
         settings,
         credentials,
         engines,

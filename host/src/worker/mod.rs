@@ -6,14 +6,17 @@
 //! - `task`: the task file and the stages (what `enginehost run` and `enginehost
 //!   worker` both run a task through).
 //! - `artifacts`: extracting files and folders into an artifacts directory.
+//! - `interactive`: the server through which a person opens a running task's
+//!   shells and displays in a browser.
 //! - `taskcluster`: `enginehost worker`, claiming tasks from a Taskcluster queue and
 //!   running them through `task`.
 
 pub mod artifacts;
+pub mod interactive;
 pub mod task;
 pub mod taskcluster;
 
 /// Payload validation lives in [`crate::schema`] (the runtime uses it too).
 pub use crate::schema;
 
-pub use task::{ArtifactStatus, Outcome, TaskFile, TaskLimits, TaskReport, execute, run_task};
+pub use task::{ArtifactStatus, Features, Outcome, TaskFile, TaskLimits, TaskReport, execute, execute_with, run_task};

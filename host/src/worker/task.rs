@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::artifacts::{self, ArtifactError, ArtifactLimits, ArtifactSpec};
+use super::interactive::Session;
 use crate::contract::{Engine, EngineError, Sandbox, TaskContext, TaskInfo, TaskLog};
 
 /// A task as `enginehost run` reads it.
@@ -35,9 +36,22 @@ pub struct TaskFile {
     /// The scopes the task has.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// What the task asks of the worker beyond its engine.
+    #[serde(default)]
+    pub features: Features,
     /// The run id (0 for a task file; the claim's for a worker).
     #[serde(skip)]
     pub run_id: u32,
+}
+
+/// `features`: what a task asks of the worker (the seed's key shape).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    /// A person may open the task's shells and displays while it runs
+    /// (docs/interactive.md); the worker must have `[interactive]`.
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 fn empty_object() -> Value {
@@ -182,6 +196,20 @@ pub async fn execute(
     cancel: &CancellationToken,
     limits: &TaskLimits,
 ) -> TaskReport {
+    execute_with(engine, task, log, artifacts_dir, cancel, limits, None).await
+}
+
+/// [`execute`], with the task's sandbox reachable through `interactive` while it
+/// runs (the session ends when the task does).
+pub async fn execute_with(
+    engine: &dyn Engine,
+    task: &TaskFile,
+    log: &TaskLog,
+    artifacts_dir: &Path,
+    cancel: &CancellationToken,
+    limits: &TaskLimits,
+    interactive: Option<&Session>,
+) -> TaskReport {
     let info = TaskInfo {
         task_id: task.task_id.clone().unwrap_or_else(|| "local-task".into()),
         run_id: task.run_id,
@@ -190,7 +218,19 @@ pub async fn execute(
     log.set_limit(limits.log_size);
     let ctx = TaskContext::new(info, log.clone());
     let mut artifacts = Vec::new();
-    let outcome = stages(engine, task, &ctx, artifacts_dir, cancel, limits, &mut artifacts).await;
+    let run = Stages {
+        engine,
+        task,
+        ctx: &ctx,
+        artifacts_dir,
+        cancel,
+        limits,
+        interactive,
+    };
+    let outcome = stages(run, &mut artifacts).await;
+    if let Some(session) = interactive {
+        session.end();
+    }
     // The task's objects are gone: what it cost is final. The log's last line.
     let usage = ctx.usage().report();
     if let Some(usage) = &usage {
@@ -221,15 +261,28 @@ pub fn env_name_problems(env: &BTreeMap<String, String>) -> Vec<String> {
         .collect()
 }
 
-async fn stages(
-    engine: &dyn Engine,
-    task: &TaskFile,
-    ctx: &TaskContext,
-    artifacts_dir: &Path,
-    cancel: &CancellationToken,
-    limits: &TaskLimits,
-    statuses: &mut Vec<(ArtifactSpec, ArtifactStatus)>,
-) -> Outcome {
+/// What the stages of one task work with.
+#[derive(Clone, Copy)]
+struct Stages<'a> {
+    engine: &'a dyn Engine,
+    task: &'a TaskFile,
+    ctx: &'a TaskContext,
+    artifacts_dir: &'a Path,
+    cancel: &'a CancellationToken,
+    limits: &'a TaskLimits,
+    interactive: Option<&'a Session>,
+}
+
+async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactStatus)>) -> Outcome {
+    let Stages {
+        engine,
+        task,
+        ctx,
+        artifacts_dir,
+        cancel,
+        limits,
+        interactive,
+    } = stages;
     // The env names, before any engine sees them.
     let problems = env_name_problems(&task.env);
     if !problems.is_empty() {
@@ -271,8 +324,15 @@ async fn stages(
         Err(e) => return fail(ctx, "starting the sandbox", e),
     };
 
-    // waiting
-    let result = match wait(sandbox.as_ref(), ctx, task.max_run_time, cancel, limits.kill_grace).await {
+    // waiting (and interactive while it runs: its links end with the wait)
+    if let Some(session) = interactive {
+        session.attach(sandbox.clone());
+    }
+    let waited = wait(sandbox.as_ref(), ctx, task.max_run_time, cancel, limits.kill_grace).await;
+    if let Some(session) = interactive {
+        session.end();
+    }
+    let result = match waited {
         Ok(r) => r,
         // Aborted because maxRunTime's kill was ignored, not by a cancel: failed.
         Err(EngineError::SandboxAborted) if !cancel.is_cancelled() => return Outcome::Failure,

@@ -69,6 +69,8 @@ struct Payload {
     max_run_time: Option<u64>,
     #[serde(default)]
     artifacts: Vec<ArtifactSpec>,
+    #[serde(default)]
+    features: crate::worker::Features,
 }
 
 fn empty_object() -> Value {
@@ -77,7 +79,8 @@ fn empty_object() -> Value {
 
 const SHAPE: &str = "a payload is {\"engine\": NAME, \"payload\": {...}, \"env\": {NAME: VALUE}, \"maxRunTime\": SECONDS, \
                      \"artifacts\": [{\"type\": \"file\"|\"directory\", \"path\": PATH, \"name\": NAME, \"expires\": DATE, \
-                     \"contentType\": TYPE, \"contentEncoding\": \"identity\"|\"gzip\", \"optional\": BOOL}]}";
+                     \"contentType\": TYPE, \"contentEncoding\": \"identity\"|\"gzip\", \"optional\": BOOL}], \
+                     \"features\": {\"interactive\": BOOL}}";
 
 /// What is wrong with the task's artifacts (each named by `label(i)`, e.g.
 /// `task.payload.artifacts[0]`): names that leave the artifacts directory, name
@@ -244,6 +247,7 @@ pub fn task_file(
         task_id: Some(task_id.to_string()),
         scopes: definition.scopes.clone(),
         run_id,
+        features: payload.features,
     })
 }
 

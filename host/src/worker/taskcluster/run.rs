@@ -31,7 +31,8 @@ use crate::contract::TaskLog;
 use crate::contract::metrics::{Metrics, ResolutionLabels};
 use crate::policy::ArtifactStorage;
 use crate::worker::artifacts::{ArtifactKind, ArtifactSpec};
-use crate::worker::{ArtifactStatus, Outcome, execute};
+use crate::worker::interactive::{InteractiveServer, Session};
+use crate::worker::{ArtifactStatus, Outcome, execute_with};
 
 /// What every run of one worker shares.
 pub(super) struct Shared {
@@ -43,6 +44,8 @@ pub(super) struct Shared {
     pub storage: ArtifactStorage,
     pub reclaim_margin: Duration,
     pub live_log: Option<LiveLogServer>,
+    /// Serves the shells and displays of interactive tasks.
+    pub interactive: Option<InteractiveServer>,
     /// Where runs get their directories.
     pub tasks_dir: std::path::PathBuf,
     /// Cancelled to abort every running task (shutdown).
@@ -328,7 +331,21 @@ async fn claimed(
             let (engine, limits) = shared.engines.get(&task.engine).expect("a served engine");
             log.log(&format!("Engine: {}", task.engine));
             tracing::info!(engine = %task.engine, "running");
-            let report = execute(engine.as_ref(), &task, &log, &artifacts_dir, task_cancel, limits).await;
+            let session = match shared.interactive.as_ref().filter(|_| task.features.interactive) {
+                Some(server) => interactive_links(server, &uploader, &log).await,
+                None => None,
+            };
+            let report = execute_with(
+                engine.as_ref(),
+                &task,
+                &log,
+                &artifacts_dir,
+                task_cancel,
+                limits,
+                session.as_ref(),
+            )
+            .await;
+            drop(session);
             usage = report.usage;
             exit_code = report.exit_code;
             (report.outcome, report.artifacts)
@@ -483,6 +500,42 @@ async fn claimed(
     // The live log stays served until live.log no longer points at it.
     drop(published);
     (end, Some(resolution))
+}
+
+/// The artifacts of an interactive task's pages.
+pub const SHELL_LINK: &str = "private/enginehost/shell.html";
+/// See [`SHELL_LINK`].
+pub const DISPLAY_LINK: &str = "private/enginehost/display.html";
+
+/// A session for the task, its pages' links published as reference artifacts (as
+/// generic-worker publishes its interactive link) that expire with the session;
+/// none when they cannot be published (the task then runs without one). The
+/// links carry the token: they go to the queue only, never to the log.
+async fn interactive_links(server: &InteractiveServer, uploader: &Uploader<'_>, log: &TaskLog) -> Option<Session> {
+    let session = match server.session() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("creating the interactive session: {e:#}");
+            log.log_error("The task asked to be interactive, but the worker could not create its session");
+            return None;
+        }
+    };
+    let expires = taskcluster::chrono::DateTime::<taskcluster::chrono::Utc>::from(session.expires);
+    let uploader = uploader.expiring_by(expires);
+    for (name, url) in [(SHELL_LINK, &session.shell_url), (DISPLAY_LINK, &session.display_url)] {
+        if let Err(e) = uploader.reference(name, url, "text/html; charset=utf-8").await {
+            tracing::error!("creating {name}: {e:#}");
+            log.log_error(&format!(
+                "The task asked to be interactive, but its link {name} could not be published; it runs without"
+            ));
+            return None;
+        }
+    }
+    log.log(&format!(
+        "Interactive: while the task runs, its shell and displays open from the artifacts {SHELL_LINK} and \
+         {DISPLAY_LINK}"
+    ));
+    Some(session)
 }
 
 /// Uploads the backing log (gzip) and turns the live log into a link to it (unless

@@ -46,6 +46,8 @@ pub struct WorkerOptions {
     pub work_dir: PathBuf,
     /// The chain-of-trust key, when `[worker] chain-of-trust-key` is set.
     pub chain_of_trust: Option<super::formats::ChainOfTrust>,
+    /// `[interactive]`: the server for tasks that ask to be interactive.
+    pub interactive: Option<crate::policy::InteractiveSettings>,
 }
 
 /// Why the worker stopped claiming (it waited for its running tasks before returning).
@@ -97,6 +99,10 @@ impl Worker {
             Some(live) => Some(LiveLogServer::start(live).await?),
             None => None,
         };
+        let interactive = match &options.interactive {
+            Some(settings) => Some(crate::worker::interactive::InteractiveServer::start(settings).await?),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             // No overall timeout (an upload may take long), but no endless stall either.
@@ -115,10 +121,12 @@ impl Worker {
                 deployment,
                 identity,
                 engines: options.engines,
-                formats: super::formats::Formats::new(&settings, options.chain_of_trust),
+                formats: super::formats::Formats::new(&settings, options.chain_of_trust)
+                    .with_interactive(interactive.is_some()),
                 storage: settings.artifact_storage,
                 reclaim_margin: settings.reclaim_margin,
                 live_log,
+                interactive,
                 tasks_dir,
                 abort,
                 http,
@@ -140,6 +148,14 @@ impl Worker {
     /// The live log server's local address, if it runs.
     pub fn live_log_address(&self) -> Option<std::net::SocketAddr> {
         self.shared.live_log.as_ref().map(LiveLogServer::address)
+    }
+
+    /// The interactive server's local address, if it runs.
+    pub fn interactive_address(&self) -> Option<std::net::SocketAddr> {
+        self.shared
+            .interactive
+            .as_ref()
+            .map(crate::worker::interactive::InteractiveServer::address)
     }
 
     /// Claims and runs tasks until `stop` is cancelled, an engine asks to stop, or

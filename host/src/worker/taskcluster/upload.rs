@@ -85,6 +85,14 @@ impl<'a> Uploader<'a> {
         json_time(&self.expires)
     }
 
+    /// This uploader with artifacts expiring at `expires`, or with the task if sooner.
+    pub fn expiring_by(&self, expires: DateTime<Utc>) -> Uploader<'a> {
+        Uploader {
+            expires: expires.min(self.expires),
+            ..self.clone()
+        }
+    }
+
     /// This uploader for the payload's artifact `spec`: its own `expires` (never
     /// after the task's; the payload check refused later ones) and encoding.
     pub fn for_artifact(&self, spec: &ArtifactSpec) -> Uploader<'a> {

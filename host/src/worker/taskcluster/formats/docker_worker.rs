@@ -45,7 +45,6 @@ struct Artifact {
 fn why(feature: &str) -> String {
     let reason = match feature {
         "taskclusterProxy" => "enginehost runs no taskcluster-proxy for tasks yet",
-        "interactive" => "enginehost has no interactive sessions yet",
         "allowPtrace" => "the docker engine does not change the container's seccomp profile",
         "artifacts" | "bulkLog" => "enginehost uploads the artifacts and the log its own way",
         "dind" | "dockerSave" | "balrogVPNProxy" | "relengAPIProxy" => "it is gone from docker-worker's successors too",
@@ -74,7 +73,13 @@ fn image(payload: &Value) -> Result<String, String> {
 /// The plan of a docker-worker payload checked against `schema`, on `engine`.
 pub fn plan(definition: &TaskDefinition, engine: &str, schema: &Published) -> Result<Plan, Vec<String>> {
     let payload = &definition.payload;
-    let mut problems = first_checks(payload, schema, &["localLiveLog", "chainOfTrust"], &[], &why)?;
+    let mut problems = first_checks(
+        payload,
+        schema,
+        &["localLiveLog", "chainOfTrust", "interactive"],
+        &[],
+        &why,
+    )?;
     let image = image(payload).map_err(|e| problems.push(e)).ok();
     if payload
         .get("cache")

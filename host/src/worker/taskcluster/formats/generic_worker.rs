@@ -58,7 +58,6 @@ struct Logs {
 fn why(feature: &str) -> String {
     let reason = match feature {
         "taskclusterProxy" => "enginehost runs no taskcluster-proxy for tasks yet",
-        "interactive" => "enginehost has no interactive sessions yet",
         "loopbackVideo" | "loopbackAudio" => "enginehost gives tasks no loopback devices",
         "runTaskAsCurrentUser" => {
             "the native engine's config decides the task's user (engines.native createUser), not the payload"
@@ -179,7 +178,13 @@ pub fn plan(
     let mut problems = first_checks(
         payload,
         &GENERIC_WORKER,
-        &["liveLog", "backingLog", "resourceMonitor", "chainOfTrust"],
+        &[
+            "liveLog",
+            "backingLog",
+            "resourceMonitor",
+            "chainOfTrust",
+            "interactive",
+        ],
         &[("backingLog", "enginehost always keeps the task's log as an artifact")],
         &why,
     )
@@ -320,7 +325,7 @@ mod tests {
     fn what_enginehost_does_not_do_is_refused_by_name() {
         let text = problems(json!({
             "command": [["true"]], "maxRunTime": 10,
-            "features": {"interactive": true, "taskclusterProxy": true, "backingLog": false},
+            "features": {"loopbackVideo": true, "taskclusterProxy": true, "backingLog": false},
             "mounts": [{"cacheName": "c", "directory": "c"}, {"file": "f", "content": {"raw": "x"}},
                        {"file": "g", "content": {"taskId": "YPSkyme9QQWtOi_yUXJHXg", "artifact": "private/x"}}],
             "osGroups": ["docker"],
@@ -328,7 +333,7 @@ mod tests {
             "supersederUrl": "https://x/s"
         }));
         for says in [
-            "task.payload.features.interactive: not supported",
+            "task.payload.features.loopbackVideo: not supported",
             "task.payload.features.taskclusterProxy: not supported",
             "task.payload.features.backingLog: cannot be turned off",
             "task.payload.mounts[0]: a writable directory cache",

@@ -62,6 +62,7 @@ impl Plan {
                 task_id: None,
                 scopes: Vec::new(),
                 run_id: 0,
+                features: Default::default(),
             },
             logs,
             notes: Vec::new(),
@@ -90,6 +91,8 @@ pub struct Formats {
     native: Option<String>,
     docker: Option<String>,
     chain_of_trust: Option<ChainOfTrust>,
+    /// Whether the worker serves interactive sessions (`[interactive]`).
+    interactive: bool,
 }
 
 impl Formats {
@@ -104,7 +107,15 @@ impl Formats {
             default: settings.default_engine.clone(),
             native: settings.native_engine.clone(),
             docker: settings.docker_engine.clone(),
+            interactive: false,
         }
+    }
+
+    /// Whether the worker serves interactive sessions (`[interactive]`): a task that
+    /// asks for one is refused without.
+    pub fn with_interactive(mut self, interactive: bool) -> Formats {
+        self.interactive = interactive;
+        self
     }
 
     /// For one task outside a worker (`enginehost run --payload-format`): the
@@ -120,6 +131,7 @@ impl Formats {
             native: Some("native".into()),
             docker: Some("docker".into()),
             chain_of_trust: None,
+            interactive: true,
         }
     }
 
@@ -133,6 +145,15 @@ impl Formats {
             ),
             Some(cot) => cot.unsafe_engines.get(engine).cloned(),
         }
+    }
+
+    /// Why the task cannot be interactive, if it asks to be and cannot.
+    fn interactive_refused(&self, payload: &Value) -> Option<String> {
+        (payload.pointer("/features/interactive") == Some(&Value::Bool(true)) && !self.interactive).then(|| {
+            "task.payload.features.interactive: this worker serves no interactive sessions ([interactive] is not in \
+             its config); run the task on a worker pool that does, or set it to false"
+                .to_string()
+        })
     }
 
     /// The chain-of-trust key, if the worker has one.
@@ -195,14 +216,20 @@ impl Formats {
             .then(|| self.chain_of_trust_refused(&engine))
             .flatten()
             .map(|why| format!("task.payload.features.chainOfTrust: {why}"));
-        let mut plan = match (built, refused) {
-            (Ok(plan), None) => plan,
-            (Ok(_), Some(why)) => return Err(vec![why]),
-            (Err(mut problems), why) => {
-                problems.extend(why);
+        let refused = refused
+            .into_iter()
+            .chain(self.interactive_refused(payload))
+            .collect::<Vec<_>>();
+        let mut plan = match built {
+            Ok(plan) if refused.is_empty() => plan,
+            Ok(_) => return Err(refused),
+            Err(mut problems) => {
+                problems.extend(refused);
                 return Err(problems);
             }
         };
+        // generic-worker's and docker-worker's key is the task file's.
+        plan.task.features.interactive |= payload.pointer("/features/interactive") == Some(&Value::Bool(true));
         if self.foreign() {
             // What generic-worker and docker-worker set in every task, over the payload's.
             let mut set = vec![
@@ -455,6 +482,7 @@ mod tests {
             native: Some("native".into()),
             docker: None,
             chain_of_trust: None,
+            interactive: false,
         }
     }
 
