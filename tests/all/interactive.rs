@@ -269,12 +269,12 @@ fn urlencode(text: &str) -> String {
 /// chromedriver on a free port, and a headless Chromium session through it; `None`
 /// (the test skips, saying why) where Debian's chromium and chromium-driver are
 /// missing, unless ENGINEHOST_REQUIRE_CHROMIUM is set.
-struct Browser {
-    client: fantoccini::Client,
+pub(crate) struct Browser {
+    pub(crate) client: fantoccini::Client,
     _driver: tokio::process::Child,
 }
 
-async fn browser() -> Option<Browser> {
+pub(crate) async fn browser() -> Option<Browser> {
     let installed = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
         .iter()
         .all(|p| std::path::Path::new(p).exists());
@@ -433,44 +433,32 @@ async fn a_person_types_into_a_running_tasks_shell_page_in_chromium() {
     browser.client.close().await.unwrap();
 }
 
-/// Opens the display page of `sandbox` and checks the viewer's canvas: its size and
-/// the pixels `(x, y, rgb)`.
-async fn display_page(
+/// Opens the display page of `sandbox` and waits until `ok` holds of what the
+/// viewer's canvas shows: `[width, height, [[x, y, r, g, b] for each of sample]]`;
+/// saves a screenshot as `shot`, ends the session and sees the page say so.
+pub(crate) async fn display_page(
     browser: &Browser,
     sandbox: Arc<dyn Sandbox>,
-    size: (u64, u64),
-    pixels: &[(u32, u32, [u64; 3])],
+    sample: &[(u32, u32)],
+    ok: impl Fn(&Value) -> bool,
     shot: &str,
-) {
+) -> Value {
     let server = server(8).await;
     let session = server.session().unwrap();
     session.attach(sandbox);
     browser.client.goto(&session.display_url).await.unwrap();
     browser.state("connected").await;
-    let want: Vec<Value> = pixels
-        .iter()
-        .map(|(x, y, rgb)| json!([x, y, rgb[0], rgb[1], rgb[2]]))
-        .collect();
     let script = format!(
         "const c = window.displayCanvas(); if (!c) return null; const g = c.getContext('2d'); \
-         return [c.width, c.height, {pixels}.map(([x, y]) => {{ const d = g.getImageData(x, y, 1, 1).data; return [x, y, d[0], d[1], d[2]]; }})];",
-        pixels = serde_json::to_string(&pixels.iter().map(|(x, y, _)| json!([x, y])).collect::<Vec<_>>()).unwrap()
+         return [c.width, c.height, {sample}.map(([x, y]) => {{ const d = g.getImageData(x, y, 1, 1).data; \
+         return [x, y, d[0], d[1], d[2]]; }})];",
+        sample = serde_json::to_string(sample).unwrap()
     );
-    let close = |got: &Value, want: &Value| {
-        (2..5).all(|i| got[i].as_u64().unwrap_or(999).abs_diff(want[i].as_u64().unwrap()) <= 4)
-    };
-    browser
-        .until(&format!("the {shot} canvas"), &script, |v| {
-            v[0] == size.0
-                && v[1] == size.1
-                && v[2]
-                    .as_array()
-                    .is_some_and(|got| got.iter().zip(&want).all(|(g, w)| close(g, w)))
-        })
-        .await;
+    let seen = browser.until(&format!("the {shot} canvas"), &script, ok).await;
     browser.screenshot(shot).await;
     session.end();
     browser.state("terminated").await;
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,8 +467,23 @@ async fn a_person_sees_the_mock_screen_on_the_display_page_in_chromium() {
     let engine: Arc<dyn Engine> = start(&MOCK).await;
     let sandbox = started(&engine, mock_payload(120_000, "true", "")).await;
     // The seed's gradient at the top left, steel blue beyond.
-    let pixels = [(0, 0, [0, 0, 0]), (100, 50, [75, 75, 75]), (300, 400, [70, 130, 180])];
-    display_page(&browser, sandbox.clone(), (480, 640), &pixels, "display.png").await;
+    let want = [[0, 0, 0], [75, 75, 75], [70, 130, 180]];
+    let close =
+        |got: &Value, want: &[u64; 3]| (0..3).all(|i| got[i + 2].as_u64().is_some_and(|c| c.abs_diff(want[i]) <= 4));
+    display_page(
+        &browser,
+        sandbox.clone(),
+        &[(0, 0), (100, 50), (300, 400)],
+        |v| {
+            v[0] == 480
+                && v[1] == 640
+                && v[2]
+                    .as_array()
+                    .is_some_and(|got| got.iter().zip(&want).all(|(g, w)| close(g, w)))
+        },
+        "display.png",
+    )
+    .await;
     sandbox.abort().await.unwrap();
     browser.client.close().await.unwrap();
 }

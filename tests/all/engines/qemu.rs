@@ -345,6 +345,54 @@ async fn a_real_viewer_captures_the_vms_screen_through_open_display() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vms_screen_on_the_display_page_in_chromium() {
+    let Some(browser) = crate::interactive::browser().await else {
+        return;
+    };
+    let Some((_vms, images)) = vms().await else { return };
+    let cases = cases_for(&images);
+    let engine = engine_with(&cases).await;
+    let ctx = context();
+    let payload =
+        json!({"image": IMAGE, "command": ["sh", "-c", "echo booted; echo on the screen > /dev/tty1; sleep 120"]});
+    let sandbox = started_in(&engine, ctx.clone(), payload).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(ctx.log().path())
+        .unwrap_or_default()
+        .contains("booted")
+    {
+        assert!(Instant::now() < deadline, "the VM did not boot within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let listed = sandbox.list_displays().await.unwrap();
+    let (width, height) = (u64::from(listed[0].width), u64::from(listed[0].height));
+    // A column of the text console: its left edge, where the text is.
+    let sample: Vec<(u32, u32)> = (0..200).map(|i| (i % 40, i * 2)).collect();
+    let seen = crate::interactive::display_page(
+        &browser,
+        sandbox.clone(),
+        &sample,
+        |v| {
+            let colours: std::collections::BTreeSet<_> = v[2]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| (p[2].as_u64(), p[3].as_u64(), p[4].as_u64()))
+                .collect();
+            v[0] == width && v[1] == height && colours.len() >= 2
+        },
+        "display-qemu.png",
+    )
+    .await;
+    eprintln!("qemu in Chromium: a {}x{} canvas", seen[0], seen[1]);
+    browser.client.close().await.unwrap();
+    sandbox.abort().await.unwrap();
+    drop(sandbox);
+    drop(engine);
+    drained().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_that_goes_away_mid_task_is_a_crash_not_a_result() {
     let Some((_vms, images)) = vms().await else { return };
     let cases = cases_for(&images);
