@@ -987,3 +987,83 @@ fn run_takes_a_generic_worker_task_as_a_worker_with_that_payload_format_would() 
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("task.payload.features.taskclusterProxy: not supported"));
 }
+
+#[test]
+fn run_interactive_prints_two_links_that_reach_the_running_task() {
+    if !crate::caps::is_root() {
+        eprintln!("skipped: the example config creates task users, which needs root");
+        return;
+    }
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let config = example_config(dir.path(), 8000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enginehost"))
+        .args([
+            "run",
+            "--interactive",
+            &example("native-hello-interactive.json"),
+            "--config",
+        ])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut links = Vec::new();
+    let mut said = String::new();
+    while links.len() < 2 {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no links: {said}");
+        said.push_str(&line);
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            links.push(url.to_string());
+        }
+    }
+    assert!(
+        links[0].contains("/shell.html#") && links[1].contains("/display.html#"),
+        "{said}"
+    );
+    let (base, token) = links[0].split_once("/shell.html#").unwrap();
+    assert_eq!(token.len(), 48, "192 random bits: {token}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for page in &links {
+            assert_eq!(reqwest::get(page.as_str()).await.unwrap().status(), 200, "{page}");
+        }
+        // The task waits for ~/done: a shell in it makes that file.
+        let mut status = 503;
+        for _ in 0..100 {
+            status = reqwest::get(format!("{base}/session/{token}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, 200, "the session never ran");
+        let ws_url = format!(
+            "{}/shell/{token}?command=sh&command=-c&command=touch%20%22%24HOME%2Fdone%22",
+            base.replace("http://", "ws://")
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+        use futures::StreamExt as _;
+        while let Some(Ok(message)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                assert!(text.contains("\"success\":true"), "{text}");
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{said}{rest}");
+    let log = text(&out.stdout);
+    assert!(log.contains("done, bye"), "{log}");
+    assert!(!log.contains(token), "the token is never in the task log: {log}");
+}

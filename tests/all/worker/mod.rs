@@ -20,6 +20,7 @@ mod artifacts;
 mod claims;
 mod drain;
 mod formats;
+mod interactive;
 mod outage;
 mod payloads;
 mod runner;
