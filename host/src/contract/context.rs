@@ -72,13 +72,8 @@ impl TaskContext {
     /// scope ending in `*` covers every scope it is a prefix of.
     pub fn has_scopes(&self, sets: &[Vec<String>]) -> bool {
         let granted = &self.inner.info.scopes;
-        let covers = |need: &String| {
-            granted.iter().any(|g| match g.strip_suffix('*') {
-                Some(prefix) => need.starts_with(prefix),
-                None => g == need,
-            })
-        };
-        sets.iter().any(|set| set.iter().all(covers))
+        sets.iter()
+            .any(|set| set.iter().all(|need| scopes_cover(granted, need)))
     }
 
     /// Records the task's exit code (contract 0.1.3); the last call wins.
@@ -129,6 +124,15 @@ impl WorkerControl {
     pub fn stop_requested(&self) -> bool {
         self.stop_now.load(Ordering::SeqCst)
     }
+}
+
+/// Whether `granted` covers the scope `need`: Taskcluster's rule, a granted scope
+/// ending in `*` covers every scope it is a prefix of.
+pub fn scopes_cover(granted: &[String], need: &str) -> bool {
+    granted.iter().any(|g| match g.strip_suffix('*') {
+        Some(prefix) => need.starts_with(prefix),
+        None => g == need,
+    })
 }
 
 #[cfg(test)]

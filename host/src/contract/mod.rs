@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use context::{TaskContext, TaskInfo, WorkerControl};
+pub use context::{TaskContext, TaskInfo, WorkerControl, scopes_cover};
 pub use error::EngineError;
 pub use log::{LogReader, TaskLog};
 pub use streams::{ByteSink, ByteStream, byte_pipe};
