@@ -42,8 +42,20 @@ fn root() -> &'static Root {
             std::os::unix::fs::symlink(to, path.join(link)).unwrap();
         }
         let fd = std::fs::File::open(&path).unwrap().into();
+        // libFuzzer ends the run with exit(): statics are never dropped, so the
+        // fixture is removed by an atexit handler instead of left in /tmp.
+        let _ = FIXTURE.set(path.clone());
+        unsafe { libc::atexit(remove_fixture) };
         Root { _dir: dir, path, fd }
     })
+}
+
+static FIXTURE: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_fixture() {
+    if let Some(path) = FIXTURE.get() {
+        let _ = std::fs::remove_dir_all(path);
+    }
 }
 
 fn inside(root: &Root, fd: &OwnedFd, rel: &Path) {
