@@ -9,7 +9,7 @@ use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
 use enginehost::plugin::{Catalog, Origin};
 use enginehost::runtime::Runtime;
 use enginehost::worker::interactive::InteractiveServer;
-use enginehost::worker::{Outcome, TaskFile, execute_with};
+use enginehost::worker::{Extras, Outcome, TaskFile, execute_with};
 use tokio_util::sync::CancellationToken;
 
 use super::{BadInput, PluginsArgs};
@@ -100,6 +100,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         "enginehost" => (read_task(&args.task)?, Vec::new()),
         format => read_foreign(&args.task, format)?,
     };
+    if task.features.taskcluster_proxy {
+        return Err(BadInput(
+            "features.taskclusterProxy: only `enginehost worker` gives a task its Taskcluster proxy (it signs the \
+             task's calls with the run's credentials); remove it to run the task here"
+                .into(),
+        )
+        .into());
+    }
     let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
     let config = super::operator_config(args.config.as_deref())?;
     let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
@@ -178,7 +186,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         &args.artifacts,
         &cancel,
         &limits,
-        interactive.as_ref().map(|(_, session)| session),
+        &Extras {
+            interactive: interactive.as_ref().map(|(_, session)| session),
+            proxies: Vec::new(),
+        },
     )
     .await;
     drop(interactive);

@@ -19,4 +19,6 @@ pub mod taskcluster;
 /// Payload validation lives in [`crate::schema`] (the runtime uses it too).
 pub use crate::schema;
 
-pub use task::{ArtifactStatus, Features, Outcome, TaskFile, TaskLimits, TaskReport, execute, execute_with, run_task};
+pub use task::{
+    ArtifactStatus, Extras, Features, Outcome, TaskFile, TaskLimits, TaskReport, execute, execute_with, run_task,
+};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::artifacts::{self, ArtifactError, ArtifactLimits, ArtifactSpec};
 use super::interactive::Session;
-use crate::contract::{Engine, EngineError, Sandbox, TaskContext, TaskInfo, TaskLog};
+use crate::contract::{Engine, EngineError, ProxyHandler, Sandbox, TaskContext, TaskInfo, TaskLog};
 
 /// A task as `enginehost run` reads it.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +53,19 @@ pub struct Features {
     /// (docs/interactive.md); the worker must have `[interactive]`.
     #[serde(default)]
     pub interactive: bool,
+    /// The task calls the Taskcluster API through `http://taskcluster/` with its
+    /// run's credentials (a worker only; the engine must offer proxies).
+    #[serde(default, rename = "taskclusterProxy")]
+    pub taskcluster_proxy: bool,
+}
+
+/// What a worker adds to a task beyond its task file.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// The task's interactive session (its links reach the sandbox while it runs).
+    pub interactive: Option<&'a Session>,
+    /// Proxies attached to the sandbox, by name.
+    pub proxies: Vec<(String, Arc<dyn ProxyHandler>)>,
 }
 
 fn empty_object() -> Value {
@@ -196,11 +210,12 @@ pub async fn execute(
     cancel: &CancellationToken,
     limits: &TaskLimits,
 ) -> TaskReport {
-    execute_with(engine, task, log, artifacts_dir, cancel, limits, None).await
+    execute_with(engine, task, log, artifacts_dir, cancel, limits, &Extras::default()).await
 }
 
-/// [`execute`], with the task's sandbox reachable through `interactive` while it
-/// runs (the session ends when the task does).
+/// [`execute`], with what a worker adds: the task's sandbox reachable through
+/// `extras.interactive` while it runs (the session ends when the task does), and
+/// `extras.proxies` attached to it.
 pub async fn execute_with(
     engine: &dyn Engine,
     task: &TaskFile,
@@ -208,8 +223,9 @@ pub async fn execute_with(
     artifacts_dir: &Path,
     cancel: &CancellationToken,
     limits: &TaskLimits,
-    interactive: Option<&Session>,
+    extras: &Extras<'_>,
 ) -> TaskReport {
+    let interactive = extras.interactive;
     let info = TaskInfo {
         task_id: task.task_id.clone().unwrap_or_else(|| "local-task".into()),
         run_id: task.run_id,
@@ -226,6 +242,7 @@ pub async fn execute_with(
         cancel,
         limits,
         interactive,
+        proxies: &extras.proxies,
     };
     let outcome = stages(run, &mut artifacts).await;
     if let Some(session) = interactive {
@@ -271,6 +288,7 @@ struct Stages<'a> {
     cancel: &'a CancellationToken,
     limits: &'a TaskLimits,
     interactive: Option<&'a Session>,
+    proxies: &'a [(String, Arc<dyn ProxyHandler>)],
 }
 
 async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactStatus)>) -> Outcome {
@@ -282,6 +300,7 @@ async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactSt
         cancel,
         limits,
         interactive,
+        proxies,
     } = stages;
     // The env names, before any engine sees them.
     let problems = env_name_problems(&task.env);
@@ -314,6 +333,20 @@ async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactSt
         };
         let _ = builder.discard().await;
         return fail(ctx, "setting environment variables", error);
+    }
+
+    for (name, handler) in proxies {
+        let error = match builder.attach_proxy(name, handler.clone()).await {
+            Ok(()) => continue,
+            Err(EngineError::FeatureNotSupported) => EngineError::malformed(format!(
+                "task.payload.features.taskclusterProxy: the {} engine offers its tasks no proxies; run the task \
+                 on an engine that does (docker, qemu)",
+                engine.name()
+            )),
+            Err(e) => e,
+        };
+        let _ = builder.discard().await;
+        return fail(ctx, "attaching the Taskcluster proxy", error);
     }
 
     // start (the builder is spent either way)

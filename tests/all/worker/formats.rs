@@ -504,7 +504,9 @@ fn docker_worker(fake: &FakeQueue, id: &str, native: bool, extra: &str) -> Worke
             .worker(&format!("engines = {engines}\n{extra}"))
             .tables(&format!(
                 "[engines.docker]\ndockerSocket = \"unix://{socket}\"\nprivileged = \"never\"\n\
-                 [plugins.docker.unix-sockets]\nconnect = [\"{socket}\"]\n{tables}"
+                 [plugins.docker.unix-sockets]\nconnect = [\"{socket}\"]\n\
+                 [plugins.docker.endpoint]\nlisten = [\"172.16.0.0/12:80\", \"192.168.0.0/16:80\", \"10.0.0.0/8:80\"]\n\
+                 {tables}"
             )),
     )
 }
@@ -542,10 +544,47 @@ async fn docker_worker_payloads_run_unchanged_on_the_docker_engine() {
     flaky["command"] = json!(["/bin/sh", "-c", "exit 3"]);
     flaky["onExitStatus"] = json!({"retry": [3]});
     let flaky = create(&fake, TASK_QUEUE, flaky, |d| d["retries"] = json!(0));
+    // taskclusterProxy: the container calls the API without credentials of its own
+    // and gets the task's scopes (the run's credentials sign its calls).
+    let mut proxied = docker_payload("x");
+    proxied["features"] = json!({"taskclusterProxy": true});
+    proxied["command"] = json!([
+        "/bin/sh",
+        "-c",
+        "mkdir -p /builds && \
+        wget -qO /builds/scopes.json $TASKCLUSTER_PROXY_URL/auth/v1/scopes/current && \
+        wget -qO /builds/task.json http://taskcluster/api/queue/v1/task/$TASK_ID && \
+        wget -qO /builds/out.txt $TASKCLUSTER_PROXY_URL/queue/v1/task/$TASK_ID/artifacts/private/nothing-here \
+        || echo \"the queue said no\" > /builds/out.txt"
+    ]);
+    proxied["artifacts"]["public/scopes.json"] = json!({"type": "file", "path": "/builds/scopes.json"});
+    proxied["artifacts"]["public/task.json"] = json!({"type": "file", "path": "/builds/task.json"});
+    let proxied = create(&fake, TASK_QUEUE, proxied, |d| {
+        d["scopes"] = json!(["secrets:get:project/proxied", "queue:get-task:*"]);
+    });
     wait_for("the tasks to be resolved", Duration::from_secs(120), &[&worker], || {
-        [&good, &cached, &flaky].iter().all(|t| !fake.resolutions(t).is_empty())
+        [&good, &cached, &flaky, &proxied]
+            .iter()
+            .all(|t| !fake.resolutions(t).is_empty())
     })
     .await;
+    resolved_as(&fake, &proxied, "completed", "completed");
+    let scopes: Value =
+        serde_json::from_slice(&fake.artifact_bytes(&proxied, 0, "public/scopes.json").unwrap()).unwrap();
+    assert!(
+        scopes["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("secrets:get:project/proxied")),
+        "the proxy signs with the task's scopes: {scopes}"
+    );
+    let task: Value = serde_json::from_slice(&fake.artifact_bytes(&proxied, 0, "public/task.json").unwrap()).unwrap();
+    assert_eq!(task["scopes"][0], "secrets:get:project/proxied", "{task}");
+    // Scopes the task does not have are refused by the queue, through the proxy.
+    assert_eq!(
+        fake.artifact_bytes(&proxied, 0, "public/out.txt").unwrap(),
+        b"the queue said no\n"
+    );
     resolved_as(&fake, &flaky, "exception", "intermittent-task");
     let log = resolved_as(&fake, &good, "completed", "completed");
     assert!(log.contains("ran"), "{log}");

@@ -440,6 +440,11 @@ impl RunClient {
         self.state.lock().expect("run client lock").queue.clone()
     }
 
+    /// The run's current temporary credentials (the task's scopes).
+    pub fn credentials(&self) -> Credentials {
+        self.state.lock().expect("run client lock").credentials.clone()
+    }
+
     /// The end of the current claim.
     pub fn taken_until(&self) -> DateTime<Utc> {
         self.state.lock().expect("run client lock").taken_until

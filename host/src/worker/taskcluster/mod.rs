@@ -12,6 +12,8 @@
 //! - `upload`: artifact uploads (`object`, `s3`, `error`, `reference`, `link`; the
 //!   gzip-encoded backing log).
 //! - `livelog`: the HTTP server of the live log.
+//! - `proxy`: `features.taskclusterProxy`, the task's API calls signed with the
+//!   run's credentials.
 //! - `metrics`: `/metrics` (Prometheus) and `/healthz` (`[worker] metrics-listen`).
 //! - `runner`: worker-runner's stdin/stdout protocol (`--with-worker-runner`).
 //! - `run`: one claimed run, from claim to resolution.
@@ -23,6 +25,7 @@ pub mod formats;
 pub mod livelog;
 pub mod metrics;
 pub mod payload;
+pub mod proxy;
 mod run;
 pub mod runner;
 mod service;

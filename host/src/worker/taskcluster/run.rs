@@ -32,7 +32,7 @@ use crate::contract::metrics::{Metrics, ResolutionLabels};
 use crate::policy::ArtifactStorage;
 use crate::worker::artifacts::{ArtifactKind, ArtifactSpec};
 use crate::worker::interactive::{InteractiveServer, Session};
-use crate::worker::{ArtifactStatus, Outcome, execute_with};
+use crate::worker::{ArtifactStatus, Extras, Outcome, execute_with};
 
 /// What every run of one worker shares.
 pub(super) struct Shared {
@@ -218,7 +218,7 @@ async fn resolve(run: &RunClient, lost: &CancellationToken, resolution: Resoluti
 /// was lost).
 async fn claimed(
     shared: &Shared,
-    run: &RunClient,
+    run: &Arc<RunClient>,
     claim: &Claim,
     dir: &Path,
     lost: &CancellationToken,
@@ -335,6 +335,17 @@ async fn claimed(
                 Some(server) => interactive_links(server, &uploader, &log).await,
                 None => None,
             };
+            let proxies = match task.features.taskcluster_proxy {
+                true => super::proxy::proxies(run).unwrap_or_else(|e| {
+                    tracing::error!("building the task's Taskcluster proxy: {e:#}");
+                    Vec::new()
+                }),
+                false => Vec::new(),
+            };
+            let extras = Extras {
+                interactive: session.as_ref(),
+                proxies,
+            };
             let report = execute_with(
                 engine.as_ref(),
                 &task,
@@ -342,9 +353,10 @@ async fn claimed(
                 &artifacts_dir,
                 task_cancel,
                 limits,
-                session.as_ref(),
+                &extras,
             )
             .await;
+            drop(extras);
             drop(session);
             usage = report.usage;
             exit_code = report.exit_code;

@@ -44,7 +44,6 @@ struct Artifact {
 
 fn why(feature: &str) -> String {
     let reason = match feature {
-        "taskclusterProxy" => "enginehost runs no taskcluster-proxy for tasks yet",
         "allowPtrace" => "the docker engine does not change the container's seccomp profile",
         "artifacts" | "bulkLog" => "enginehost uploads the artifacts and the log its own way",
         "dind" | "dockerSave" | "balrogVPNProxy" | "relengAPIProxy" => "it is gone from docker-worker's successors too",
@@ -76,7 +75,7 @@ pub fn plan(definition: &TaskDefinition, engine: &str, schema: &Published) -> Re
     let mut problems = first_checks(
         payload,
         schema,
-        &["localLiveLog", "chainOfTrust", "interactive"],
+        &["localLiveLog", "chainOfTrust", "interactive", "taskclusterProxy"],
         &[],
         &why,
     )?;
@@ -205,7 +204,7 @@ mod tests {
                 "maxRunTime": 60,
                 "cache": {"level-3-checkouts": "/builds/worker/checkouts"},
                 "capabilities": {"devices": {"kvm": true}, "disableSeccomp": true},
-                "features": {"taskclusterProxy": true, "allowPtrace": true},
+                "features": {"allowPtrace": true},
                 "artifacts": {"public/v": {"type": "volume", "path": "/v"}},
                 "onExitStatus": {"retry": [1]}
             })),
@@ -219,7 +218,6 @@ mod tests {
             "task.payload.cache",
             "task.payload.capabilities.devices",
             "task.payload.capabilities.disableSeccomp",
-            "task.payload.features.taskclusterProxy",
             "task.payload.features.allowPtrace",
             "task.payload.artifacts[\"public/v\"].type",
             "task.payload.command: required",

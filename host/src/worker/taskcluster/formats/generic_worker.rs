@@ -16,7 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{GENERIC_WORKER, GENERIC_WORKER_MOUNTS, Plan, first_checks, log_name_problems, satisfies};
+use super::{GENERIC_WORKER, GENERIC_WORKER_MOUNTS, Plan, first_checks, log_name_problems};
+use crate::contract::scopes_cover;
 use crate::worker::artifacts::ArtifactSpec;
 use crate::worker::taskcluster::payload::{LogNames, TaskDefinition, artifact_problems};
 
@@ -57,7 +58,9 @@ struct Logs {
 /// Why each generic-worker feature is refused.
 fn why(feature: &str) -> String {
     let reason = match feature {
-        "taskclusterProxy" => "enginehost runs no taskcluster-proxy for tasks yet",
+        "taskclusterProxy" => {
+            "the native engine offers its tasks no proxy (docker-worker payloads on the docker engine, through d2g, have it)"
+        }
         "loopbackVideo" | "loopbackAudio" => "enginehost gives tasks no loopback devices",
         "runTaskAsCurrentUser" => {
             "the native engine's config decides the task's user (engines.native createUser), not the payload"
@@ -207,7 +210,7 @@ pub fn plan(
     let missing: Vec<String> = groups
         .iter()
         .map(|g| format!("generic-worker:os-group:{task_queue_id}/{g}"))
-        .filter(|scope| !satisfies(&definition.scopes, scope))
+        .filter(|scope| !scopes_cover(&definition.scopes, scope))
         .collect();
     if !missing.is_empty() {
         problems.push(format!(

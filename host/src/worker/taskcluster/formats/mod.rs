@@ -228,8 +228,17 @@ impl Formats {
                 return Err(problems);
             }
         };
-        // generic-worker's and docker-worker's key is the task file's.
-        plan.task.features.interactive |= payload.pointer("/features/interactive") == Some(&Value::Bool(true));
+        // generic-worker's and docker-worker's keys are the task file's.
+        let asks = |feature: &str| payload.pointer(&format!("/features/{feature}")) == Some(&Value::Bool(true));
+        plan.task.features.interactive |= asks("interactive");
+        plan.task.features.taskcluster_proxy |= asks("taskclusterProxy");
+        if plan.task.features.taskcluster_proxy {
+            // Where the engines that offer proxies (docker, qemu) serve them.
+            plan.task
+                .env
+                .entry("TASKCLUSTER_PROXY_URL".into())
+                .or_insert_with(|| "http://taskcluster".into());
+        }
         if self.foreign() {
             // What generic-worker and docker-worker set in every task, over the payload's.
             let mut set = vec![
@@ -397,14 +406,6 @@ pub fn feature_problems(
         }
     }
     problems
-}
-
-/// Whether `scopes` satisfy `scope` (a scope ending in `*` covers every scope it
-/// is a prefix of).
-pub fn satisfies(scopes: &[String], scope: &str) -> bool {
-    scopes
-        .iter()
-        .any(|s| s == scope || s.strip_suffix('*').is_some_and(|prefix| scope.starts_with(prefix)))
 }
 
 /// The refusal of a non-empty `onExitStatus.purgeCaches` and of `supersederUrl`,
