@@ -18,6 +18,18 @@ fn enginehost(args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
+/// `enginehost ARGS` started in `cwd`, its stdout and stderr piped.
+fn spawn(args: &[&str], cwd: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_enginehost"))
+        .args(args)
+        .current_dir(cwd)
+        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn example(name: &str) -> String {
     root().join("examples").join(name).display().to_string()
 }
@@ -311,14 +323,7 @@ fn ctrl_c_aborts_the_sandbox_and_exits_130() {
         r#"{"engine":"mock","payload":{"delay":120000,"function":"true","argument":""}}"#,
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enginehost"))
-        .args(["run", task.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["run", task.to_str().unwrap()], dir.path());
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("Ctrl-C aborts it") {
@@ -997,20 +1002,11 @@ fn run_interactive_prints_two_links_that_reach_the_running_task() {
     use std::io::{BufRead as _, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let config = example_config(dir.path(), 8000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enginehost"))
-        .args([
-            "run",
-            "--interactive",
-            &example("native-hello-interactive.json"),
-            "--config",
-        ])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let task = example("native-hello-interactive.json");
+    let mut child = spawn(
+        &["run", "--interactive", &task, "--config", config.to_str().unwrap()],
+        dir.path(),
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut links = Vec::new();
     let mut said = String::new();

@@ -16,18 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 use crate::engines::engine_from;
-
-/// Shells as the worker's user (no task users: runs without root too).
-const NATIVE: &str = r#"
-[engines.native]
-createUser = false
-[plugins.native.files]
-sandbox = true
-[plugins.native.process]
-exec = ["/bin/**", "/usr/bin/**", "sandbox:**"]
-run-as = ["worker"]
-pty = true
-"#;
+use crate::engines::native::AS_WORKER;
 
 async fn server(max_connections: u32) -> InteractiveServer {
     InteractiveServer::start(&InteractiveSettings {
@@ -106,7 +95,7 @@ fn stdin(text: &str) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shells_over_the_socket_and_a_token_that_dies_with_its_task() {
-    let engine = engine_from("native", NATIVE).await;
+    let engine = engine_from("native", AS_WORKER).await;
     let server = server(3).await;
     let session = server.session().unwrap();
     let t = token(&session);
@@ -372,7 +361,7 @@ fn screenshots() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_types_into_a_running_tasks_shell_page_in_chromium() {
     let Some(browser) = browser().await else { return };
-    let engine = engine_from("native", NATIVE).await;
+    let engine = engine_from("native", AS_WORKER).await;
     let server = server(8).await;
     let session = server.session().unwrap();
     let sandbox = started(&engine, json!({"command": ["sleep", "120"]})).await;

@@ -46,12 +46,7 @@ impl InteractiveSettings {
                 "required: the address to serve interactive sessions on, e.g. \"0.0.0.0:60024\"",
             )
         })?;
-        let listen = text.parse().map_err(|_| {
-            ConfigError::new(
-                key("listen"),
-                format!("{text:?} is not an address; write IP:PORT, e.g. \"0.0.0.0:60024\""),
-            )
-        })?;
+        let listen = super::validate::listen_address(&text, &key("listen"), "0.0.0.0:60024")?;
         let public_url = match raw.public_url {
             Some(u) => Some(base_url(&u, &key("public-url"))?),
             None => None,
@@ -79,26 +74,10 @@ impl InteractiveSettings {
     }
 }
 
-/// An http(s) URL without query, fragment or user, returned without a trailing `/`.
+/// The URL without a trailing `/`.
 fn base_url(text: &str, key: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| {
-        ConfigError::new(
-            key,
-            format!(
-                "{text:?} {why}; write the URL people reach the server at, e.g. \"https://worker-7.example.com/interactive\""
-            ),
-        )
-    };
-    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("is not an http(s) URL"));
-    }
-    if url.host_str().is_none() {
-        return Err(bad("has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(bad("has a query, fragment or user name"));
-    }
+    let fix = "write the URL people reach the server at, e.g. \"https://worker-7.example.com/interactive\"";
+    super::validate::http_url(text, key, fix)?;
     Ok(text.trim_end_matches('/').to_string())
 }
 

@@ -234,3 +234,30 @@ fn positive(limit: Option<u32>, key: &str) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// A listen address `IP:PORT` at `key`; the error shows `example`.
+pub(super) fn listen_address(text: &str, key: &str, example: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{text:?} is not an address; write IP:PORT, e.g. {example:?}"),
+        )
+    })
+}
+
+/// An http(s) URL with a host and no query, fragment or user name at `key`; the
+/// errors end with `fix`.
+pub(super) fn http_url(text: &str, key: &str, fix: &str) -> Result<url::Url, ConfigError> {
+    let bad = |why: &str| ConfigError::new(key, format!("{text:?} {why}; {fix}"));
+    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("is not an http(s) URL"));
+    }
+    if url.host_str().is_none() {
+        return Err(bad("has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad("has a query, fragment or user name"));
+    }
+    Ok(url)
+}

@@ -217,22 +217,9 @@ fn identifier(value: &str, key: &str, what: &str) -> Result<(), ConfigError> {
 }
 
 fn root_url(text: &str, key: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| {
-        ConfigError::new(
-            key,
-            format!("{text:?} {why}; write the deployment's root URL, e.g. \"https://tc.example.com\""),
-        )
-    };
-    let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("is not an http(s) URL"));
-    }
-    if url.host_str().is_none() {
-        return Err(bad("has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(bad("has a query, fragment or user name"));
-    }
+    let fix = "write the deployment's root URL, e.g. \"https://tc.example.com\"";
+    let url = super::validate::http_url(text, key, fix)?;
+    let bad = |why: &str| ConfigError::new(key, format!("{text:?} {why}; {fix}"));
     if url.path() != "/" {
         return Err(bad(
             "has a path (a root URL is the deployment's origin; its APIs are under /api/)",
@@ -381,12 +368,7 @@ impl WorkerSettings {
             }
             _ => {
                 let text = raw.live_log_listen.unwrap_or_else(|| "127.0.0.1:0".into());
-                let listen = text.parse().map_err(|_| {
-                    ConfigError::new(
-                        key("live-log-listen"),
-                        format!("{text:?} is not an address; write IP:PORT, e.g. \"0.0.0.0:60023\""),
-                    )
-                })?;
+                let listen = super::validate::listen_address(&text, &key("live-log-listen"), "0.0.0.0:60023")?;
                 let url = match raw.live_log_url {
                     Some(u) => Some(root_url(&u, &key("live-log-url"))?),
                     None => None,
@@ -395,12 +377,11 @@ impl WorkerSettings {
             }
         };
         let metrics_listen = match raw.metrics_listen {
-            Some(text) => Some(text.parse().map_err(|_| {
-                ConfigError::new(
-                    key("metrics-listen"),
-                    format!("{text:?} is not an address; write IP:PORT, e.g. \"127.0.0.1:9464\""),
-                )
-            })?),
+            Some(text) => Some(super::validate::listen_address(
+                &text,
+                &key("metrics-listen"),
+                "127.0.0.1:9464",
+            )?),
             None => None,
         };
         let payload_format = raw.payload_format.unwrap_or_default();

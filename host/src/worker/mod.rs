@@ -22,3 +22,11 @@ pub use crate::schema;
 pub use task::{
     ArtifactStatus, Extras, Features, Outcome, TaskFile, TaskLimits, TaskReport, execute, execute_with, run_task,
 };
+
+/// 24 random bytes from the OS in hex (192 bits): the unguessable part of a URL
+/// that only a task's readers learn (the live log, interactive links).
+pub(crate) fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS's random source failed: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

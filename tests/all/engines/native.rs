@@ -21,7 +21,8 @@ pty = true
 create = true
 "#;
 
-const AS_WORKER: &str = r#"
+/// The native engine as the worker's own user (no task users: runs without root).
+pub(crate) const AS_WORKER: &str = r#"
 [engines.native]
 createUser = false
 [plugins.native.files]

@@ -116,6 +116,23 @@ async fn engine_with(cases: &Cases) -> Arc<dyn Engine> {
         .expect("the qemu engine starts")
 }
 
+/// A VM task that has booted and written to its screen (it then sleeps 120 s).
+async fn booted_on_screen(engine: &Arc<dyn Engine>) -> Arc<dyn enginehost::contract::Sandbox> {
+    let ctx = context();
+    let payload =
+        json!({"image": IMAGE, "command": ["sh", "-c", "echo booted; echo on the screen > /dev/tty1; sleep 120"]});
+    let sandbox = started_in(engine, ctx.clone(), payload).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::read_to_string(ctx.log().path())
+        .unwrap_or_default()
+        .contains("booted")
+    {
+        assert!(Instant::now() < deadline, "the VM did not boot within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    sandbox
+}
+
 /// Processes whose working directory is under this test process's work
 /// directory (qemu, and the socat helpers slirp starts, run in sandboxes).
 fn processes_in_work_dir() -> Vec<String> {
@@ -285,18 +302,7 @@ async fn a_real_viewer_captures_the_vms_screen_through_open_display() {
     let Some((_vms, images)) = vms().await else { return };
     let cases = cases_for(&images);
     let engine = engine_with(&cases).await;
-    let ctx = context();
-    let payload =
-        json!({"image": IMAGE, "command": ["sh", "-c", "echo booted; echo on the screen > /dev/tty1; sleep 120"]});
-    let sandbox = started_in(&engine, ctx.clone(), payload).await;
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::read_to_string(ctx.log().path())
-        .unwrap_or_default()
-        .contains("booted")
-    {
-        assert!(Instant::now() < deadline, "the VM did not boot within 60 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let sandbox = booted_on_screen(&engine).await;
     // vnc-rs (a real RFB client) through a loopback TCP bridge, as a person's
     // viewer would reach the display.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
@@ -352,18 +358,7 @@ async fn the_vms_screen_on_the_display_page_in_chromium() {
     let Some((_vms, images)) = vms().await else { return };
     let cases = cases_for(&images);
     let engine = engine_with(&cases).await;
-    let ctx = context();
-    let payload =
-        json!({"image": IMAGE, "command": ["sh", "-c", "echo booted; echo on the screen > /dev/tty1; sleep 120"]});
-    let sandbox = started_in(&engine, ctx.clone(), payload).await;
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::read_to_string(ctx.log().path())
-        .unwrap_or_default()
-        .contains("booted")
-    {
-        assert!(Instant::now() < deadline, "the VM did not boot within 60 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let sandbox = booted_on_screen(&engine).await;
     let listed = sandbox.list_displays().await.unwrap();
     let (width, height) = (u64::from(listed[0].width), u64::from(listed[0].height));
     // A column of the text console: its left edge, where the text is.

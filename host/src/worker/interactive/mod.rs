@@ -169,13 +169,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// 24 random bytes in hex.
-fn token() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS's random source failed: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 impl InteractiveServer {
     /// Binds `settings.listen` and serves.
     pub async fn start(settings: &InteractiveSettings) -> anyhow::Result<InteractiveServer> {
@@ -207,7 +200,7 @@ impl InteractiveServer {
 
     /// A new session, valid until the task ends and at most `[interactive] expires`.
     pub fn session(&self) -> anyhow::Result<Session> {
-        let token = token()?;
+        let token = crate::worker::random_token()?;
         let state = Arc::new(SessionState {
             token: token.clone(),
             sandbox: Mutex::new(None),

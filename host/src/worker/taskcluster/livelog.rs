@@ -52,13 +52,6 @@ impl Drop for LiveLogServer {
     }
 }
 
-/// 24 random bytes in hex: not guessable.
-fn token() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS's random source failed: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 impl LiveLogServer {
     /// Binds `settings.listen` and serves.
     pub async fn start(settings: &LiveLogSettings) -> anyhow::Result<LiveLogServer> {
@@ -88,7 +81,7 @@ impl LiveLogServer {
 
     /// Serves `log` under a new random token until the returned value is dropped.
     pub fn publish(&self, log: &TaskLog) -> anyhow::Result<Published> {
-        let token = token()?;
+        let token = crate::worker::random_token()?;
         self.logs
             .lock()
             .expect("live log lock")
