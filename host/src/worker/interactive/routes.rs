@@ -28,21 +28,34 @@ pub(super) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// are small; more is refused rather than buffered.
 const MAX_MESSAGE: usize = 1 << 20;
 
+/// Connections the server holds at once (each task's shells and displays are
+/// bounded apart); one more is closed at once.
+const MAX_CONNECTIONS: usize = 512;
+
 pub(super) async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>) {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("interactive server: {MAX_CONNECTIONS} connections are open; one more was closed");
+            continue;
+        };
         let registry = registry.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| answer(req, registry.clone()));
+            // A client that never finishes its request headers is dropped.
             let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;
         });
-        while connections.try_join_next().is_some() {}
     }
 }
 
