@@ -44,9 +44,10 @@ pub struct RunArgs {
     interactive_listen: Option<std::net::SocketAddr>,
 }
 
-/// The task file of `path`, a task definition or payload written for another
-/// worker, through its front-end; each note is printed.
-fn read_foreign(path: &Path, format: &str) -> anyhow::Result<(TaskFile, Vec<i32>)> {
+/// The plan of `path`, a task definition or payload written for another worker,
+/// through its front-end (its task file, retry codes and caches); each note is
+/// printed.
+fn read_foreign(path: &Path, format: &str) -> anyhow::Result<enginehost::worker::taskcluster::formats::Plan> {
     use enginehost::policy::PayloadFormat;
     use enginehost::worker::taskcluster::formats::Formats;
     use enginehost::worker::taskcluster::payload::TaskDefinition;
@@ -79,7 +80,7 @@ fn read_foreign(path: &Path, format: &str) -> anyhow::Result<(TaskFile, Vec<i32>
             ))
         })?;
     plan.notes.iter().for_each(|n| eprintln!("note: {n}"));
-    Ok((plan.task, plan.retry_exit_codes))
+    Ok(plan)
 }
 
 fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
@@ -96,9 +97,12 @@ fn read_task(path: &Path) -> anyhow::Result<TaskFile> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let (task, retry_codes) = match args.payload_format.as_str() {
-        "enginehost" => (read_task(&args.task)?, Vec::new()),
-        format => read_foreign(&args.task, format)?,
+    let (task, retry_codes, caches) = match args.payload_format.as_str() {
+        "enginehost" => (read_task(&args.task)?, Vec::new(), Vec::new()),
+        format => {
+            let plan = read_foreign(&args.task, format)?;
+            (plan.task, plan.retry_exit_codes, plan.caches)
+        }
     };
     if task.features.taskcluster_proxy {
         return Err(BadInput(
@@ -178,6 +182,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             None
         }
     };
+    // A worker keeps caches across tasks; one task here gets new ones, deleted after.
+    let held = match caches.is_empty() {
+        true => None,
+        false => {
+            let names: Vec<&str> = caches.iter().map(|(n, _)| n.as_str()).collect();
+            eprintln!(
+                "note: the caches {} are new for this task and deleted after it",
+                names.join(", ")
+            );
+            let caches_here = std::sync::Arc::new(enginehost::worker::caches::Caches::default());
+            Some(
+                caches_here
+                    .take(engine.as_ref(), &task.engine, &caches)
+                    .await
+                    .context("creating the task's caches")?,
+            )
+        }
+    };
     let limits = super::task_limits(&config.limits_for(&task.engine));
     let report = execute_with(
         engine.as_ref(),
@@ -188,10 +210,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         &limits,
         &Extras {
             interactive: interactive.as_ref().map(|(_, session)| session),
-            proxies: Vec::new(),
+            volumes: held.as_ref().map(|h| h.mounts()).unwrap_or_default(),
+            ..Default::default()
         },
     )
     .await;
+    if let Some(held) = held {
+        held.release(true).await;
+    }
     drop(interactive);
     let outcome = report.outcome;
     let _ = live.await;

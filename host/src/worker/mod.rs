@@ -6,12 +6,14 @@
 //! - `task`: the task file and the stages (what `enginehost run` and `enginehost
 //!   worker` both run a task through).
 //! - `artifacts`: extracting files and folders into an artifacts directory.
+//! - `caches`: writable caches kept across tasks (the engines' volumes).
 //! - `interactive`: the server through which a person opens a running task's
 //!   shells and displays in a browser.
 //! - `taskcluster`: `enginehost worker`, claiming tasks from a Taskcluster queue and
 //!   running them through `task`.
 
 pub mod artifacts;
+pub mod caches;
 pub mod interactive;
 pub mod task;
 pub mod taskcluster;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::artifacts::{self, ArtifactError, ArtifactLimits, ArtifactSpec};
 use super::interactive::Session;
-use crate::contract::{Engine, EngineError, ProxyHandler, Sandbox, TaskContext, TaskInfo, TaskLog};
+use crate::contract::{Engine, EngineError, ProxyHandler, Sandbox, TaskContext, TaskInfo, TaskLog, Volume};
 
 /// A task as `enginehost run` reads it.
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +66,8 @@ pub struct Extras<'a> {
     pub interactive: Option<&'a Session>,
     /// Proxies attached to the sandbox, by name.
     pub proxies: Vec<(String, Arc<dyn ProxyHandler>)>,
+    /// Writable volumes mounted in the sandbox (caches), by mountpoint.
+    pub volumes: Vec<(String, Arc<dyn Volume>)>,
 }
 
 fn empty_object() -> Value {
@@ -243,6 +245,7 @@ pub async fn execute_with(
         limits,
         interactive,
         proxies: &extras.proxies,
+        volumes: &extras.volumes,
     };
     let outcome = stages(run, &mut artifacts).await;
     if let Some(session) = interactive {
@@ -289,6 +292,7 @@ struct Stages<'a> {
     limits: &'a TaskLimits,
     interactive: Option<&'a Session>,
     proxies: &'a [(String, Arc<dyn ProxyHandler>)],
+    volumes: &'a [(String, Arc<dyn Volume>)],
 }
 
 async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactStatus)>) -> Outcome {
@@ -301,6 +305,7 @@ async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactSt
         limits,
         interactive,
         proxies,
+        volumes,
     } = stages;
     // The env names, before any engine sees them.
     let problems = env_name_problems(&task.env);
@@ -335,6 +340,20 @@ async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactSt
         return fail(ctx, "setting environment variables", error);
     }
 
+    for (mountpoint, volume) in volumes {
+        let error = match builder.attach_volume(mountpoint, volume.as_ref(), false).await {
+            Ok(()) => continue,
+            Err(EngineError::FeatureNotSupported | EngineError::MutableMountNotSupported) => {
+                EngineError::malformed(format!(
+                    "task.payload.cache: the {} engine cannot mount a writable cache (at {mountpoint})",
+                    engine.name()
+                ))
+            }
+            Err(e) => e,
+        };
+        let _ = builder.discard().await;
+        return fail(ctx, "mounting the task's caches", error);
+    }
     for (name, handler) in proxies {
         let error = match builder.attach_proxy(name, handler.clone()).await {
             Ok(()) => continue,

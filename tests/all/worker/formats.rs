@@ -593,8 +593,67 @@ async fn docker_worker_payloads_run_unchanged_on_the_docker_engine() {
         b"hello from docker-worker's payload\n"
     );
     let log = resolved_as(&fake, &cached, "exception", "malformed-payload");
-    assert!(log.contains("task.payload.cache: not supported"), "{log}");
+    assert!(
+        log.contains(
+            "task.payload.cache[\"level-3-checkouts\"]: the task needs the scope docker-worker:cache:level-3-checkouts"
+        ),
+        "{log}"
+    );
     assert!(log.contains("task.payload.image.type: \"task-image\""), "{log}");
+
+    // A cache kept across tasks, one after the other, until purgeCaches deletes it.
+    let cache_task = |script: &str, purge: bool| {
+        let mut payload = docker_payload("x");
+        payload["cache"] = json!({"tests-cache": "/cache"});
+        payload["command"] = json!(["/bin/sh", "-c", format!("mkdir -p /builds && {script}")]);
+        if purge {
+            payload["onExitStatus"] = json!({"purgeCaches": [6]});
+        }
+        create(&fake, TASK_QUEUE, payload, |d| {
+            d["scopes"] = json!(["docker-worker:cache:tests-cache"])
+        })
+    };
+    let mut logs = Vec::new();
+    for (script, purge, state) in [
+        (
+            "echo kept > /cache/mark && echo wrote > /builds/out.txt",
+            false,
+            "completed",
+        ),
+        ("cat /cache/mark > /builds/out.txt", false, "completed"),
+        ("cat /cache/mark > /builds/out.txt; exit 6", true, "failed"),
+        (
+            "cat /cache/mark > /builds/out.txt 2>/dev/null || echo empty > /builds/out.txt",
+            false,
+            "completed",
+        ),
+    ] {
+        let task = cache_task(script, purge);
+        wait_for("a cache task", Duration::from_secs(120), &[&worker], || {
+            !fake.resolutions(&task).is_empty()
+        })
+        .await;
+        let log = resolved_as(&fake, &task, state, state);
+        let out = String::from_utf8(fake.artifact_bytes(&task, 0, "public/out.txt").unwrap()).unwrap();
+        logs.push((log, out));
+    }
+    assert!(logs[0].0.contains("Cache tests-cache at /cache/: new"), "{}", logs[0].0);
+    assert!(
+        logs[1]
+            .0
+            .contains("Cache tests-cache at /cache/: kept from an earlier task"),
+        "{}",
+        logs[1].0
+    );
+    assert_eq!(logs[1].1, "kept\n", "the second task reads what the first wrote");
+    assert_eq!(logs[2].1, "kept\n");
+    assert!(
+        logs[2].0.contains("Exit code 6 is in onExitStatus.purgeCaches"),
+        "{}",
+        logs[2].0
+    );
+    assert_eq!(logs[3].1, "empty\n", "purged: {}", logs[3].0);
+    assert!(logs[3].0.contains("Cache tests-cache at /cache/: new"), "{}", logs[3].0);
     worker.stop().await;
 
     // generic-worker's format takes docker-worker payloads too (its d2g), on the

@@ -46,6 +46,8 @@ pub(super) struct Shared {
     pub live_log: Option<LiveLogServer>,
     /// Serves the shells and displays of interactive tasks.
     pub interactive: Option<InteractiveServer>,
+    /// Writable caches kept across tasks.
+    pub caches: Arc<crate::worker::caches::Caches>,
     /// Where runs get their directories.
     pub tasks_dir: std::path::PathBuf,
     /// Cancelled to abort every running task (shutdown).
@@ -263,6 +265,8 @@ async fn claimed(
     let notes = plan.as_ref().map(|p| p.notes.clone()).unwrap_or_default();
     let chain_of_trust = plan.as_ref().is_ok_and(|p| p.chain_of_trust);
     let retry_codes = plan.as_ref().map(|p| p.retry_exit_codes.clone()).unwrap_or_default();
+    let caches = plan.as_ref().map(|p| p.caches.clone()).unwrap_or_default();
+    let purge_codes = plan.as_ref().map(|p| p.purge_exit_codes.clone()).unwrap_or_default();
 
     // The live log, while the task runs.
     let published = match shared.live_log.as_ref().filter(|_| logs.live_enabled) {
@@ -331,6 +335,34 @@ async fn claimed(
             let (engine, limits) = shared.engines.get(&task.engine).expect("a served engine");
             log.log(&format!("Engine: {}", task.engine));
             tracing::info!(engine = %task.engine, "running");
+            let held = match caches.is_empty() {
+                true => None,
+                false => match shared.caches.take(engine.as_ref(), &task.engine, &caches).await {
+                    Ok(held) => {
+                        for (name, mountpoint) in &caches {
+                            let how = if held.fresh.contains(name) {
+                                "new"
+                            } else {
+                                "kept from an earlier task"
+                            };
+                            log.log(&format!("Cache {name} at {mountpoint}: {how}"));
+                        }
+                        Some(held)
+                    }
+                    Err(e) => {
+                        let m = format!("creating the task's caches: {e}");
+                        log.log_error(&m);
+                        log.close();
+                        return (
+                            RunEnd {
+                                fatal: false,
+                                engine: Some(task.engine.clone()),
+                            },
+                            Some(Resolution::Exception(ExceptionReason::InternalError)),
+                        );
+                    }
+                },
+            };
             let session = match shared.interactive.as_ref().filter(|_| task.features.interactive) {
                 Some(server) => interactive_links(server, &uploader, &log).await,
                 None => None,
@@ -345,6 +377,7 @@ async fn claimed(
             let extras = Extras {
                 interactive: session.as_ref(),
                 proxies,
+                volumes: held.as_ref().map(|h| h.mounts()).unwrap_or_default(),
             };
             let report = execute_with(
                 engine.as_ref(),
@@ -358,6 +391,19 @@ async fn claimed(
             .await;
             drop(extras);
             drop(session);
+            if let Some(held) = held {
+                let purge = report.exit_code.filter(|c| purge_codes.contains(c));
+                if let Some(code) = purge {
+                    note(
+                        &log_path,
+                        &format!(
+                            "[taskcluster] Exit code {code} is in onExitStatus.purgeCaches: the task's caches are \
+                             deleted"
+                        ),
+                    );
+                }
+                held.release(purge.is_some()).await;
+            }
             usage = report.usage;
             exit_code = report.exit_code;
             (report.outcome, report.artifacts)

@@ -127,6 +127,7 @@ impl Worker {
                 reclaim_margin: settings.reclaim_margin,
                 live_log,
                 interactive,
+                caches: Default::default(),
                 tasks_dir,
                 abort,
                 http,

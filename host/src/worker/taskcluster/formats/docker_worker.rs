@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Plan, Published, backing_name, first_checks, log_name_problems};
+use crate::contract::scopes_cover;
 use crate::worker::artifacts::ArtifactSpec;
 use crate::worker::taskcluster::payload::{LogNames, TaskDefinition, artifact_problems};
 
@@ -69,8 +70,39 @@ fn image(payload: &Value) -> Result<String, String> {
     }
 }
 
-/// The plan of a docker-worker payload checked against `schema`, on `engine`.
-pub fn plan(definition: &TaskDefinition, engine: &str, schema: &Published) -> Result<Plan, Vec<String>> {
+/// The caches of `payload.cache` (`{name: mountpoint}`), each needing the task's
+/// scope `<cache_scope><name>`; mountpoints end in `/` (the docker engine's rule).
+fn caches(payload: &Value, scopes: &[String], cache_scope: &str, problems: &mut Vec<String>) -> Vec<(String, String)> {
+    let mut caches = Vec::new();
+    for (name, mountpoint) in payload.get("cache").and_then(Value::as_object).into_iter().flatten() {
+        let label = format!("task.payload.cache[{name:?}]");
+        let scope = format!("{cache_scope}{name}");
+        if !scopes_cover(scopes, &scope) {
+            problems.push(format!("{label}: the task needs the scope {scope} to use this cache"));
+            continue;
+        }
+        let path = mountpoint.as_str().unwrap_or_default();
+        let clean = path.starts_with('/') && !path.split('/').any(|s| s == "." || s == "..") && path != "/";
+        if !clean {
+            problems.push(format!(
+                "{label}: {mountpoint} is not an absolute path in the container without . or .. (e.g. \"/builds/cache\")"
+            ));
+            continue;
+        }
+        caches.push((name.clone(), format!("{}/", path.trim_end_matches('/'))));
+    }
+    caches
+}
+
+/// The plan of a docker-worker payload checked against `schema`, on `engine`; its
+/// caches need scopes `<cache_scope><name>` (docker-worker's `docker-worker:cache:`,
+/// d2g's `generic-worker:cache:`).
+pub fn plan(
+    definition: &TaskDefinition,
+    engine: &str,
+    schema: &Published,
+    cache_scope: &str,
+) -> Result<Plan, Vec<String>> {
     let payload = &definition.payload;
     let mut problems = first_checks(
         payload,
@@ -80,15 +112,7 @@ pub fn plan(definition: &TaskDefinition, engine: &str, schema: &Published) -> Re
         &why,
     )?;
     let image = image(payload).map_err(|e| problems.push(e)).ok();
-    if payload
-        .get("cache")
-        .and_then(Value::as_object)
-        .is_some_and(|c| !c.is_empty())
-    {
-        problems.push(
-            "task.payload.cache: not supported by enginehost yet (no caches between tasks); remove it".to_string(),
-        );
-    }
+    let caches = caches(payload, &definition.scopes, cache_scope, &mut problems);
     if let Some(capabilities) = payload.get("capabilities").and_then(Value::as_object) {
         for (name, value) in capabilities {
             let asked = match value {
@@ -147,15 +171,19 @@ pub fn plan(definition: &TaskDefinition, engine: &str, schema: &Published) -> Re
     problems.extend(crate::worker::task::env_name_problems(&parsed.env));
     let privileged = payload.pointer("/capabilities/privileged").and_then(Value::as_bool) == Some(true);
     match image {
-        Some(image) if problems.is_empty() => Ok(Plan::foreign(
-            engine,
-            json!({"image": image, "command": parsed.command, "privileged": privileged}),
-            parsed.env,
-            parsed.max_run_time,
-            artifacts,
-            logs,
-            chain_of_trust,
-        )),
+        Some(image) if problems.is_empty() => {
+            let mut plan = Plan::foreign(
+                engine,
+                json!({"image": image, "command": parsed.command, "privileged": privileged}),
+                parsed.env,
+                parsed.max_run_time,
+                artifacts,
+                logs,
+                chain_of_trust,
+            );
+            plan.caches = caches;
+            Ok(plan)
+        }
         _ => Err(problems),
     }
 }
@@ -184,6 +212,7 @@ mod tests {
             })),
             "docker",
             &DOCKER_WORKER,
+            "docker-worker:cache:",
         )
         .unwrap();
         assert_eq!(
@@ -210,12 +239,13 @@ mod tests {
             })),
             "docker",
             &DOCKER_WORKER,
+            "docker-worker:cache:",
         )
         .unwrap_err()
         .join("\n");
         for says in [
             "task.payload.image.type: \"indexed-image\"",
-            "task.payload.cache",
+            "task.payload.cache[\"level-3-checkouts\"]: the task needs the scope docker-worker:cache:level-3-checkouts",
             "task.payload.capabilities.devices",
             "task.payload.capabilities.disableSeccomp",
             "task.payload.features.allowPtrace",

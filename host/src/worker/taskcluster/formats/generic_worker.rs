@@ -192,6 +192,17 @@ pub fn plan(
         &why,
     )
     .map_err(|p| precise_mounts(payload, p))?;
+    if payload
+        .pointer("/onExitStatus/purgeCaches")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        problems.push(
+            "task.payload.onExitStatus.purgeCaches: not supported for native tasks: enginehost keeps no caches for \
+             them; remove it"
+                .to_string(),
+        );
+    }
     let mut mounts = Vec::new();
     if let Some(list) = payload.get("mounts").and_then(Value::as_array) {
         for (i, mount) in list.iter().enumerate() {

@@ -38,6 +38,10 @@ pub struct Plan {
     /// Exit codes of a failed task that make it `intermittent-task`
     /// (`onExitStatus.retry`).
     pub retry_exit_codes: Vec<i32>,
+    /// Writable caches the task mounts: `(name, mountpoint)` (docker-worker's `cache`).
+    pub caches: Vec<(String, String)>,
+    /// Exit codes after which the task's caches are deleted (`onExitStatus.purgeCaches`).
+    pub purge_exit_codes: Vec<i32>,
 }
 
 impl Plan {
@@ -68,6 +72,8 @@ impl Plan {
             notes: Vec::new(),
             chain_of_trust,
             retry_exit_codes: Vec::new(),
+            caches: Vec::new(),
+            purge_exit_codes: Vec::new(),
         }
     }
 }
@@ -192,12 +198,14 @@ impl Formats {
                         notes: Vec::new(),
                         chain_of_trust: false,
                         retry_exit_codes: Vec::new(),
+                        caches: Vec::new(),
+                        purge_exit_codes: Vec::new(),
                     });
                 (String::new(), plan)
             }
             PayloadFormat::GenericWorker if docker_worker::is_docker_payload(payload) => {
                 let docker = engine(&self.docker, "docker-engine", "docker")?;
-                let plan = docker_worker::plan(definition, &docker, &GENERIC_WORKER_D2G);
+                let plan = docker_worker::plan(definition, &docker, &GENERIC_WORKER_D2G, "generic-worker:cache:");
                 (docker, plan)
             }
             PayloadFormat::GenericWorker => {
@@ -207,7 +215,7 @@ impl Formats {
             }
             PayloadFormat::DockerWorker => {
                 let docker = engine(&self.docker, "docker-engine", "docker")?;
-                let plan = docker_worker::plan(definition, &docker, &DOCKER_WORKER);
+                let plan = docker_worker::plan(definition, &docker, &DOCKER_WORKER, "docker-worker:cache:");
                 (docker, plan)
             }
         };
@@ -259,11 +267,15 @@ impl Formats {
                 }
             }
         }
-        plan.retry_exit_codes = payload
-            .pointer("/onExitStatus/retry")
-            .and_then(Value::as_array)
-            .map(|codes| codes.iter().filter_map(|c| c.as_i64()?.try_into().ok()).collect())
-            .unwrap_or_default();
+        let codes = |at: &str| -> Vec<i32> {
+            payload
+                .pointer(at)
+                .and_then(Value::as_array)
+                .map(|codes| codes.iter().filter_map(|c| c.as_i64()?.try_into().ok()).collect())
+                .unwrap_or_default()
+        };
+        plan.retry_exit_codes = codes("/onExitStatus/retry");
+        plan.purge_exit_codes = codes("/onExitStatus/purgeCaches");
         plan.task.task_id = Some(task_id.to_string());
         plan.task.run_id = run_id;
         plan.task.scopes = definition.scopes.clone();
@@ -408,18 +420,9 @@ pub fn feature_problems(
     problems
 }
 
-/// The refusal of a non-empty `onExitStatus.purgeCaches` and of `supersederUrl`,
-/// shared by both foreign formats.
+/// The refusal of `supersederUrl`, shared by both foreign formats.
 pub fn common_refusals(payload: &Value) -> Vec<String> {
     let mut problems = Vec::new();
-    let non_empty = |v: Option<&Value>| v.and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    if non_empty(payload.pointer("/onExitStatus/purgeCaches")) {
-        problems.push(
-            "task.payload.onExitStatus.purgeCaches: not supported by enginehost yet: it keeps no caches between \
-             tasks; remove it"
-                .to_string(),
-        );
-    }
     if payload.get("supersederUrl").is_some() {
         problems.push(
             "task.payload.supersederUrl: not supported by enginehost: it never supersedes a task; remove it"
