@@ -1043,6 +1043,22 @@ fn run_interactive_prints_two_links_that_reach_the_running_task() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert_eq!(status, 200, "the session never ran");
+        // In a browser where there is one (CI has Chromium): the printed shell link,
+        // typed into as a person would; else the shell's socket.
+        if let Some(browser) = crate::interactive::browser().await {
+            browser.client.goto(&links[0]).await.unwrap();
+            browser.state("connected").await;
+            let keys = browser
+                .client
+                .find(fantoccini::Locator::Css(".xterm-helper-textarea"))
+                .await
+                .unwrap();
+            // The task waits for its shells too: this one exits.
+            keys.send_keys("touch ~/done; exit\n").await.unwrap();
+            browser.state("exited").await;
+            let _ = browser.client.close().await;
+            return;
+        }
         let ws_url = format!(
             "{}/shell/{token}?command=sh&command=-c&command=touch%20%22%24HOME%2Fdone%22",
             base.replace("http://", "ws://")

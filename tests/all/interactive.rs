@@ -333,7 +333,7 @@ impl Browser {
         panic!("{what}: still {last} after 20 s (the page says {status})");
     }
 
-    async fn state(&self, want: &str) {
+    pub(crate) async fn state(&self, want: &str) {
         self.until(
             &format!("the page's state {want}"),
             "return document.body.dataset.state",
