@@ -55,6 +55,12 @@ impl InteractiveSettings {
             Some(v) => super::limits::duration(&v, &key("expires"))?,
             None => Duration::from_secs(3600),
         };
+        if expires > Duration::from_secs(30 * 24 * 3600) {
+            return Err(ConfigError::new(
+                key("expires"),
+                "is longer than 30 days; a task's links stop at its end anyway, give e.g. \"1h\" or \"24h\"",
+            ));
+        }
         let max_connections = match raw.max_connections {
             None => 8,
             Some(n) if (1..=1024).contains(&n) => n as u32,
@@ -124,6 +130,14 @@ mod tests {
             (
                 "listen = \"127.0.0.1:0\"\nmax-connections = 0",
                 "interactive.max-connections: 0 is out of range",
+            ),
+            (
+                "listen = \"127.0.0.1:0\"\nexpires = \"9999999999999999h\"",
+                "interactive.expires: \"9999999999999999h\" is not a duration",
+            ),
+            (
+                "listen = \"127.0.0.1:0\"\nexpires = \"800h\"",
+                "interactive.expires: is longer than 30 days",
             ),
             ("listen = \"127.0.0.1:0\"\nport = 1", "port"),
         ] {

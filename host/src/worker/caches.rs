@@ -34,7 +34,7 @@ impl Caches {
     /// `engine` (served as `engine_name`).
     ///
     /// # Errors
-    /// The engine's, when it cannot make a volume; what was taken is given back.
+    /// The engine's, when it cannot make a volume; what was taken is deleted.
     pub async fn take(
         self: &Arc<Self>,
         engine: &dyn Engine,
@@ -58,7 +58,8 @@ impl Caches {
                         v
                     }
                     Err(e) => {
-                        held.release(false).await;
+                        // What was taken so far is deleted: nothing is half-given.
+                        held.release(true).await;
                         return Err(e);
                     }
                 },

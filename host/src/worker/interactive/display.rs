@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use hyper::Response;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::SessionState;
-use super::routes::{Body, Bridge, Socket, bad_request, ended_frame, engine_error};
+use super::routes::{Body, Bridge, Socket, bad_request, ended_frame, engine_error, send_last, send_or_end};
 use crate::contract::{DisplayConnection, Sandbox};
 
 /// Opens the display the query names; its errors are the response.
@@ -32,7 +32,11 @@ pub(super) async fn open(sandbox: &dyn Sandbox, query: &[(String, String)]) -> R
         ));
     };
     match sandbox.open_display(&name).await {
-        Ok(connection) => Ok(Box::new(move |socket, state| Box::pin(run(socket, state, connection)))),
+        // Abandoned, the connection is dropped: that closes the display.
+        Ok(connection) => Ok(Bridge {
+            run: Box::new(move |socket, state| Box::pin(run(socket, state, connection))),
+            abandon: Box::new(|| Box::pin(async {})),
+        }),
         Err(e) => Err(engine_error(&e, &format!("opening display {name:?}"))),
     }
 }
@@ -58,23 +62,24 @@ async fn run(socket: Socket, state: Arc<SessionState>, connection: DisplayConnec
     loop {
         tokio::select! {
             chunk = output.next_chunk() => match chunk {
-                Some(chunk) => if to_page.send(Message::Binary(chunk.into())).await.is_err() {
+                Some(chunk) => if !send_or_end(&mut to_page, Message::Binary(chunk.into()), &state).await {
+                    send_last(&mut to_page, vec![ended_frame()]).await;
                     break;
                 },
                 None => {
                     // The engine closed the display: mostly because the task is
                     // ending, which the page is told when it has.
                     let last = if state.ended_soon().await { ended_frame() } else { Message::Close(None) };
-                    let _ = to_page.send(last).await;
+                    send_last(&mut to_page, vec![last]).await;
                     break;
                 }
             },
             _ = &mut reader => break,
             () = state.over() => {
-                let _ = to_page.send(ended_frame()).await;
+                send_last(&mut to_page, vec![ended_frame()]).await;
                 break;
             }
         }
     }
-    reader.abort();
+    super::routes::closing(&mut reader).await;
 }

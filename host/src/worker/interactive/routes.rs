@@ -37,6 +37,8 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, registry: Arc<Regis
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: not a busy loop while it lasts.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         while connections.try_join_next().is_some() {}
@@ -48,7 +50,9 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, registry: Arc<Regis
         connections.spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| answer(req, registry.clone()));
-            // A client that never finishes its request headers is dropped.
+            // A client that never finishes its request headers is dropped, and
+            // every answer but an upgrade closes its connection (`respond`): nobody
+            // holds a slot for long without a token.
             let _ = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(30))
@@ -70,6 +74,8 @@ pub(super) fn respond(status: StatusCode, content_type: &str, body: impl Into<By
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // One request per connection (the pages make few); an upgrade replaces it.
+    headers.insert("connection", HeaderValue::from_static("close"));
     response
 }
 
@@ -196,8 +202,13 @@ fn websocket_key(headers: &HeaderMap) -> Result<String, String> {
         .ok_or_else(|| "the WebSocket upgrade has no Sec-WebSocket-Key".into())
 }
 
-/// Runs a shell or display over a WebSocket until it ends or the session does.
-pub(super) type Bridge = Box<dyn FnOnce(Socket, Arc<SessionState>) -> futures::future::BoxFuture<'static, ()> + Send>;
+/// A shell or display opened for a WebSocket: `run` bridges the two until either
+/// ends or the session does; `abandon` undoes the opening when the upgrade fails
+/// (a shell is aborted, not left running without a connection).
+pub(super) struct Bridge {
+    pub run: Box<dyn FnOnce(Socket, Arc<SessionState>) -> futures::future::BoxFuture<'static, ()> + Send>,
+    pub abandon: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>,
+}
 
 fn upgrade(
     req: &mut Request<hyper::body::Incoming>,
@@ -214,14 +225,15 @@ fn upgrade(
     let upgrading = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let _permit = permit;
-        let Ok(upgraded) = upgrading.await else {
-            return;
+        let upgraded = match tokio::time::timeout(std::time::Duration::from_secs(30), upgrading).await {
+            Ok(Ok(upgraded)) => upgraded,
+            _ => return (bridge.abandon)().await,
         };
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
             .max_frame_size(Some(MAX_MESSAGE));
         let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        bridge(socket, state).await;
+        (bridge.run)(socket, state).await;
     });
     let mut response = respond(
         StatusCode::SWITCHING_PROTOCOLS,
@@ -258,6 +270,48 @@ impl SessionState {
     /// Whether the task ends within [`END_GRACE`].
     pub(super) async fn ended_soon(&self) -> bool {
         tokio::time::timeout(END_GRACE, self.over()).await.is_ok()
+    }
+}
+
+/// Sends `message` unless the session ends first (a page that stops reading
+/// cannot hold a connection past its task); `false` if it was not sent.
+pub(super) async fn send_or_end(
+    to_page: &mut futures::stream::SplitSink<Socket, tokio_tungstenite::tungstenite::Message>,
+    message: tokio_tungstenite::tungstenite::Message,
+    state: &SessionState,
+) -> bool {
+    use futures::SinkExt as _;
+    tokio::select! {
+        sent = to_page.send(message) => sent.is_ok(),
+        () = state.over() => false,
+    }
+}
+
+/// The last frames to a page: at most a few seconds, then the socket is dropped.
+pub(super) async fn send_last(
+    to_page: &mut futures::stream::SplitSink<Socket, tokio_tungstenite::tungstenite::Message>,
+    messages: Vec<tokio_tungstenite::tungstenite::Message>,
+) {
+    use futures::SinkExt as _;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        for message in messages {
+            if to_page.send(message).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// After the last frame: the page's side reads the page's answering close (a
+/// clean close: dropping the socket before it can reset the connection under the
+/// page's last unread frames), for a few seconds at most.
+pub(super) async fn closing(reader: &mut tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(std::time::Duration::from_secs(3), &mut *reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
     }
 }
 

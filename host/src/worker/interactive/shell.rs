@@ -16,14 +16,14 @@
 
 use std::sync::Arc;
 
-use futures::{SinkExt as _, StreamExt as _};
+use futures::StreamExt as _;
 use hyper::Response;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::SessionState;
-use super::routes::{Body, Bridge, Socket, bad_request, ended_frame, engine_error};
+use super::routes::{Body, Bridge, Socket, bad_request, ended_frame, engine_error, send_last, send_or_end};
 use crate::contract::{ByteStream, Sandbox, Shell};
 
 const STDIN: u8 = 0;
@@ -55,7 +55,15 @@ pub(super) async fn open(sandbox: &dyn Sandbox, query: &[(String, String)]) -> R
         Ok(shell) => Arc::from(shell),
         Err(e) => return Err(engine_error(&e, "starting the shell")),
     };
-    Ok(Box::new(move |socket, state| Box::pin(run(socket, state, shell))))
+    let abandoned = shell.clone();
+    Ok(Bridge {
+        run: Box::new(move |socket, state| Box::pin(run(socket, state, shell))),
+        abandon: Box::new(move || {
+            Box::pin(async move {
+                let _ = abandoned.abort().await;
+            })
+        }),
+    })
 }
 
 async fn run(socket: Socket, state: Arc<SessionState>, shell: Arc<dyn Shell>) {
@@ -71,7 +79,7 @@ async fn run(socket: Socket, state: Arc<SessionState>, shell: Arc<dyn Shell>) {
     // The page's side: its own task, so that a shell that does not read its input
     // holds up the page's typing, not the output.
     let page_gone = CancellationToken::new();
-    let reader = {
+    let mut reader = {
         let shell = shell.clone();
         let page_gone = page_gone.clone();
         tokio::spawn(async move {
@@ -107,8 +115,11 @@ async fn run(socket: Socket, state: Arc<SessionState>, shell: Arc<dyn Shell>) {
     loop {
         tokio::select! {
             out = out_rx.recv(), if !output_done => match out {
-                Some(message) => if to_page.send(message).await.is_err() {
+                Some(message) => if !send_or_end(&mut to_page, message, &state).await {
                     let _ = shell.abort().await;
+                    if state.ended.is_cancelled() || tokio::time::Instant::now() >= state.deadline {
+                        send_last(&mut to_page, vec![ended_frame()]).await;
+                    }
                     break;
                 },
                 None => output_done = true,
@@ -120,7 +131,7 @@ async fn run(socket: Socket, state: Arc<SessionState>, shell: Arc<dyn Shell>) {
             }
             () = state.over() => {
                 let _ = shell.abort().await;
-                let _ = to_page.send(ended_frame()).await;
+                send_last(&mut to_page, vec![ended_frame()]).await;
                 break;
             }
         }
@@ -128,24 +139,33 @@ async fn run(socket: Socket, state: Arc<SessionState>, shell: Arc<dyn Shell>) {
             // Aborted by the engine: the task is ending (a kill or an abort ends its
             // shells before its wait returns). Say so when it has, as the page expects.
             if result.is_err() && state.ended_soon().await {
-                let _ = to_page.send(ended_frame()).await;
+                send_last(&mut to_page, vec![ended_frame()]).await;
                 break;
             }
             let message = match result {
                 Ok(success) => serde_json::json!({"type": "exit", "success": success}),
                 Err(e) => serde_json::json!({"type": "error", "message": format!("the shell failed: {e}")}),
             };
-            let _ = to_page.send(Message::Text(message.to_string().into())).await;
-            let _ = to_page.send(Message::Close(None)).await;
+            send_last(
+                &mut to_page,
+                vec![Message::Text(message.to_string().into()), Message::Close(None)],
+            )
+            .await;
             break;
         }
     }
-    reader.abort();
+    super::routes::closing(&mut reader).await;
 }
 
 /// A stream's chunks as tagged binary frames, until it ends.
 async fn pump(mut stream: ByteStream, tag: u8, out: mpsc::Sender<Message>) {
-    while let Some(chunk) = stream.next_chunk().await {
+    loop {
+        // The bridge gone, the pump goes too, even if the engine never ends the stream.
+        let chunk = tokio::select! {
+            chunk = stream.next_chunk() => chunk,
+            () = out.closed() => return,
+        };
+        let Some(chunk) = chunk else { return };
         let mut frame = Vec::with_capacity(chunk.len() + 1);
         frame.push(tag);
         frame.extend_from_slice(&chunk);

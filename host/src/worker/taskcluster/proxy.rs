@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::client::RunClient;
 use crate::contract::{HttpRequest, HttpResponse, ProxyHandler};
@@ -31,28 +33,43 @@ pub const SERVICES: &[&str] = &[
     "worker-manager",
 ];
 
-/// Bytes of an answer the proxy hands back (the endpoint bounds requests).
-const MAX_ANSWER: usize = 64 << 20;
+/// Bytes of an answer the proxy hands back, as many as a request may have (the
+/// endpoint's bound): API answers are small, and artifacts come as redirects,
+/// which are passed on, not followed.
+const MAX_ANSWER: usize = 16 << 20;
+
+/// Requests of one task in flight at once (each holds its body and answer).
+const IN_FLIGHT: usize = 8;
 
 /// A proxy for one run: `service` `None` is `api`.
 pub struct TaskclusterProxy {
     run: Arc<RunClient>,
     service: Option<&'static str>,
     http: reqwest::Client,
+    /// Cancelled when the task has ended: the proxy signs nothing after.
+    task_over: CancellationToken,
+    in_flight: Arc<Semaphore>,
 }
 
-/// Every proxy a task with `taskclusterProxy` gets, by name.
-pub fn proxies(run: &Arc<RunClient>) -> anyhow::Result<Vec<(String, Arc<dyn ProxyHandler>)>> {
+/// Every proxy a task with `taskclusterProxy` gets, by name; they answer 410 once
+/// `task_over` is cancelled.
+pub fn proxies(
+    run: &Arc<RunClient>,
+    task_over: CancellationToken,
+) -> anyhow::Result<Vec<(String, Arc<dyn ProxyHandler>)>> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(300))
         .build()?;
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let one = |service: Option<&'static str>| -> Arc<dyn ProxyHandler> {
         Arc::new(TaskclusterProxy {
             run: run.clone(),
             service,
             http: http.clone(),
+            task_over: task_over.clone(),
+            in_flight: in_flight.clone(),
         })
     };
     let mut all = vec![("api".to_string(), one(None))];
@@ -149,6 +166,13 @@ impl TaskclusterProxy {
 #[async_trait]
 impl ProxyHandler for TaskclusterProxy {
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        let _slot = tokio::select! {
+            slot = self.in_flight.acquire() => slot,
+            () = self.task_over.cancelled() => return answer(410, "taskcluster proxy: the task has ended"),
+        };
+        if self.task_over.is_cancelled() {
+            return answer(410, "taskcluster proxy: the task has ended");
+        }
         let url = match api_url(self.run.deployment().root_url(), self.service, &request.path) {
             Ok(url) => url,
             Err(why) => return answer(400, &format!("taskcluster proxy: {why}")),

@@ -330,11 +330,13 @@ async fn claimed(
             log.close();
             (Outcome::Cancelled, Vec::new())
         }
-        Ok(task) => {
+        Ok(task) => 'task: {
             ran_on = Some(task.engine.clone());
             let (engine, limits) = shared.engines.get(&task.engine).expect("a served engine");
             log.log(&format!("Engine: {}", task.engine));
             tracing::info!(engine = %task.engine, "running");
+            // A setup failure ends the task here, through the usual end (its log is uploaded).
+            let mut return_early = None;
             let held = match caches.is_empty() {
                 true => None,
                 false => match shared.caches.take(engine.as_ref(), &task.engine, &caches).await {
@@ -353,27 +355,41 @@ async fn claimed(
                         let m = format!("creating the task's caches: {e}");
                         log.log_error(&m);
                         log.close();
-                        return (
-                            RunEnd {
-                                fatal: false,
-                                engine: Some(task.engine.clone()),
-                            },
-                            Some(Resolution::Exception(ExceptionReason::InternalError)),
-                        );
+                        return_early = Some(Outcome::InternalError(m));
+                        None
                     }
                 },
             };
+            if let Some(outcome) = return_early {
+                break 'task (outcome, Vec::new());
+            }
             let session = match shared.interactive.as_ref().filter(|_| task.features.interactive) {
                 Some(server) => interactive_links(server, &uploader, &log).await,
                 None => None,
             };
+            // The proxy signs only while the task runs: a handler kept past it
+            // (by an engine, or a container that outlives its task) gets 410.
+            let task_over = CancellationToken::new();
+            let proxy_closes = task_over.clone().drop_guard();
             let proxies = match task.features.taskcluster_proxy {
-                true => super::proxy::proxies(run).unwrap_or_else(|e| {
-                    tracing::error!("building the task's Taskcluster proxy: {e:#}");
-                    Vec::new()
-                }),
+                true => match super::proxy::proxies(run, task_over) {
+                    Ok(proxies) => proxies,
+                    Err(e) => {
+                        let m = format!("setting up the task's Taskcluster proxy: {e:#}");
+                        log.log_error(&m);
+                        log.close();
+                        return_early = Some(Outcome::InternalError(m));
+                        Vec::new()
+                    }
+                },
                 false => Vec::new(),
             };
+            if let Some(outcome) = return_early {
+                if let Some(held) = held {
+                    held.release(false).await;
+                }
+                break 'task (outcome, Vec::new());
+            }
             let extras = Extras {
                 interactive: session.as_ref(),
                 proxies,
@@ -390,10 +406,11 @@ async fn claimed(
             )
             .await;
             drop(extras);
+            drop(proxy_closes);
             drop(session);
             if let Some(held) = held {
-                let purge = report.exit_code.filter(|c| purge_codes.contains(c));
-                if let Some(code) = purge {
+                let listed = report.exit_code.filter(|c| purge_codes.contains(c));
+                if let Some(code) = listed {
                     note(
                         &log_path,
                         &format!(
@@ -402,7 +419,11 @@ async fn claimed(
                         ),
                     );
                 }
-                held.release(purge.is_some()).await;
+                // A task that did not end by itself (aborted, cancelled, the engine
+                // failed) may have left its caches half-written, or on an engine
+                // instance that is gone: they are not given to the next task.
+                let clean = matches!(report.outcome, Outcome::Success | Outcome::Failure);
+                held.release(listed.is_some() || !clean).await;
             }
             usage = report.usage;
             exit_code = report.exit_code;
