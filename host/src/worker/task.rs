@@ -324,48 +324,55 @@ async fn stages(stages: Stages<'_>, statuses: &mut Vec<(ArtifactSpec, ArtifactSt
     };
 
     // build
+    // A build call's error: what the engine does not support is the payload's fault.
+    let unsupported = |result: Result<(), EngineError>, why: &dyn Fn() -> String| match result {
+        Ok(()) => None,
+        Err(EngineError::FeatureNotSupported | EngineError::MutableMountNotSupported) => {
+            Some(EngineError::malformed(why()))
+        }
+        Err(e) => Some(e),
+    };
     for (name, value) in &task.env {
         let error = match builder.set_environment_variable(name, value).await {
-            Ok(()) => continue,
-            Err(EngineError::NamingConflict) => {
-                EngineError::malformed(format!("Environment variable {name} has already been set."))
-            }
-            Err(EngineError::FeatureNotSupported) => EngineError::malformed(format!(
-                "task.env: the {} engine does not support environment variables, but {name} is set",
-                engine.name()
-            )),
-            Err(e) => e,
-        };
-        let _ = builder.discard().await;
-        return fail(ctx, "setting environment variables", error);
-    }
-
-    for (mountpoint, volume) in volumes {
-        let error = match builder.attach_volume(mountpoint, volume.as_ref(), false).await {
-            Ok(()) => continue,
-            Err(EngineError::FeatureNotSupported | EngineError::MutableMountNotSupported) => {
-                EngineError::malformed(format!(
-                    "task.payload.cache: the {} engine cannot mount a writable cache (at {mountpoint})",
+            Err(EngineError::NamingConflict) => Some(EngineError::malformed(format!(
+                "Environment variable {name} has already been set."
+            ))),
+            result => unsupported(result, &|| {
+                format!(
+                    "task.env: the {} engine does not support environment variables, but {name} is set",
                     engine.name()
-                ))
-            }
-            Err(e) => e,
+                )
+            }),
         };
-        let _ = builder.discard().await;
-        return fail(ctx, "mounting the task's caches", error);
+        if let Some(error) = error {
+            let _ = builder.discard().await;
+            return fail(ctx, "setting environment variables", error);
+        }
+    }
+    for (mountpoint, volume) in volumes {
+        let result = builder.attach_volume(mountpoint, volume.as_ref(), false).await;
+        if let Some(error) = unsupported(result, &|| {
+            format!(
+                "task.payload.cache: the {} engine cannot mount a writable cache (at {mountpoint})",
+                engine.name()
+            )
+        }) {
+            let _ = builder.discard().await;
+            return fail(ctx, "mounting the task's caches", error);
+        }
     }
     for (name, handler) in proxies {
-        let error = match builder.attach_proxy(name, handler.clone()).await {
-            Ok(()) => continue,
-            Err(EngineError::FeatureNotSupported) => EngineError::malformed(format!(
-                "task.payload.features.taskclusterProxy: the {} engine offers its tasks no proxies; run the task \
-                 on an engine that does (docker, qemu)",
+        let result = builder.attach_proxy(name, handler.clone()).await;
+        if let Some(error) = unsupported(result, &|| {
+            format!(
+                "task.payload.features.taskclusterProxy: the {} engine offers its tasks no proxies; run the task on \
+                 an engine that does (docker, qemu)",
                 engine.name()
-            )),
-            Err(e) => e,
-        };
-        let _ = builder.discard().await;
-        return fail(ctx, "attaching the Taskcluster proxy", error);
+            )
+        }) {
+            let _ = builder.discard().await;
+            return fail(ctx, "attaching the Taskcluster proxy", error);
+        }
     }
 
     // start (the builder is spent either way)
