@@ -1056,7 +1056,7 @@ fn run_interactive_prints_two_links_that_reach_the_running_task() {
             // The task waits for its shells too: this one exits.
             keys.send_keys("touch ~/done; exit\n").await.unwrap();
             browser.state("exited").await;
-            let _ = browser.client.close().await;
+            let _ = browser.client.clone().close().await;
             return;
         }
         let ws_url = format!(

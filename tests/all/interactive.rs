@@ -261,10 +261,22 @@ fn urlencode(text: &str) -> String {
 
 /// chromedriver on a free port, and a headless Chromium session through it; `None`
 /// (the test skips, saying why) where Debian's chromium and chromium-driver are
-/// missing, unless ENGINEHOST_REQUIRE_CHROMIUM is set.
+/// missing, unless ENGINEHOST_REQUIRE_CHROMIUM is set. Dropped (a test ended or
+/// panicked), it kills chromedriver's process group, Chromium with it, and removes
+/// the temporary directory both of them wrote to.
 pub(crate) struct Browser {
     pub(crate) client: fantoccini::Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            // SAFETY: a signal to the process group this test started.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    }
 }
 
 pub(crate) async fn browser() -> Option<Browser> {
@@ -285,8 +297,12 @@ pub(crate) async fn browser() -> Option<Browser> {
         .local_addr()
         .unwrap()
         .port();
+    // Chromium's profile, singleton socket and scoped directories land here, not in /tmp.
+    let tmp = tempfile::tempdir().unwrap();
     let driver = tokio::process::Command::new("/usr/bin/chromedriver")
         .arg(format!("--port={port}"))
+        .env("TMPDIR", tmp.path())
+        .process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -309,7 +325,8 @@ pub(crate) async fn browser() -> Option<Browser> {
             Ok(client) => {
                 return Some(Browser {
                     client,
-                    _driver: driver,
+                    driver,
+                    _tmp: tmp,
                 });
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -423,7 +440,7 @@ async fn a_person_types_into_a_running_tasks_shell_page_in_chromium() {
     // Only the fragment changed: the page is not loaded again by itself.
     browser.client.refresh().await.unwrap();
     browser.state("unknown").await;
-    browser.client.close().await.unwrap();
+    browser.client.clone().close().await.unwrap();
 }
 
 /// Opens the display page of `sandbox` and waits until `ok` holds of what the
@@ -478,5 +495,5 @@ async fn a_person_sees_the_mock_screen_on_the_display_page_in_chromium() {
     )
     .await;
     sandbox.abort().await.unwrap();
-    browser.client.close().await.unwrap();
+    browser.client.clone().close().await.unwrap();
 }

@@ -380,7 +380,7 @@ async fn the_vms_screen_on_the_display_page_in_chromium() {
     )
     .await;
     eprintln!("qemu in Chromium: a {}x{} canvas", seen[0], seen[1]);
-    browser.client.close().await.unwrap();
+    browser.client.clone().close().await.unwrap();
     sandbox.abort().await.unwrap();
     drop(sandbox);
     drop(engine);
