@@ -68,15 +68,6 @@ impl Caches {
         }
         Ok(held)
     }
-
-    /// Instances kept for `engine` and `name`, not in use.
-    pub fn idle(&self, engine: &str, name: &str) -> usize {
-        self.free
-            .lock()
-            .expect("caches lock")
-            .get(&(engine.to_string(), name.to_string()))
-            .map_or(0, Vec::len)
-    }
 }
 
 impl Held {
