@@ -251,4 +251,18 @@ pub struct VolumeCase {
     pub write_volume_payload: Value,
     /// Succeeds iff it is there.
     pub check_volume_payload: Value,
+    /// Whether the engine mounts volumes read-only (default true). `false`: the
+    /// two read-only subtests check instead that `attach-volume` with `read-only`
+    /// says immutable-mount-not-supported (enginehost's addition: the seed's suite
+    /// has no way to state partial support).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }

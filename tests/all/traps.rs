@@ -70,3 +70,27 @@ async fn the_engine_sees_task_cancellation() {
     ctx.cancel();
     assert_eq!(waiter.await.unwrap(), Ok(true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_lost_with_a_trapped_instance_is_never_handed_out_again() {
+    use enginehost::worker::caches::Caches;
+    let engine = crate::caps::with_grants(&crate::caps::CAPS, "").await;
+    let caches = std::sync::Arc::new(Caches::default());
+    let wanted = vec![("c".to_string(), "/c/".to_string())];
+    let held = caches.take(engine.as_ref(), "caps", &wanted).await.unwrap();
+    assert_eq!(held.fresh, vec!["c"]);
+    held.release(false).await;
+    let held = caches.take(engine.as_ref(), "caps", &wanted).await.unwrap();
+    assert!(held.fresh.is_empty(), "the cache is kept across tasks");
+    held.release(false).await;
+
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"steps": [{"op": "trap"}]}))
+        .await
+        .unwrap();
+    let trapped = builder.start().await.map(|_| ()).unwrap_err();
+    assert!(matches!(trapped, EngineError::PluginFailed { .. }), "{trapped:?}");
+    let held = caches.take(engine.as_ref(), "caps", &wanted).await.unwrap();
+    assert_eq!(held.fresh, vec!["c"], "a new cache, not the one of the dead instance");
+    held.release(true).await;
+}

@@ -30,6 +30,35 @@ pub async fn download(task: &TaskContext, url: &str, dest: &str) -> Result<u64, 
     raw::download(task, url.into(), dest.into()).await
 }
 
+/// Moves the directory `state_path` (relative to the engine's state directory)
+/// into `task`'s sandbox as `sandbox_path` (its parent must exist), for the task
+/// alone; with `owner`, what a task user made in it becomes that user's (symlinks
+/// themselves, never their targets). A writable cache kept across tasks is lent
+/// so. Needs `files.engine` and `files.sandbox`.
+pub async fn lend_dir(
+    task: &TaskContext,
+    state_path: &str,
+    sandbox_path: &str,
+    owner: Option<&crate::caps::users::TaskUser>,
+) -> Result<(), CapError> {
+    raw::lend_dir(task, state_path.into(), sandbox_path.into(), owner).await
+}
+
+/// Moves the directory `sandbox_path` of `task`'s sandbox back to `state_path`
+/// in the engine's state directory; not-found when the task replaced it by
+/// something that is not a directory. Call it after the task's processes ended.
+pub async fn reclaim_dir(task: &TaskContext, sandbox_path: &str, state_path: &str) -> Result<(), CapError> {
+    raw::reclaim_dir(task, sandbox_path.into(), state_path.into()).await
+}
+
+/// Removes `path` (relative to the engine's state directory) and everything
+/// beneath it, at any depth, on the host; a missing path is fine. Prefer it to
+/// `std::fs::remove_dir_all` for trees a task shaped (the host's walk is bounded
+/// and never follows a symlink). Needs `files.engine`.
+pub async fn remove_state(path: &str) -> Result<(), CapError> {
+    raw::remove_state(path.into()).await
+}
+
 /// Streams the regular file `path` under `root` (both relative to the task's
 /// sandbox directory); the host reads it, so handing the stream on (from
 /// `extract-file`) moves no byte through the engine. Symlinks must stay in `root`.

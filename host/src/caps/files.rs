@@ -8,6 +8,7 @@
 //! decision 4), never another engine's.
 
 mod download;
+mod lend;
 mod read;
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::scope::{EngineScope, TaskScope};
-use super::{CapResult, check, os_error};
+use super::{CapResult, TaskUser, check, invalid, os_error};
 use crate::contract::ByteStream;
 use crate::policy::DirMode;
 
@@ -74,6 +75,41 @@ pub(crate) async fn list_files(scope: &Arc<TaskScope>, root: &str, path: &str) -
 /// `download`: `url` into `dest` in the sandbox, by the host (checks in `download`).
 pub(crate) async fn download(scope: &Arc<TaskScope>, url: &str, dest: &str) -> CapResult<u64> {
     download::download(scope, url, dest).await
+}
+
+/// `lend-dir`: the state directory's `state_path` into the sandbox as
+/// `sandbox_path`, given to `owner` (a user of this task).
+pub(crate) async fn lend_dir(
+    scope: &Arc<TaskScope>,
+    state_path: &str,
+    sandbox_path: &str,
+    owner: Option<&TaskUser>,
+) -> CapResult<()> {
+    let policy = &scope.engine.policy;
+    check(policy, policy.files_engine())?;
+    check(policy, policy.files_sandbox())?;
+    scope.live()?;
+    if let Some(user) = owner
+        && !scope.has_user(user.uid())
+    {
+        return Err(invalid(format!("the owner {} is not a user of this task", user.name())));
+    }
+    lend::lend(scope, state_path, sandbox_path, owner).await
+}
+
+/// `reclaim-dir`: the sandbox's `sandbox_path` back into the state directory.
+pub(crate) async fn reclaim_dir(scope: &Arc<TaskScope>, sandbox_path: &str, state_path: &str) -> CapResult<()> {
+    let policy = &scope.engine.policy;
+    check(policy, policy.files_engine())?;
+    check(policy, policy.files_sandbox())?;
+    scope.live()?;
+    lend::reclaim(scope, sandbox_path, state_path).await
+}
+
+/// `remove-state`: `path` and everything beneath it, from the state directory.
+pub(crate) async fn remove_state(engine: &EngineScope, path: &str) -> CapResult<()> {
+    check(&engine.policy, engine.policy.files_engine())?;
+    lend::remove(engine, path).await
 }
 
 /// `state-dir`: the guest path of the engine's state directory.

@@ -196,7 +196,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                 caches_here
                     .take(engine.as_ref(), &task.engine, &caches)
                     .await
-                    .context("creating the task's caches")?,
+                    .map_err(|e| {
+                        let detail = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+                        anyhow::anyhow!("creating the task's caches: {e}{detail}")
+                    })?,
             )
         }
     };

@@ -255,7 +255,32 @@ pub async fn read_empty_volume(engine: &Arc<dyn Engine>, c: &VolumeCase) -> Chec
     .await
 }
 
+/// For an engine without read-only mounts (`readOnly: false`): a read-only
+/// attachment is refused as immutable-mount-not-supported, never mounted writable.
+async fn read_only_is_refused(engine: &Arc<dyn Engine>, c: &VolumeCase) -> Check {
+    with_volume(engine, async |v| {
+        let mut refused = None;
+        with_run(engine, &[], async |run: &mut Run| {
+            run.new_sandbox_builder(&c.check_volume_payload).await?;
+            refused = Some(run.builder().attach_volume(&c.mountpoint, v.as_ref(), true).await);
+            Ok(())
+        })
+        .await?;
+        match refused {
+            Some(Err(EngineError::ImmutableMountNotSupported)) => Ok(()),
+            other => Err(format!(
+                "the cases say readOnly: false, so attach-volume with read-only must give \
+                 immutable-mount-not-supported; it gave {other:?}"
+            )),
+        }
+    })
+    .await
+}
+
 pub async fn write_to_read_only_volume(engine: &Arc<dyn Engine>, c: &VolumeCase) -> Check {
+    if !c.read_only {
+        return read_only_is_refused(engine, c).await;
+    }
     with_volume(engine, async |v| {
         let _ = volume_run(engine, c, v.as_ref(), &c.write_volume_payload, true).await?;
         ensure!(
@@ -268,6 +293,9 @@ pub async fn write_to_read_only_volume(engine: &Arc<dyn Engine>, c: &VolumeCase)
 }
 
 pub async fn read_to_read_only_volume(engine: &Arc<dyn Engine>, c: &VolumeCase) -> Check {
+    if !c.read_only {
+        return read_only_is_refused(engine, c).await;
+    }
     with_volume(engine, async |v| {
         ensure!(
             volume_run(engine, c, v.as_ref(), &c.write_volume_payload, false).await?,

@@ -214,6 +214,11 @@ pub trait ResultSet: Send + Sync {
 pub trait Volume: Send + Sync {
     /// Deletes the storage.
     async fn dispose(&self) -> Result<()>;
+    /// Whether the volume is gone with the engine instance that made it (a trap):
+    /// a worker keeping it for later tasks drops it instead. Default: never.
+    fn is_lost(&self) -> bool {
+        false
+    }
     /// For engines to recognise their own volumes.
     fn as_any(&self) -> &dyn Any;
 }

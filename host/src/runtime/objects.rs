@@ -307,6 +307,9 @@ impl contract::Volume for WasmVolume {
             })
             .await
     }
+    fn is_lost(&self) -> bool {
+        !self.0.instance.is_alive()
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -5,7 +5,7 @@ use wasmtime::component::{Accessor, Resource, StreamReader};
 use super::bindings::files as wit;
 use super::streams::host_stream;
 use super::{Caps, WitResult, task, wit as w};
-use crate::caps::{self, CapsCtxView, TaskHandle};
+use crate::caps::{self, CapsCtxView, TaskHandle, TaskUser};
 
 impl<T> wit::HostWithStore<T> for Caps {
     async fn sandbox_dir(acc: &Accessor<T, Self>, r: Resource<TaskHandle>) -> wasmtime::Result<WitResult<String>> {
@@ -52,6 +52,46 @@ impl<T> wit::HostWithStore<T> for Caps {
     ) -> wasmtime::Result<WitResult<u64>> {
         let task = acc.with(|mut a| task(a.get(), &r))?;
         Ok(w(caps::files::download(&task.scope, &url, &dest).await))
+    }
+
+    async fn lend_dir(
+        acc: &Accessor<T, Self>,
+        r: Resource<TaskHandle>,
+        state_path: String,
+        sandbox_path: String,
+        owner: Option<Resource<TaskUser>>,
+    ) -> wasmtime::Result<WitResult<()>> {
+        let (task, owner) = acc.with(|mut a| -> wasmtime::Result<(TaskHandle, Option<TaskUser>)> {
+            let owner = match &owner {
+                Some(u) => Some(a.get().table.get(u)?.clone()),
+                None => None,
+            };
+            Ok((task(a.get(), &r)?, owner))
+        })?;
+        Ok(w(caps::files::lend_dir(
+            &task.scope,
+            &state_path,
+            &sandbox_path,
+            owner.as_ref(),
+        )
+        .await))
+    }
+
+    async fn reclaim_dir(
+        acc: &Accessor<T, Self>,
+        r: Resource<TaskHandle>,
+        sandbox_path: String,
+        state_path: String,
+    ) -> wasmtime::Result<WitResult<()>> {
+        let task = acc.with(|mut a| task(a.get(), &r))?;
+        Ok(w(
+            caps::files::reclaim_dir(&task.scope, &sandbox_path, &state_path).await
+        ))
+    }
+
+    async fn remove_state(acc: &Accessor<T, Self>, path: String) -> wasmtime::Result<WitResult<()>> {
+        let engine = acc.with(|mut a| a.get().ctx.engine.clone());
+        Ok(w(caps::files::remove_state(&engine, &path).await))
     }
 }
 

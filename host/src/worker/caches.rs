@@ -49,7 +49,12 @@ impl Caches {
         };
         for (name, mountpoint) in wanted {
             let key = (engine_name.to_string(), name.clone());
-            let free = self.free.lock().expect("caches lock").get_mut(&key).and_then(Vec::pop);
+            // A cache lost with its engine instance (a trap) is dropped: the
+            // next one, or a new one, serves instead.
+            let free = self.free.lock().expect("caches lock").get_mut(&key).and_then(|pool| {
+                pool.retain(|v| !v.is_lost());
+                pool.pop()
+            });
             let volume = match free {
                 Some(v) => v,
                 None => match engine.new_volume(serde_json::json!({})).await {

@@ -1,7 +1,7 @@
 //! The builder of a native task: its environment, then the start (user, home,
 //! the task's context, the command).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use enginehost_sdk::caps::{CapError, files, users};
@@ -9,6 +9,7 @@ use enginehost_sdk::{EnvVars, Error, Result, SandboxBuilder, TaskContext, malfor
 
 use crate::mounts::{self, Mount};
 use crate::sandbox::{self, Commands, NativeSandbox};
+use crate::volume::{self, Attached, NativeVolume};
 use crate::{HOME, NativeEngine, context};
 
 /// Collects the environment.
@@ -21,6 +22,7 @@ pub struct NativeBuilder {
     commands: Vec<Vec<String>>,
     announce: bool,
     env: EnvVars,
+    volumes: RefCell<Vec<Attached>>,
     started: Cell<bool>,
 }
 
@@ -43,6 +45,7 @@ impl NativeBuilder {
             commands,
             announce,
             env: EnvVars::default(),
+            volumes: RefCell::new(Vec::new()),
             started: Cell::new(false),
         }
     }
@@ -59,6 +62,15 @@ fn start_error(e: CapError) -> Error {
 }
 
 impl SandboxBuilder<NativeEngine> for NativeBuilder {
+    async fn attach_volume(&self, mountpoint: String, volume: &NativeVolume, read_only: bool) -> Result<()> {
+        if self.started.get() {
+            return Err(Error::ContractViolation("attach-volume after start".into()));
+        }
+        let attached = Attached::new(mountpoint, volume, read_only, &self.volumes.borrow())?;
+        self.volumes.borrow_mut().push(attached);
+        Ok(())
+    }
+
     async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
         self.env.set(name, value)
     }
@@ -86,6 +98,26 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
                 .map_err(|e| Error::NonFatalInternalError(format!("creating the task's home: {e}")))?;
             None
         };
+        let volumes = self.volumes.borrow().clone();
+        volume::lend(&self.context, user.as_ref(), &volumes).await?;
+        match self.prepare_and_spawn(user, home, volumes.clone()).await {
+            Ok(sandbox) => Ok(sandbox),
+            Err(e) => {
+                volume::reclaim(&self.context, &volumes).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl NativeBuilder {
+    /// The context, the mounts and the first command, in a home with the task's caches.
+    async fn prepare_and_spawn(
+        &self,
+        user: Option<users::TaskUser>,
+        home: String,
+        volumes: Vec<Attached>,
+    ) -> Result<NativeSandbox> {
         if let Some(url) = &self.url {
             context::fetch(&self.context, user.as_ref(), url).await?;
         }
@@ -106,6 +138,13 @@ impl SandboxBuilder<NativeEngine> for NativeBuilder {
         let process = sandbox::spawn(&self.context, user.as_ref(), &env, first)
             .await
             .map_err(start_error)?;
-        Ok(NativeSandbox::start(self.context.clone(), user, env, process, commands))
+        Ok(NativeSandbox::start(
+            self.context.clone(),
+            user,
+            env,
+            process,
+            commands,
+            volumes,
+        ))
     }
 }

@@ -17,6 +17,9 @@
 //!   task's payload is refused naming the group);
 //! - `mounts`: files and read-only directories downloaded into the home before
 //!   the first command (generic-worker's mounts; `mounts.rs`);
+//! - volumes: writable caches kept across tasks (generic-worker's writable
+//!   directory caches), directories in the engine's state directory lent to one
+//!   task at a time at a path in its home (`volume.rs`);
 //! - environment variables named `^[a-zA-Z0-9_-]+$`; the command also gets `HOME`
 //!   and `TASK_WORKDIR` (the home),
 //!   `USER` and `LOGNAME`; its stdout and stderr go to the task log, in order;
@@ -37,6 +40,7 @@ mod mounts;
 mod result;
 mod sandbox;
 mod shell;
+mod volume;
 
 use std::rc::Rc;
 
@@ -48,6 +52,7 @@ pub use builder::NativeBuilder;
 pub use result::NativeResult;
 pub use sandbox::NativeSandbox;
 pub use shell::NativeShell;
+pub use volume::NativeVolume;
 
 /// The task's home, relative to its sandbox directory.
 pub(crate) const HOME: &str = "home";
@@ -100,7 +105,7 @@ impl Engine for NativeEngine {
     type Sandbox = NativeSandbox;
     type Shell = NativeShell;
     type ResultSet = NativeResult;
-    type Volume = Unsupported;
+    type Volume = NativeVolume;
     type VolumeBuilder = Unsupported;
 
     fn config_schema() -> Value {
@@ -121,7 +126,10 @@ impl Engine for NativeEngine {
     }
 
     async fn new(config: Value) -> Result<Self> {
-        serde_json::from_value(config).map_err(|e| malformed(format!("engines.native: {e}")))
+        let engine = serde_json::from_value(config).map_err(|e| malformed(format!("engines.native: {e}")))?;
+        // Volumes of an earlier run of the engine belong to nobody now.
+        volume::remove_all().await?;
+        Ok(engine)
     }
 
     fn payload_schema(&self) -> Value {
@@ -154,6 +162,14 @@ impl Engine for NativeEngine {
             // here would only say "not valid under any of the schemas").
             "additionalProperties": false
         })
+    }
+
+    async fn new_volume(self: Rc<Self>, _options: Value) -> Result<NativeVolume> {
+        NativeVolume::create()
+    }
+
+    async fn dispose(&self) -> Result<()> {
+        volume::remove_all().await
     }
 
     async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<NativeBuilder> {

@@ -57,7 +57,7 @@ pub fn schema() -> serde_json::Value {
 }
 
 /// A path in the home: relative, without `..`, `.` or empty segments.
-fn relative(path: &str, at: &str) -> Result<()> {
+pub(crate) fn relative(path: &str, at: &str) -> Result<()> {
     let ok = !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\0')

@@ -10,6 +10,7 @@ use enginehost_sdk::{Result, Sandbox, SandboxStatus, Shells, StreamReader, TaskC
 
 use crate::result::NativeResult;
 use crate::shell::{self, NativeShell, ShellState};
+use crate::volume::{self, Attached};
 use crate::{HOME, NativeEngine};
 
 /// How long a killed task gets between TERM and KILL.
@@ -126,13 +127,15 @@ impl Task {
 
 impl NativeSandbox {
     /// The sandbox of a started command: resolves when the command ended, what it
-    /// left running was killed, its output was copied and every shell ended.
+    /// left running was killed, its output was copied, every shell ended and the
+    /// task's caches were taken back.
     pub(crate) fn start(
         context: Rc<TaskContext>,
         user: Option<TaskUser>,
         env: Vec<(String, String)>,
         process: Process,
         commands: Commands,
+        volumes: Vec<Attached>,
     ) -> NativeSandbox {
         let task = Rc::new(Task {
             context,
@@ -146,6 +149,8 @@ impl NativeSandbox {
         spawn_local(async move {
             let success = waiting.run(commands).await;
             waiting.shells.idle().await;
+            // Every process of the task has ended: its caches go back.
+            volume::reclaim(&waiting.context, &volumes).await;
             waiting.status.resolve(Ok(success && !waiting.status.was_killed()));
         });
         NativeSandbox(task)

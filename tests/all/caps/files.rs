@@ -190,3 +190,145 @@ async fn downloads_refuse_what_the_network_grant_does_not_cover() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lending_a_directory_needs_both_directories() {
+    let engine = with_grants(&CAPS, "[plugins.X.files]\nsandbox = true\n").await;
+    let (_, log) = steps(
+        &engine,
+        json!([
+            {"op": "lend-dir", "state": "c", "sandbox": "c"},
+            {"op": "reclaim-dir", "sandbox": "c", "state": "c"},
+            {"op": "remove-state", "path": "c"}
+        ]),
+    )
+    .await;
+    for op in ["lend-dir", "reclaim-dir", "remove-state"] {
+        assert_eq!(
+            line(&log, &format!("error: {op}")),
+            format!(
+                "error: {op}: files.engine \"engine\": not granted; set engine = true in [plugins.fixture-caps.files]"
+            ),
+            "{log}"
+        );
+    }
+}
+
+/// The owner of `path` itself (a symlink's own).
+fn owner(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .uid()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lent_directory_becomes_the_task_users_but_never_what_its_symlinks_point_to() {
+    if !is_root() {
+        eprintln!("skipped: changing owners needs root");
+        return;
+    }
+    let engine = with_grants(
+        &CAPS,
+        "[plugins.X.files]\nsandbox = true\nengine = true\n[plugins.X.users]\ncreate = true\n\
+         [plugins.X.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"worker\"]\n",
+    )
+    .await;
+    // A cache as an earlier task user (uid 200007, in the default uid-range) left
+    // it: its files, a symlink of its own to a file of root's, a file of root's and
+    // one of a user outside the range.
+    let name = format!("lend-{}", marker(30));
+    let state = test_work_dir().join("engines/fixture-caps/state");
+    let cache = state.join(&name);
+    std::fs::create_dir_all(cache.join("sub/deep")).unwrap();
+    std::fs::write(cache.join("sub/deep/file"), "kept").unwrap();
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    std::fs::write(&victim, "root's").unwrap();
+    std::os::unix::fs::symlink(&victim, cache.join("evil")).unwrap();
+    std::fs::write(cache.join("roots"), "").unwrap();
+    std::fs::write(cache.join("outsiders"), "").unwrap();
+    let earlier = 200_007;
+    for p in ["sub", "sub/deep", "sub/deep/file"] {
+        std::os::unix::fs::chown(cache.join(p), Some(earlier), Some(earlier)).unwrap();
+    }
+    std::os::unix::fs::lchown(cache.join("evil"), Some(earlier), Some(earlier)).unwrap();
+    std::os::unix::fs::chown(cache.join("outsiders"), Some(12345), Some(12345)).unwrap();
+
+    let (sandbox, ctx) = start_steps(
+        &engine,
+        json!([
+            {"op": "create-user", "groups": []},
+            {"op": "lend-dir", "state": name, "sandbox": "home/cache", "user": true},
+            {"op": "lend-dir", "state": name, "sandbox": "home/again"},
+            {"op": "lend-dir", "state": "../x", "sandbox": "home/x"},
+            {"op": "state-dir"},
+            {"op": "hang"}
+        ]),
+    )
+    .await;
+    let log = log_shows(&ctx, "ok state-dir").await;
+    assert_eq!(line(&log, "ok lend-dir"), "ok lend-dir ", "{log}");
+    assert!(
+        line(&log, "error: lend-dir").contains("is not a directory"),
+        "the second lend finds nothing: {log}"
+    );
+    assert!(log.contains("'../x' must be a relative path"), "{log}");
+    let uid: u32 = line(&log, "ok create-user ")
+        .split(' ')
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(!cache.exists(), "the directory moved into the sandbox");
+    let sandbox_dir = test_work_dir()
+        .join("engines/fixture-caps/sandboxes")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("home/cache").is_dir())
+        .expect("the lent directory in a sandbox");
+    let lent = sandbox_dir.join("home/cache");
+    for p in ["", "sub", "sub/deep", "sub/deep/file", "evil"] {
+        assert_eq!(owner(&lent.join(p)), uid, "{p} is the task user's");
+    }
+    assert_eq!(owner(&victim), 0, "a symlink's target is never changed");
+    assert_eq!(owner(&lent.join("roots")), 0, "root's file stays root's");
+    assert_eq!(owner(&lent.join("outsiders")), 12345);
+    sandbox.abort().await.unwrap();
+    drop(sandbox);
+
+    // Back into the state directory; a symlink in its place is refused; removed.
+    std::fs::create_dir(cache.parent().unwrap().join(format!("{name}-src"))).unwrap();
+    let (sandbox, ctx) = start_steps(
+        &engine,
+        json!([
+            {"op": "lend-dir", "state": format!("{name}-src"), "sandbox": "cache"},
+            {"op": "reclaim-dir", "sandbox": "cache", "state": name},
+            {"op": "spawn", "argv": ["/bin/ln", "-s", "/etc", "link"]},
+            {"op": "wait"},
+            {"op": "reclaim-dir", "sandbox": "link", "state": format!("{name}-link")},
+            {"op": "remove-state", "path": name},
+            {"op": "remove-state", "path": name},
+            {"op": "state-dir"},
+            {"op": "hang"}
+        ]),
+    )
+    .await;
+    let log = log_shows(&ctx, "ok state-dir").await;
+    assert_eq!(line(&log, "ok reclaim-dir"), "ok reclaim-dir ", "{log}");
+    assert_eq!(line(&log, "ok exit"), "ok exit p code 0", "{log}");
+    assert!(
+        line(&log, "error: reclaim-dir").contains("'link' in the sandbox is no longer a directory"),
+        "{log}"
+    );
+    assert_eq!(
+        lines(&log).iter().filter(|l| l.starts_with("ok remove-state")).count(),
+        2,
+        "removing what is gone is fine: {log}"
+    );
+    assert!(!cache.exists() && !state.join(format!("{name}-link")).exists());
+    sandbox.abort().await.unwrap();
+    drop(sandbox);
+    drained().await;
+}

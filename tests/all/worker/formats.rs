@@ -200,7 +200,7 @@ async fn generic_worker_payloads_run_unchanged_on_the_native_engine() {
     for field in [
         "task.payload.features.chainOfTrust: engine 'native' may run task processes as the worker's own user",
         "task.payload.features.taskclusterProxy",
-        "task.payload.mounts[0]: a writable directory cache",
+        "task.payload.mounts[0]: the task needs the scope generic-worker:cache:gw-cache",
         "task.payload.osGroups",
     ] {
         assert!(log.contains(field), "{field} not in\n{log}");
@@ -476,6 +476,133 @@ async fn os_groups_need_generic_workers_scope_and_the_operators_grant() {
         log.contains("task.payload.groups: users.groups \"audio\": not granted"),
         "{log}"
     );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_cache_is_kept_across_tasks_each_with_its_own_user_until_purged() {
+    if !crate::caps::is_root() {
+        eprintln!("skipped: per-task users (createUser) need root");
+        return;
+    }
+    let fake = fake(Duration::from_secs(60)).await;
+    let mut worker = WorkerProcess::start(
+        &fake,
+        Config::new("gw-caches")
+            .worker("capacity = 1\nengines = [\"native\"]\npayload-format = \"generic-worker\"")
+            .tables(
+                "[engines.native]\ncreateUser = true\n[plugins.native.files]\nsandbox = true\nengine = true\n\
+                 [plugins.native.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"task-user\"]\n\
+                 [plugins.native.users]\ncreate = true\n",
+            ),
+    );
+    // A file of root's that a task's symlink in the cache points to: handing the
+    // cache to the next task's user must not make it theirs.
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    std::fs::write(&victim, "root's").unwrap();
+    let run = |script: String, purge: bool| {
+        let mut payload = json!({
+            "command": [["/bin/sh", "-c", script]], "maxRunTime": 60,
+            "mounts": [{"cacheName": "build-cache", "directory": "work/cache"}]
+        });
+        if purge {
+            payload["onExitStatus"] = json!({"purgeCaches": [6]});
+        }
+        create(&fake, TASK_QUEUE, payload, |d| {
+            d["scopes"] = json!(["generic-worker:cache:build-cache"])
+        })
+    };
+    let mut logs = Vec::new();
+    for (script, purge, state) in [
+        // A new cache, the task user's; it leaves files and a symlink behind.
+        (
+            format!(
+                "stat -c 'owner=%U' work/cache; echo \"by $USER\" > work/cache/mark && mkdir -p work/cache/a/b \
+                 && echo deep > work/cache/a/b/file && ln -s {} work/cache/evil",
+                victim.display()
+            ),
+            false,
+            "completed",
+        ),
+        // The next task's user owns all of it and can change it.
+        (
+            "stat -c 'owner=%U' work/cache work/cache/a/b/file; cat work/cache/mark; \
+             echo more >> work/cache/a/b/file && echo \"by $USER\" > work/cache/mark && echo changed"
+                .into(),
+            false,
+            "completed",
+        ),
+        // onExitStatus.purgeCaches deletes it...
+        ("cat work/cache/mark; exit 6".into(), true, "failed"),
+        // ... so it is new again; this task turns it into a symlink.
+        (
+            "ls -A work/cache | wc -l | sed 's/^/entries=/'; rm -rf work/cache && ln -s / work/cache".into(),
+            false,
+            "completed",
+        ),
+        // The cache that came back as a symlink starts empty.
+        (
+            "test -d work/cache && ! test -L work/cache && ls -A work/cache | wc -l | sed 's/^/entries=/'".into(),
+            false,
+            "completed",
+        ),
+    ] {
+        let task = run(script, purge);
+        wait_for("a cache task", Duration::from_secs(120), &[&worker], || {
+            !fake.resolutions(&task).is_empty()
+        })
+        .await;
+        logs.push(resolved_as(&fake, &task, state, state));
+    }
+    let user = |log: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix("owner="))
+            .unwrap_or_else(|| panic!("no owner in {log}"))
+            .to_string()
+    };
+    assert!(logs[0].contains("Cache build-cache at work/cache: new"), "{}", logs[0]);
+    let first = user(&logs[0]);
+    assert!(first.starts_with("eh-"), "{}", logs[0]);
+    assert!(
+        logs[1].contains("Cache build-cache at work/cache: kept from an earlier task"),
+        "{}",
+        logs[1]
+    );
+    let second = user(&logs[1]);
+    assert!(second.starts_with("eh-") && second != first, "{}", logs[1]);
+    assert_eq!(
+        logs[1]
+            .lines()
+            .filter(|l| l.strip_prefix("owner=") == Some(second.as_str()))
+            .count(),
+        2,
+        "the cache and what the first task made in it are the second task's: {}",
+        logs[1]
+    );
+    assert!(logs[1].contains(&format!("by {first}\nchanged")), "{}", logs[1]);
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().uid(),
+            0,
+            "the symlink's target stays root's"
+        );
+    }
+    assert!(logs[2].contains(&format!("by {second}")), "{}", logs[2]);
+    assert!(
+        logs[2].contains("Exit code 6 is in onExitStatus.purgeCaches"),
+        "{}",
+        logs[2]
+    );
+    assert!(logs[3].contains("Cache build-cache at work/cache: new"), "{}", logs[3]);
+    assert!(logs[3].contains("entries=0"), "{}", logs[3]);
+    assert!(
+        logs[3].contains("The cache at work/cache could not be kept"),
+        "{}",
+        logs[3]
+    );
+    assert!(logs[4].contains("entries=0"), "{}", logs[4]);
     worker.stop().await;
 }
 

@@ -8,6 +8,8 @@
 //! - [`list_files`] walks with an explicit stack, opening each directory by name from its parent's descriptor with
 //!   `O_NOFOLLOW`; it stops with a clear error past a depth or an entry budget. Only the directories on the way down
 //!   hold a descriptor, so a walk needs at most `max_depth` of them however wide the tree is.
+//! - [`reown`] walks the same way, changing each entry's owner beneath its parent's descriptor, never a symlink's
+//!   target, and only entries whose owner the caller may take from.
 //! - [`remove`] empties a directory by moving each subdirectory's subdirectories up into the directory being removed
 //!   (`renameat2` with `RENAME_NOREPLACE`, which stays on its filesystem and never leaves that directory), so any depth
 //!   is removed with two descriptors and no recursion; a crash part-way leaves everything inside the same directory.
@@ -207,6 +209,117 @@ pub fn list_files(start: OwnedFd, budget: Budget) -> Result<Vec<String>, WalkErr
     }
     out.sort();
     Ok(out)
+}
+
+/// What [`reown`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reowned {
+    /// Entries given to the new owner (the start directory included).
+    pub changed: u64,
+    /// Entries left as they were: owned by someone the caller may not take from.
+    pub kept: u64,
+}
+
+/// `fchownat(dir, name, uid, gid)` of the entry itself (a symlink's own owner), if `may_take` allows its owner.
+fn reown_at(dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32, may_take: &dyn Fn(u32) -> bool) -> Option<bool> {
+    let c = cstr(name).ok()?;
+    // SAFETY: fstatat fills the struct it is given; a valid dirfd and a NUL-terminated name.
+    let st = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+            return None;
+        }
+        st
+    };
+    if !may_take(st.st_uid) {
+        return Some(false);
+    }
+    // SAFETY: the same dirfd and name; AT_SYMLINK_NOFOLLOW changes a symlink itself, never its target.
+    let rc = unsafe { libc::fchownat(dir.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+    Some(rc == 0)
+}
+
+/// Gives the directory `start` and every entry beneath it whose owner `may_take` accepts to `uid:gid`, without
+/// recursion and without following a symlink: each entry is changed by name beneath its parent's descriptor (a
+/// symlink's own owner, never its target's), each directory opened from its parent with `O_NOFOLLOW`. Entries whose
+/// owner `may_take` refuses (root's, a hard link to someone else's file) are left as they are; directories are
+/// walked whoever owns them. An entry that vanishes meanwhile is skipped.
+///
+/// # Errors
+/// Past the budget's depth or entries (what was changed before stays changed), or when `start` cannot be read.
+pub fn reown(
+    start: BorrowedFd<'_>,
+    uid: u32,
+    gid: u32,
+    may_take: &dyn Fn(u32) -> bool,
+    budget: Budget,
+) -> Result<Reowned, WalkError> {
+    struct Pending {
+        parent: Arc<OwnedFd>,
+        name: OsString,
+        rel: String,
+        depth: usize,
+    }
+    let mut done = Reowned::default();
+    let start = open_dir(start, OsStr::new(".")).map_err(WalkError::Io)?;
+    // SAFETY: fchown on a descriptor we own; the start is given whoever owns it.
+    if unsafe { libc::fchown(start.as_raw_fd(), uid, gid) } != 0 {
+        return Err(WalkError::Io(io::Error::last_os_error()));
+    }
+    done.changed += 1;
+    let mut seen = 0usize;
+    let mut stack = vec![];
+    let mut dir = Arc::new(start);
+    let mut at = (String::new(), 0usize);
+    loop {
+        let listing = match entries(dir.as_fd()) {
+            Ok(l) => l,
+            Err(e) if at.1 == 0 => return Err(WalkError::Io(e)),
+            Err(_) => Vec::new(),
+        };
+        for (name, kind) in listing {
+            seen += 1;
+            if seen > budget.max_entries {
+                return Err(WalkError::TooManyEntries {
+                    max_entries: budget.max_entries,
+                });
+            }
+            match reown_at(dir.as_fd(), &name, uid, gid, may_take) {
+                Some(true) => done.changed += 1,
+                Some(false) => done.kept += 1,
+                None => continue,
+            }
+            if kind == Kind::Dir {
+                let rel = if at.0.is_empty() {
+                    name.to_string_lossy().into_owned()
+                } else {
+                    format!("{}/{}", at.0, name.to_string_lossy())
+                };
+                if at.1 + 1 > budget.max_depth {
+                    return Err(WalkError::TooDeep {
+                        max_depth: budget.max_depth,
+                        path: rel,
+                    });
+                }
+                stack.push(Pending {
+                    parent: dir.clone(),
+                    name,
+                    rel,
+                    depth: at.1 + 1,
+                });
+            }
+        }
+        loop {
+            let Some(next) = stack.pop() else {
+                return Ok(done);
+            };
+            if let Ok(sub) = open_dir(next.parent.as_fd(), &next.name) {
+                dir = Arc::new(sub);
+                at = (next.rel, next.depth);
+                break;
+            }
+        }
+    }
 }
 
 /// What [`remove`] did.

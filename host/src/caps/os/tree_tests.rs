@@ -162,3 +162,45 @@ fn read_only_directories_left_by_a_task_are_removed() {
     remove_path(&root).unwrap();
     assert!(!root.exists());
 }
+
+#[test]
+fn reowning_stops_at_the_budget_and_takes_only_what_it_may() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("cache");
+    std::fs::create_dir(&root).unwrap();
+    deep_chain(&root, 100);
+    let start = open_path(&root).unwrap();
+    let me = (unsafe { libc::geteuid() }, unsafe { libc::getegid() });
+    let err = small_stack(move || reown(start.as_fd(), me.0, me.1, &|_| true, BUDGET).unwrap_err());
+    assert!(matches!(err, WalkError::TooDeep { max_depth: 64, .. }), "{err}");
+
+    // Outside the budget's reach: entries whose owner may not be taken are kept, and a
+    // symlink is changed itself (its target never is).
+    let flat = t.path().join("flat");
+    std::fs::create_dir_all(flat.join("sub")).unwrap();
+    std::fs::write(flat.join("sub/file"), "x").unwrap();
+    let outside = t.path().join("outside");
+    std::fs::write(&outside, "x").unwrap();
+    symlink(&outside, flat.join("sub/link")).unwrap();
+    let start = open_path(&flat).unwrap();
+    let taken = std::sync::Mutex::new(Vec::new());
+    let done = reown(
+        start.as_fd(),
+        me.0,
+        me.1,
+        &|uid| {
+            taken.lock().unwrap().push(uid);
+            false
+        },
+        BUDGET,
+    )
+    .unwrap();
+    assert_eq!(
+        done,
+        Reowned { changed: 1, kept: 3 },
+        "the start, then sub, file and link kept"
+    );
+    assert_eq!(taken.lock().unwrap().len(), 3);
+    let done = reown(start.as_fd(), me.0, me.1, &|_| true, BUDGET).unwrap();
+    assert_eq!(done, Reowned { changed: 4, kept: 0 });
+}

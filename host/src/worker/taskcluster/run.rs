@@ -352,7 +352,8 @@ async fn claimed(
                         Some(held)
                     }
                     Err(e) => {
-                        let m = format!("creating the task's caches: {e}");
+                        let detail = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+                        let m = format!("creating the task's caches: {e}{detail}");
                         log.log_error(&m);
                         log.close();
                         return_early = Some(Outcome::InternalError(m));

@@ -5,9 +5,12 @@
 //! they mean there; `logs` names the two logs and `features.liveLog: false` turns
 //! the live one off; file mounts and read-only directories (from a URL, or a
 //! public artifact of a task or an indexed task) become the native engine's
-//! `mounts`; `osGroups` (with generic-worker's scope for each) the native
-//! engine's `groups`, each granted by the operator. What enginehost does not do
-//! (caches, the other features, `onExitStatus`, `supersederUrl`) is refused by name.
+//! `mounts`; writable directory caches (with generic-worker's scope
+//! `generic-worker:cache:<name>`) the worker's caches, mounted as native volumes
+//! in the task's home, and `onExitStatus.purgeCaches` deletes them; `osGroups`
+//! (with generic-worker's scope for each) the native engine's `groups`, each
+//! granted by the operator. What enginehost does not do (the other features,
+//! `supersederUrl`) is refused by name.
 
 use std::collections::BTreeMap;
 
@@ -86,17 +89,38 @@ fn native_mount(mount: &Value, source: (&str, String)) -> Value {
     Value::Object(out)
 }
 
-/// A file mount or read-only directory as the native engine's `mounts` entry: its
-/// content's URL (a URL; a public artifact of a task, or of an indexed task, through
-/// the deployment's queue and index), path, format and digest. A writable cache and
-/// content the worker cannot fetch as a URL are refused, saying why.
-fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, String> {
-    if let Some(name) = mount.get("cacheName") {
+/// A writable directory cache (`{cacheName, directory}`) as `(name, directory)`:
+/// the task needs generic-worker's scope `generic-worker:cache:<name>`, and the
+/// directory is a path in the task's home.
+fn cache_of(mount: &Value, scopes: &[String]) -> Result<(String, String), String> {
+    let name = mount["cacheName"].as_str().unwrap_or_default();
+    let directory = mount["directory"].as_str().unwrap_or_default();
+    let scope = format!("generic-worker:cache:{name}");
+    if !scopes_cover(scopes, &scope) {
         return Err(format!(
-            "a writable directory cache ({name}): not supported by enginehost yet (no caches between tasks); \
-             remove it, or fetch what the task needs in its commands"
+            "the task needs the scope {scope} to use the cache {name:?}; add it to the task's scopes"
         ));
     }
+    let plain = !directory.is_empty()
+        && !directory.starts_with('/')
+        && directory
+            .trim_end_matches('/')
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+    if !plain {
+        return Err(format!(
+            "directory: {directory:?} is not a path inside the task's directory; write a relative path without \
+             \"..\", e.g. \".cache/pip\""
+        ));
+    }
+    Ok((name.to_string(), directory.trim_end_matches('/').to_string()))
+}
+
+/// A file mount or read-only directory as the native engine's `mounts` entry: its
+/// content's URL (a URL; a public artifact of a task, or of an indexed task, through
+/// the deployment's queue and index), path, format and digest. Content the worker
+/// cannot fetch as a URL is refused, saying why.
+fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, String> {
     let content = &mount["content"];
     let artifact = content["artifact"].as_str().unwrap_or_default();
     let public = |what: &str| {
@@ -192,23 +216,17 @@ pub fn plan(
         &why,
     )
     .map_err(|p| precise_mounts(payload, p))?;
-    if payload
-        .pointer("/onExitStatus/purgeCaches")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty())
-    {
-        problems.push(
-            "task.payload.onExitStatus.purgeCaches: not supported for native tasks: enginehost keeps no caches for \
-             them; remove it"
-                .to_string(),
-        );
-    }
     let mut mounts = Vec::new();
+    let mut caches = Vec::new();
     if let Some(list) = payload.get("mounts").and_then(Value::as_array) {
         for (i, mount) in list.iter().enumerate() {
-            match mount_of(mount, root_url, &definition.scopes) {
-                Ok(m) => mounts.push(m),
-                Err(why) => problems.push(format!("task.payload.mounts[{i}]: {why}")),
+            let done = if mount.get("cacheName").is_some() {
+                cache_of(mount, &definition.scopes).map(|c| caches.push(c))
+            } else {
+                mount_of(mount, root_url, &definition.scopes).map(|m| mounts.push(m))
+            };
+            if let Err(why) = done {
+                problems.push(format!("task.payload.mounts[{i}]: {why}"));
             }
         }
     }
@@ -275,7 +293,7 @@ pub fn plan(
     if !groups.is_empty() {
         payload["groups"] = json!(groups);
     }
-    Ok(Plan::foreign(
+    let mut plan = Plan::foreign(
         engine,
         payload,
         env,
@@ -283,7 +301,9 @@ pub fn plan(
         artifacts,
         logs,
         chain_of_trust,
-    ))
+    );
+    plan.caches = caches;
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -350,13 +370,55 @@ mod tests {
             "task.payload.features.loopbackVideo: not supported",
             "task.payload.features.taskclusterProxy: not supported",
             "task.payload.features.backingLog: cannot be turned off",
-            "task.payload.mounts[0]: a writable directory cache",
+            "task.payload.mounts[0]: the task needs the scope generic-worker:cache:c",
             "task.payload.mounts[2]: content.artifact: \"private/x\" of task YPSkyme9QQWtOi_yUXJHXg is not public",
             "task.payload.osGroups: the task lacks the scope(s) generic-worker:os-group:p/w/docker",
-            "task.payload.onExitStatus.purgeCaches",
             "task.payload.supersederUrl",
         ] {
             assert!(text.contains(says), "{says:?} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn caches_become_the_workers_caches_with_their_scopes() {
+        let definition = |scopes: Value, directory: &str| {
+            TaskDefinition::read(&json!({
+                "expires": "2030-01-01T00:00:00.000Z", "scopes": scopes,
+                "payload": {"command": [["true"]], "maxRunTime": 10,
+                            "mounts": [{"cacheName": "pip", "directory": directory}],
+                            "onExitStatus": {"purgeCaches": [3]}}
+            }))
+            .unwrap()
+        };
+        let plan = plan(
+            &definition(json!(["generic-worker:cache:p*"]), ".cache/pip/"),
+            "native",
+            "https://tc",
+            "p/w",
+        )
+        .unwrap();
+        assert_eq!(plan.caches, vec![("pip".to_string(), ".cache/pip".to_string())]);
+        assert!(plan.task.payload.get("mounts").is_none());
+        for (scopes, directory, says) in [
+            (json!([]), "c", "the task needs the scope generic-worker:cache:pip"),
+            (
+                json!(["generic-worker:cache:pip"]),
+                "../c",
+                "is not a path inside the task's directory",
+            ),
+            (
+                json!(["generic-worker:cache:pip"]),
+                "/c",
+                "is not a path inside the task's directory",
+            ),
+        ] {
+            let e = super::plan(&definition(scopes, directory), "native", "https://tc", "p/w")
+                .unwrap_err()
+                .join("\n");
+            assert!(
+                e.contains(&format!("task.payload.mounts[0]: {says}")) || e.contains(says),
+                "{e}"
+            );
         }
     }
 
