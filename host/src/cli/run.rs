@@ -101,6 +101,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         "enginehost" => (read_task(&args.task)?, Vec::new(), Vec::new()),
         format => {
             let plan = read_foreign(&args.task, format)?;
+            if let Some((i, artifact)) = plan.private_mounts.first() {
+                return Err(BadInput(format!(
+                    "task.payload.mounts[{i}]: {} is a private artifact: only `enginehost worker` mounts those (it \
+                     signs their URLs with the run's credentials); remove the mount to run the task here",
+                    artifact.name
+                ))
+                .into());
+            }
             (plan.task, plan.retry_exit_codes, plan.caches)
         }
     };

@@ -1,6 +1,7 @@
 //! `payload.mounts`: files and read-only directories put into the task's home
 //! before its first command (generic-worker's file mounts and read-only
-//! directories). The host downloads each (the bytes never enter the engine, and
+//! directories); a `label` names a mount in the log instead of its URL (a signed
+//! URL is a secret). The host downloads each (the bytes never enter the engine, and
 //! the URL must be within `[plugins.native.network]`), or `data` (base64, in the
 //! payload itself) is decoded by `base64 -d`; then, as the task's user,
 //! `sha256sum` checks it when a digest is given, a file is decompressed by its
@@ -37,6 +38,9 @@ pub struct Mount {
     /// The download's sha256, hex; checked before it is used.
     #[serde(default)]
     sha256: Option<String>,
+    /// What the log calls it instead of its URL (a signed URL is a secret).
+    #[serde(default)]
+    label: Option<String>,
 }
 
 /// The JSON Schema of one mount.
@@ -49,7 +53,8 @@ pub fn schema() -> serde_json::Value {
             "file": {"type": "string", "description": "A file at this path, relative to the task's home"},
             "directory": {"type": "string", "description": "A directory at this path, relative to the task's home, unpacked from an archive"},
             "format": {"type": "string", "description": "A file's compression (gz, bz2, xz, zst) or a directory's archive (tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip)"},
-            "sha256": {"type": "string", "pattern": "^[a-f0-9]{64}$", "description": "The download's sha256, checked before use"}
+            "sha256": {"type": "string", "pattern": "^[a-f0-9]{64}$", "description": "The download's sha256, checked before use"},
+            "label": {"type": "string", "description": "What the log calls it instead of its URL (for a URL that carries a secret)"}
         },
         "oneOf": [{"required": ["url"]}, {"required": ["data"]}],
         "additionalProperties": false
@@ -129,6 +134,23 @@ pub fn check(mounts: &[Mount]) -> Result<()> {
     Ok(())
 }
 
+/// `text` with every `http://` or `https://` URL in it replaced by `<URL>`.
+fn without_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        out.push_str(&rest[..at]);
+        out.push_str("<URL>");
+        rest = &rest[at..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ',' | ')' | '>'))
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The parent of `path` ("" for a top-level name).
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
@@ -137,7 +159,11 @@ fn parent(path: &str) -> &str {
 /// Puts every mount into the home, in order.
 pub async fn apply(context: &TaskContext, user: Option<&TaskUser>, mounts: &[Mount]) -> Result<()> {
     for (i, mount) in mounts.iter().enumerate() {
-        let source = mount.url.clone().unwrap_or_else(|| format!("mounts[{i}].data"));
+        let source = match (&mount.label, &mount.url) {
+            (Some(label), _) => label.clone(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => format!("mounts[{i}].data"),
+        };
         let what = format!("mounting {source}");
         // Where the download lands, relative to the home.
         let landing = match (&mount.file, mount.format.as_deref()) {
@@ -157,7 +183,15 @@ pub async fn apply(context: &TaskContext, user: Option<&TaskUser>, mounts: &[Mou
             (Some(url), _) => files::download(context, url, &format!("home/{landing}"))
                 .await
                 .map(|_| ())
-                .map_err(|e| malformed(format!("Error downloading {url} for mounts[{i}]: {}", e.message())))?,
+                .map_err(|e| {
+                    // The host's message may quote the URL or a redirect's: with a
+                    // label, no URL is repeated.
+                    let why = match &mount.label {
+                        Some(_) => without_urls(&e.message()),
+                        None => e.message(),
+                    };
+                    malformed(format!("Error downloading {source} for mounts[{i}]: {why}"))
+                })?,
             (None, data) => {
                 // Written by the task's user, like everything else in its home.
                 let data = data.clone().unwrap_or_default().into_bytes();
@@ -212,6 +246,15 @@ mod tests {
 
     fn mount(value: serde_json::Value) -> Mount {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_labelled_mount_repeats_no_url() {
+        assert_eq!(
+            without_urls("fetching https://q/api/x?bewit=abc: 403 (to 'http://b/y?t=1')"),
+            "fetching <URL> 403 (to '<URL>')"
+        );
+        assert_eq!(without_urls("no URL here"), "no URL here");
     }
 
     #[test]

@@ -237,11 +237,13 @@ async fn mounts_from_a_url_an_artifact_the_index_and_the_payload_are_in_the_home
         TASK_QUEUE,
         json!({
             "command": [["/bin/sh", "-c", "mkdir -p out d && echo from-the-archive > d/hello.txt && \
-                tar -czf out/data.tar.gz -C d hello.txt && echo from-the-gz > out/tool && gzip out/tool"]],
+                tar -czf out/data.tar.gz -C d hello.txt && echo from-the-gz > out/tool && gzip out/tool && \
+                echo a-private-secret > out/secret.txt"]],
             "maxRunTime": 30,
             "artifacts": [
                 {"type": "file", "path": "out/data.tar.gz", "name": "public/data.tar.gz"},
-                {"type": "file", "path": "out/tool.gz", "name": "public/tool.gz"}
+                {"type": "file", "path": "out/tool.gz", "name": "public/tool.gz"},
+                {"type": "file", "path": "out/secret.txt", "name": "private/secret.txt"}
             ]
         }),
         |_| {},
@@ -290,10 +292,52 @@ async fn mounts_from_a_url_an_artifact_the_index_and_the_payload_are_in_the_home
         }),
         |_| {},
     );
-    wait_for("both to be resolved", Duration::from_secs(120), &[&worker], || {
-        [&consumer, &tampered].iter().all(|t| !fake.resolutions(t).is_empty())
-    })
+    // A private artifact, of a task and through the index: the worker signs its URL
+    // with the run's credentials, which carry the task's scope; the log names the
+    // artifact, never the signed URL.
+    let private = |scopes: Value| {
+        create(
+            &fake,
+            TASK_QUEUE,
+            json!({
+                "command": [["/bin/cat", "secret.txt", "indexed-secret.txt"]],
+                "maxRunTime": 30,
+                "mounts": [
+                    {"file": "secret.txt", "content": {"taskId": producer, "artifact": "private/secret.txt"}},
+                    {"file": "indexed-secret.txt",
+                     "content": {"namespace": "proj.tests.data.latest", "artifact": "private/secret.txt"}}
+                ]
+            }),
+            |d| d["scopes"] = scopes,
+        )
+    };
+    let signed = private(json!(["queue:get-artifact:private/secret.txt"]));
+    let unscoped = private(json!([]));
+    wait_for(
+        "every task to be resolved",
+        Duration::from_secs(120),
+        &[&worker],
+        || {
+            [&consumer, &tampered, &signed, &unscoped]
+                .iter()
+                .all(|t| !fake.resolutions(t).is_empty())
+        },
+    )
     .await;
+    let log = resolved_as(&fake, &signed, "completed", "completed");
+    assert!(log.contains("a-private-secret\na-private-secret\n"), "{log}");
+    assert!(
+        !log.contains("bewit") && !log.contains("/api/queue/"),
+        "no signed URL in the log: {log}"
+    );
+    let log = resolved_as(&fake, &unscoped, "exception", "malformed-payload");
+    assert!(
+        log.contains(
+            "task.payload.mounts[0]: content.artifact: \"private/secret.txt\" is not public: the task needs the \
+             scope queue:get-artifact:private/secret.txt"
+        ),
+        "{log}"
+    );
     let log = resolved_as(&fake, &consumer, "completed", "completed");
     assert!(
         log.contains("from-the-archive\nfrom-the-gz\nfrom-the-archive\nfrom-raw-content\nfrom-base64\n"),

@@ -49,6 +49,12 @@ const MAX_TEMP_CREDS_MS: i64 = 31 * 24 * 3600 * 1000;
 /// Authenticate a request against `state`'s clients (an anonymous caller when the options allow
 /// requests without `Authorization`).
 pub fn authenticate(state: &State, input: &AuthInput) -> Result<Caller, ApiError> {
+    if input.authorization.is_none()
+        && let Some(query) = input.query
+        && query.split('&').any(|p| p.starts_with("bewit="))
+    {
+        return authenticate_bewit(state, input, query);
+    }
     let Some(authz) = input.authorization else {
         return match &state.options.anonymous_scopes {
             Some(scopes) => Ok(Caller {
@@ -71,20 +77,51 @@ pub fn authenticate(state: &State, input: &AuthInput) -> Result<Caller, ApiError
         .clone()
         .ok_or_else(|| ApiError::auth_failed("Hawk header has no id"))?;
     let ext = parse_ext(header.ext.as_deref())?;
+    let (key_text, caller_scopes) = key_and_scopes(state, &client_id, &ext)?;
+    check_mac(state, input, &header, &key_text)?;
+    narrowed(client_id, caller_scopes, &ext)
+}
 
-    let (key_text, mut caller_scopes) = match ext.get("certificate") {
-        Some(cert) => certificate_key(state, &client_id, cert)?,
+/// A request signed by a `bewit` query parameter (a signed URL, as `buildSignedUrl` makes
+/// them): the MAC covers the method, host:port, the path with the rest of the query, the expiry
+/// and `ext`; an expired bewit is refused.
+fn authenticate_bewit(state: &State, input: &AuthInput, query: &str) -> Result<Caller, ApiError> {
+    let full = format!("{}?{query}", input.path);
+    let (host, port) = host_port(state, input.host);
+    let mut bewit = None;
+    let request = hawk::RequestBuilder::new(input.method, &host, port, &full)
+        .extract_bewit(&mut bewit)
+        .map_err(|e| ApiError::auth_failed(format!("Bad bewit: {e}")))?
+        .request();
+    let bewit = bewit.ok_or_else(|| ApiError::auth_failed("Bad bewit: none"))?;
+    let client_id = bewit.id().to_string();
+    let ext = parse_ext(bewit.ext())?;
+    let (key_text, caller_scopes) = key_and_scopes(state, &client_id, &ext)?;
+    let key = hawk::Key::new(&key_text, hawk::SHA256).map_err(|e| ApiError::auth_failed(format!("bad key: {e}")))?;
+    if !request.validate_bewit(&bewit, &key) {
+        return Err(ApiError::auth_failed(
+            "bewit is invalid or expired: wrong accessToken, host:port, path or expiry",
+        ));
+    }
+    narrowed(client_id, caller_scopes, &ext)
+}
+
+/// The accessToken and scopes of `client_id`: a static client's, or a certificate's in `ext`.
+fn key_and_scopes(state: &State, client_id: &str, ext: &Value) -> Result<(String, Vec<String>), ApiError> {
+    match ext.get("certificate") {
+        Some(cert) => certificate_key(state, client_id, cert),
         None => {
             let client = state
                 .clients
-                .get(&client_id)
+                .get(client_id)
                 .ok_or_else(|| ApiError::auth_failed(format!("Client `{client_id}` not found")))?;
-            (client.access_token.clone(), client.scopes.clone())
+            Ok((client.access_token.clone(), client.scopes.clone()))
         }
-    };
+    }
+}
 
-    check_mac(state, input, &header, &key_text)?;
-
+/// The caller, its scopes narrowed by `ext.authorizedScopes`.
+fn narrowed(client_id: String, mut caller_scopes: Vec<String>, ext: &Value) -> Result<Caller, ApiError> {
     if let Some(authorized) = ext.get("authorizedScopes") {
         let authorized: Vec<String> = serde_json::from_value(authorized.clone())
             .map_err(|_| ApiError::auth_failed("ext.authorizedScopes must be a list of strings"))?;

@@ -121,19 +121,25 @@ pub fn route_object(
 
 /// Route an `/api/index/v1/...` request: only `findArtifactFromTask`
 /// (`task/<namespace>/artifacts/<name>`), a 303 to the indexed task's latest
-/// artifact (whose own read then checks the caller's scopes, as the queue does).
-pub fn route_index(st: &State, method: &str, segs: &[&str]) -> Result<Reply, ApiError> {
+/// artifact. As the real index: a `public/` artifact's URL is plain (its read then
+/// checks the caller's scopes); for any other the caller needs
+/// `queue:get-artifact:<name>` here, and the URL is signed with the index's own
+/// credentials (a bewit valid for 15 minutes).
+pub fn route_index(st: &State, caller: &Caller, method: &str, segs: &[&str]) -> Result<Reply, ApiError> {
     match (method, segs) {
         ("GET", ["task", namespace, "artifacts", rest @ ..]) if !rest.is_empty() => {
             let namespace = decode(namespace);
             let Some(task_id) = st.index.get(&namespace) else {
                 return Err(ApiError::not_found(format!("no task is indexed at {namespace}")));
             };
-            let url = format!(
-                "{}/api/queue/v1/task/{task_id}/artifacts/{}",
-                st.root_url,
-                rest.join("/")
-            );
+            let name = decode(&rest.join("/"));
+            let path = format!("/api/queue/v1/task/{task_id}/artifacts/{}", rest.join("/"));
+            let url = if name.starts_with("public/") {
+                format!("{}{path}", st.root_url)
+            } else {
+                caller.require(&crate::scopes::Requirement::all([format!("queue:get-artifact:{name}")]))?;
+                signed_url(st, &path)?
+            };
             Ok(Reply::Redirect(url.clone(), json!({"url": url})))
         }
         _ => Err(ApiError::not_found(format!(
@@ -153,4 +159,25 @@ pub fn route_auth(caller: &Caller, method: &str, segs: &[&str]) -> Result<Reply,
             segs.join("/")
         ))),
     }
+}
+
+/// `path` on this deployment, signed with the queue's own credentials for 15 minutes.
+fn signed_url(st: &State, path: &str) -> Result<String, ApiError> {
+    let issuer = &st.clients[crate::state::QUEUE_CLIENT_ID];
+    let key = hawk::Key::new(&issuer.access_token, hawk::SHA256)
+        .map_err(|e| ApiError::input(format!("signing a URL: {e}")))?;
+    let credentials = hawk::Credentials {
+        id: crate::state::QUEUE_CLIENT_ID.to_string(),
+        key,
+    };
+    let host_port = st.root_url.trim_start_matches("http://");
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(80)),
+        None => (host_port.to_string(), 80),
+    };
+    let bewit = hawk::RequestBuilder::new("GET", &host, port, path)
+        .request()
+        .make_bewit_with_ttl(&credentials, std::time::Duration::from_secs(15 * 60))
+        .map_err(|e| ApiError::input(format!("signing a URL: {e}")))?;
+    Ok(format!("{}{path}?bewit={}", st.root_url, bewit.to_str()))
 }

@@ -175,7 +175,7 @@ async fn dispatch(
             "queue" => route_queue(&mut st, &caller, method, &segs, &body),
             "object" => route_object(&mut st, &caller, method, &segs, &body),
             "auth" => route_auth(&caller, method, &segs),
-            "index" => route_index(&st, method, &segs),
+            "index" => route_index(&st, &caller, method, &segs),
             _ => Err(ApiError::not_found(format!("no service `{service}` in this fake"))),
         }
     };

@@ -172,6 +172,29 @@ impl Deployment {
         Queue::new(self.builder(Some(credentials))).context("building a queue client")
     }
 
+    /// A URL to a private artifact that a task mounts, signed with `credentials`
+    /// (a bewit, valid for `ttl`): `getLatestArtifact` of a task, or the index's
+    /// `findArtifactFromTask` for a namespace (the index checks the scope and
+    /// redirects to a URL it signs itself).
+    pub fn signed_artifact_url(
+        &self,
+        credentials: &Credentials,
+        task_or_namespace: &str,
+        indexed: bool,
+        name: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        if indexed {
+            taskcluster::Index::new(self.builder(Some(credentials)))
+                .context("building an index client")?
+                .findArtifactFromTask_signed_url(task_or_namespace, name, ttl)
+        } else {
+            self.queue(credentials)?
+                .getLatestArtifact_signed_url(task_or_namespace, name, ttl)
+        }
+        .context("signing an artifact's URL")
+    }
+
     /// An object-service client with `credentials`.
     pub fn object(&self, credentials: &Credentials) -> anyhow::Result<Object> {
         Object::new(self.builder(Some(credentials))).context("building an object-service client")

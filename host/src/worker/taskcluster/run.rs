@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 
 use super::client::{CallError, Claim, Deployment, ExceptionReason, Resolution, RunClient, reclaim_delay, transient};
 use super::cot;
-use super::formats::Formats;
+use super::formats::{Formats, Plan};
 use super::livelog::LiveLogServer;
 use super::payload::{LogNames, TaskDefinition};
 use super::upload::{ErrorReason, Uploader, content_type, files_of};
@@ -260,7 +260,10 @@ async fn claimed(
     };
 
     // What the payload asks for, before anything is published: it names the logs.
-    let plan = shared.formats.plan(&claim.task_id, claim.run_id, &definition);
+    let plan = shared
+        .formats
+        .plan(&claim.task_id, claim.run_id, &definition)
+        .and_then(|plan| sign_private_mounts(run, plan));
     let logs = plan.as_ref().map(|p| p.logs.clone()).unwrap_or_default();
     let notes = plan.as_ref().map(|p| p.notes.clone()).unwrap_or_default();
     let chain_of_trust = plan.as_ref().is_ok_and(|p| p.chain_of_trust);
@@ -591,6 +594,30 @@ pub const DISPLAY_LINK: &str = "private/enginehost/display.html";
 /// generic-worker publishes its interactive link) that expire with the session;
 /// none when they cannot be published (the task then runs without one). The
 /// links carry the token: they go to the queue only, never to the log.
+/// How long the signed URL of a private artifact a task mounts is valid: the
+/// download starts while the task is set up, right after the claim.
+const MOUNT_URL_TTL: Duration = Duration::from_secs(3600);
+
+/// `plan` with the URL of each mount of a private artifact signed with the run's
+/// credentials (which carry the task's scopes).
+fn sign_private_mounts(run: &RunClient, mut plan: Plan) -> Result<Plan, Vec<String>> {
+    let credentials = run.credentials();
+    for (i, artifact) in std::mem::take(&mut plan.private_mounts) {
+        let url = run
+            .deployment()
+            .signed_artifact_url(
+                &credentials,
+                &artifact.task,
+                artifact.indexed,
+                &artifact.name,
+                MOUNT_URL_TTL,
+            )
+            .map_err(|e| vec![format!("task.payload.mounts[{i}]: {e:#}")])?;
+        plan.task.payload["mounts"][i]["url"] = serde_json::Value::String(url);
+    }
+    Ok(plan)
+}
+
 async fn interactive_links(server: &InteractiveServer, uploader: &Uploader<'_>, log: &TaskLog) -> Option<Session> {
     let session = match server.session() {
         Ok(s) => s,

@@ -3,9 +3,10 @@
 //! turn in one home and stopping at the first that fails, as generic-worker does;
 //! `env`, `maxRunTime` and `artifacts` (a missing `name` is the `path`) mean what
 //! they mean there; `logs` names the two logs and `features.liveLog: false` turns
-//! the live one off; file mounts and read-only directories (from a URL, or a
-//! public artifact of a task or an indexed task) become the native engine's
-//! `mounts`; writable directory caches (with generic-worker's scope
+//! the live one off; file mounts and read-only directories (from a URL, or an
+//! artifact of a task or an indexed task; a private one with generic-worker's
+//! scope, through a URL the worker signs with the run's credentials) become the
+//! native engine's `mounts`; writable directory caches (with generic-worker's scope
 //! `generic-worker:cache:<name>`) the worker's caches, mounted as native volumes
 //! in the task's home, and `onExitStatus.purgeCaches` deletes them; `osGroups`
 //! (with generic-worker's scope for each) the native engine's `groups`, each
@@ -19,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{GENERIC_WORKER, GENERIC_WORKER_MOUNTS, Plan, first_checks, log_name_problems};
+use super::{GENERIC_WORKER, GENERIC_WORKER_MOUNTS, Plan, PrivateArtifact, first_checks, log_name_problems};
 use crate::contract::scopes_cover;
 use crate::worker::artifacts::ArtifactSpec;
 use crate::worker::taskcluster::payload::{LogNames, TaskDefinition, artifact_problems};
@@ -117,50 +118,58 @@ fn cache_of(mount: &Value, scopes: &[String]) -> Result<(String, String), String
 }
 
 /// A file mount or read-only directory as the native engine's `mounts` entry: its
-/// content's URL (a URL; a public artifact of a task, or of an indexed task, through
-/// the deployment's queue and index), path, format and digest. Content the worker
-/// cannot fetch as a URL is refused, saying why.
-fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<Value, String> {
+/// content's URL (a URL; an artifact of a task, or of an indexed task, through the
+/// deployment's queue and index), path, format and digest; for a private artifact
+/// (the task needs generic-worker's scope `queue:get-artifact:<name>`) also what
+/// the worker signs its URL for, the log naming the artifact instead of the URL.
+fn mount_of(mount: &Value, root_url: &str, scopes: &[String]) -> Result<(Value, Option<PrivateArtifact>), String> {
     let content = &mount["content"];
     let artifact = content["artifact"].as_str().unwrap_or_default();
-    let public = |what: &str| {
+    let private = |task: &str, indexed: bool| -> Result<Option<PrivateArtifact>, String> {
         if artifact.starts_with("public/") {
-            return Ok(());
+            return Ok(None);
         }
-        // generic-worker's scope for a private artifact; enginehost still cannot fetch it.
         let scope = format!("queue:get-artifact:{artifact}");
-        let held = if scopes
-            .iter()
-            .any(|s| s == &scope || (s.ends_with('*') && scope.starts_with(&s[..s.len() - 1])))
-        {
-            "the task has the scope, but"
-        } else {
-            "the task lacks the scope too, and"
-        };
-        Err(format!(
-            "content.artifact: {artifact:?} of {what} is not public: {held} enginehost fetches only public \
-             artifacts for mounts yet ({scope})"
-        ))
+        if !scopes_cover(scopes, &scope) {
+            return Err(format!(
+                "content.artifact: {artifact:?} is not public: the task needs the scope {scope} to mount it; add \
+                 it to the task's scopes"
+            ));
+        }
+        Ok(Some(PrivateArtifact {
+            task: task.to_string(),
+            indexed,
+            name: artifact.to_string(),
+        }))
     };
-    let url = if let Some(url) = content["url"].as_str() {
-        url.to_string()
+    let (url, private) = if let Some(url) = content["url"].as_str() {
+        (url.to_string(), None)
     } else if let Some(task) = content["taskId"].as_str() {
-        public(&format!("task {task}"))?;
-        format!("{root_url}/api/queue/v1/task/{task}/artifacts/{artifact}")
+        (
+            format!("{root_url}/api/queue/v1/task/{task}/artifacts/{artifact}"),
+            private(task, false)?,
+        )
     } else if let Some(namespace) = content["namespace"].as_str() {
-        public(&format!("the task indexed at {namespace}"))?;
-        format!("{root_url}/api/index/v1/task/{namespace}/artifacts/{artifact}")
+        (
+            format!("{root_url}/api/index/v1/task/{namespace}/artifacts/{artifact}"),
+            private(namespace, true)?,
+        )
     } else if let Some(raw) = content["raw"].as_str() {
-        return Ok(native_mount(mount, ("data", STANDARD.encode(raw))));
+        return Ok((native_mount(mount, ("data", STANDARD.encode(raw))), None));
     } else if let Some(data) = content["base64"].as_str() {
         if STANDARD.decode(data).is_err() {
             return Err("content.base64: not base64 (RFC 4648, with padding)".to_string());
         }
-        return Ok(native_mount(mount, ("data", data.to_string())));
+        return Ok((native_mount(mount, ("data", data.to_string())), None));
     } else {
         return Err("content: no url, taskId, namespace, raw or base64".to_string());
     };
-    Ok(native_mount(mount, ("url", url)))
+    let mut native = native_mount(mount, ("url", url));
+    if let Some(p) = &private {
+        let whose = if p.indexed { "the task indexed at" } else { "task" };
+        native["label"] = json!(format!("{} of {whose} {}", p.name, p.task));
+    }
+    Ok((native, private))
 }
 
 /// `problems` with each mount's "not valid under any of the schemas" replaced by
@@ -217,13 +226,19 @@ pub fn plan(
     )
     .map_err(|p| precise_mounts(payload, p))?;
     let mut mounts = Vec::new();
+    let mut private_mounts = Vec::new();
     let mut caches = Vec::new();
     if let Some(list) = payload.get("mounts").and_then(Value::as_array) {
         for (i, mount) in list.iter().enumerate() {
             let done = if mount.get("cacheName").is_some() {
                 cache_of(mount, &definition.scopes).map(|c| caches.push(c))
             } else {
-                mount_of(mount, root_url, &definition.scopes).map(|m| mounts.push(m))
+                mount_of(mount, root_url, &definition.scopes).map(|(m, private)| {
+                    if let Some(p) = private {
+                        private_mounts.push((mounts.len(), p));
+                    }
+                    mounts.push(m)
+                })
             };
             if let Err(why) = done {
                 problems.push(format!("task.payload.mounts[{i}]: {why}"));
@@ -303,6 +318,7 @@ pub fn plan(
         chain_of_trust,
     );
     plan.caches = caches;
+    plan.private_mounts = private_mounts;
     Ok(plan)
 }
 
@@ -371,7 +387,8 @@ mod tests {
             "task.payload.features.taskclusterProxy: not supported",
             "task.payload.features.backingLog: cannot be turned off",
             "task.payload.mounts[0]: the task needs the scope generic-worker:cache:c",
-            "task.payload.mounts[2]: content.artifact: \"private/x\" of task YPSkyme9QQWtOi_yUXJHXg is not public",
+            "task.payload.mounts[2]: content.artifact: \"private/x\" is not public: the task needs the scope \
+             queue:get-artifact:private/x",
             "task.payload.osGroups: the task lacks the scope(s) generic-worker:os-group:p/w/docker",
             "task.payload.supersederUrl",
         ] {
@@ -453,6 +470,49 @@ mod tests {
                 {"data": "aGk=", "file": "notes.txt"},
                 {"data": "aGk=", "file": "blob"}
             ])
+        );
+    }
+
+    #[test]
+    fn private_artifacts_are_signed_by_the_worker_and_named_in_the_log() {
+        let definition = TaskDefinition::read(&json!({
+            "expires": "2030-01-01T00:00:00.000Z", "scopes": ["queue:get-artifact:private/*"],
+            "payload": {"command": [["true"]], "maxRunTime": 5, "mounts": [
+                {"file": "a", "content": {"url": "https://x/a"}},
+                {"file": "key", "content": {"taskId": "YPSkyme9QQWtOi_yUXJHXg", "artifact": "private/key"}},
+                {"file": "deps", "content": {"namespace": "proj.deps", "artifact": "private/deps"}}
+            ]}
+        }))
+        .unwrap();
+        let plan = plan(&definition, "native", "https://tc", "p/w").unwrap();
+        assert_eq!(
+            plan.private_mounts,
+            vec![
+                (
+                    1,
+                    PrivateArtifact {
+                        task: "YPSkyme9QQWtOi_yUXJHXg".into(),
+                        indexed: false,
+                        name: "private/key".into()
+                    }
+                ),
+                (
+                    2,
+                    PrivateArtifact {
+                        task: "proj.deps".into(),
+                        indexed: true,
+                        name: "private/deps".into()
+                    }
+                )
+            ]
+        );
+        assert_eq!(
+            plan.task.payload["mounts"][1]["label"],
+            "private/key of task YPSkyme9QQWtOi_yUXJHXg"
+        );
+        assert_eq!(
+            plan.task.payload["mounts"][2]["label"],
+            "private/deps of the task indexed at proj.deps"
         );
     }
 

@@ -42,6 +42,20 @@ pub struct Plan {
     pub caches: Vec<(String, String)>,
     /// Exit codes after which the task's caches are deleted (`onExitStatus.purgeCaches`).
     pub purge_exit_codes: Vec<i32>,
+    /// Mounts of private artifacts: the index in `task.payload.mounts` whose `url`
+    /// the worker replaces with a URL signed with the run's credentials.
+    pub private_mounts: Vec<(usize, PrivateArtifact)>,
+}
+
+/// A private artifact a mount downloads (generic-worker's `content` with a
+/// non-`public/` artifact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateArtifact {
+    /// The task's id, or (`indexed`) the index namespace that names the task.
+    pub task: String,
+    pub indexed: bool,
+    /// The artifact's name.
+    pub name: String,
 }
 
 impl Plan {
@@ -74,6 +88,7 @@ impl Plan {
             retry_exit_codes: Vec::new(),
             caches: Vec::new(),
             purge_exit_codes: Vec::new(),
+            private_mounts: Vec::new(),
         }
     }
 }
@@ -200,6 +215,7 @@ impl Formats {
                         retry_exit_codes: Vec::new(),
                         caches: Vec::new(),
                         purge_exit_codes: Vec::new(),
+                        private_mounts: Vec::new(),
                     });
                 (String::new(), plan)
             }
