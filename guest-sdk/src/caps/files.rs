@@ -59,6 +59,25 @@ pub async fn remove_state(path: &str) -> Result<(), CapError> {
     raw::remove_state(path.into()).await
 }
 
+/// `text` (a download's error, say) with every `http://` or `https://` URL in it
+/// replaced by `<URL>`: for a URL that carries a secret (a signed URL), whose
+/// redirects may too.
+pub fn without_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        out.push_str(&rest[..at]);
+        out.push_str("<URL>");
+        rest = &rest[at..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ',' | ')' | '>'))
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Streams the regular file `path` under `root` (both relative to the task's
 /// sandbox directory); the host reads it, so handing the stream on (from
 /// `extract-file`) moves no byte through the engine. Symlinks must stay in `root`.
@@ -118,5 +137,19 @@ pub async fn extract_folder(
         Err(crate::Error::HandlerInterrupt)
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_urls;
+
+    #[test]
+    fn no_url_is_repeated() {
+        assert_eq!(
+            without_urls("fetching https://q/api/x?bewit=abc: 403 (to 'http://b/y?t=1')"),
+            "fetching <URL> 403 (to '<URL>')"
+        );
+        assert_eq!(without_urls("no URL here"), "no URL here");
     }
 }

@@ -134,23 +134,6 @@ pub fn check(mounts: &[Mount]) -> Result<()> {
     Ok(())
 }
 
-/// `text` with every `http://` or `https://` URL in it replaced by `<URL>`.
-fn without_urls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
-        out.push_str(&rest[..at]);
-        out.push_str("<URL>");
-        rest = &rest[at..];
-        let end = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ',' | ')' | '>'))
-            .unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The parent of `path` ("" for a top-level name).
 fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(p, _)| p).unwrap_or("")
@@ -187,7 +170,7 @@ pub async fn apply(context: &TaskContext, user: Option<&TaskUser>, mounts: &[Mou
                     // The host's message may quote the URL or a redirect's: with a
                     // label, no URL is repeated.
                     let why = match &mount.label {
-                        Some(_) => without_urls(&e.message()),
+                        Some(_) => files::without_urls(&e.message()),
                         None => e.message(),
                     };
                     malformed(format!("Error downloading {source} for mounts[{i}]: {why}"))
@@ -246,15 +229,6 @@ mod tests {
 
     fn mount(value: serde_json::Value) -> Mount {
         serde_json::from_value(value).unwrap()
-    }
-
-    #[test]
-    fn a_labelled_mount_repeats_no_url() {
-        assert_eq!(
-            without_urls("fetching https://q/api/x?bewit=abc: 403 (to 'http://b/y?t=1')"),
-            "fetching <URL> 403 (to '<URL>')"
-        );
-        assert_eq!(without_urls("no URL here"), "no URL here");
     }
 
     #[test]

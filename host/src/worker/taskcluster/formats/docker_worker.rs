@@ -2,9 +2,11 @@
 //! `image` (a name, or `{type: "docker-image", name}`), `command`, `env`,
 //! `maxRunTime`, `artifacts` (a map from name to `{type, path, expires}`, paths in
 //! the container), `capabilities.privileged`, `log` (the live log's name; the backing
-//! log's is derived as docker-worker derives it) and `features.localLiveLog`. What
-//! enginehost does not do (images from a task or the index, caches, devices, the
-//! other features, `onExitStatus`, `supersederUrl`) is refused by name.
+//! log's is derived as docker-worker derives it), `features.localLiveLog`,
+//! `chainOfTrust`, `interactive` and `taskclusterProxy`, `cache` (the worker's
+//! caches, with the cache scope) and `onExitStatus`. What enginehost does not do
+//! (images from a task or the index, devices, the other features, `supersederUrl`)
+//! is refused by name.
 
 use std::collections::BTreeMap;
 
@@ -61,9 +63,10 @@ fn image(payload: &Value) -> Result<String, String> {
         image => match image["type"].as_str() {
             Some("docker-image") => Ok(image["name"].as_str().unwrap_or_default().to_string()),
             Some(kind) => Err(format!(
-                "task.payload.image.type: {kind:?} is not supported by enginehost yet (images from a task's \
-                 artifact or the index); name an image the worker can pull, e.g. \"debian:12\" or \
-                 {{\"type\": \"docker-image\", \"name\": \"debian:12\"}}"
+                "task.payload.image.type: {kind:?} is not supported by enginehost yet: an image archive from a \
+                 task's artifact or the index names its own tags, and loading it would replace images other tasks \
+                 on this worker use; push the image to a registry and name it, e.g. \"debian:12\" or \
+                 {{\"type\": \"docker-image\", \"name\": \"registry.example/img@sha256:...\"}}"
             )),
             None => Err("task.payload.image: not an image name".into()),
         },
