@@ -128,7 +128,7 @@ impl Engine for NativeEngine {
     async fn new(config: Value) -> Result<Self> {
         let engine = serde_json::from_value(config).map_err(|e| malformed(format!("engines.native: {e}")))?;
         // Volumes of an earlier run of the engine belong to nobody now.
-        volume::remove_all().await?;
+        volume::remove_all().await;
         Ok(engine)
     }
 
@@ -169,7 +169,8 @@ impl Engine for NativeEngine {
     }
 
     async fn dispose(&self) -> Result<()> {
-        volume::remove_all().await
+        volume::remove_all().await;
+        Ok(())
     }
 
     async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<NativeBuilder> {

@@ -67,6 +67,8 @@ struct Task {
     process: RefCell<Rc<Process>>,
     status: SandboxStatus,
     shells: Rc<Shells<ShellState>>,
+    /// Set when the commands have ended: no new shell starts.
+    ending: std::cell::Cell<bool>,
 }
 
 impl Task {
@@ -144,10 +146,12 @@ impl NativeSandbox {
             process: RefCell::new(Rc::new(process)),
             status: SandboxStatus::new(),
             shells: Rc::new(Shells::new()),
+            ending: std::cell::Cell::new(false),
         });
         let waiting = task.clone();
         spawn_local(async move {
             let success = waiting.run(commands).await;
+            waiting.ending.set(true);
             waiting.shells.idle().await;
             // Every process of the task has ended: its caches go back.
             volume::reclaim(&waiting.context, &volumes).await;
@@ -165,6 +169,10 @@ impl Sandbox<NativeEngine> for NativeSandbox {
 
     async fn new_shell(&self, command: Vec<String>, tty: bool, stdin: StreamReader<u8>) -> Result<NativeShell> {
         self.0.status.check_running()?;
+        if self.0.ending.get() {
+            // The commands ended: the task is finishing (its caches go back).
+            return Err(enginehost_sdk::Error::SandboxTerminated);
+        }
         let task = &self.0;
         shell::start(
             &task.context,

@@ -126,64 +126,80 @@ impl Attached {
 }
 
 /// Puts every attached volume into the task's home (before anything else is
-/// there); what was put in is returned by [`reclaim`], also when this fails.
+/// there); on failure, what was put in is taken back first.
 pub(crate) async fn lend(context: &TaskContext, user: Option<&TaskUser>, attached: &[Attached]) -> Result<()> {
     for (i, a) in attached.iter().enumerate() {
-        if let Some((parent, _)) = a.mountpoint.rsplit_once('/') {
-            step(
-                context,
-                user,
-                &["mkdir", "-p", parent],
-                None,
-                "caches",
-                "making a cache's directory",
-            )
-            .await?;
-        }
-        let into = format!("{}/{}", crate::HOME, a.mountpoint);
-        let lent = files::lend_dir(context, &a.path, &into, user).await;
-        let lent = match lent {
-            Err(e @ (CapError::Denied(_) | CapError::TaskEnded)) => Err(e),
-            Err(e) => {
-                context.log_error(&format!(
-                    "The cache at {} cannot be given to this task ({}); it starts empty",
-                    a.mountpoint,
-                    e.message()
-                ));
-                a.volume().recreate().await?;
-                files::lend_dir(context, &a.path, &into, user).await
-            }
-            ok => ok,
-        };
-        if let Err(e) = lent {
+        if let Err(e) = lend_one(context, user, a).await {
             reclaim(context, &attached[..i]).await;
-            return Err(e.into());
+            return Err(e);
         }
     }
     Ok(())
 }
 
-/// Takes every attached volume back from the task's home, once its processes have
-/// ended. A cache the task turned into something else starts empty next time.
-pub(crate) async fn reclaim(context: &TaskContext, attached: &[Attached]) {
-    for a in attached {
-        let from = format!("{}/{}", crate::HOME, a.mountpoint);
-        if let Err(e) = files::reclaim_dir(context, &from, &a.path).await {
+async fn lend_one(context: &TaskContext, user: Option<&TaskUser>, a: &Attached) -> Result<()> {
+    if let Some((parent, _)) = a.mountpoint.rsplit_once('/') {
+        step(
+            context,
+            user,
+            &["mkdir", "-p", "--", parent],
+            None,
+            "caches",
+            "making a cache's directory",
+        )
+        .await?;
+    }
+    let into = format!("{}/{}", crate::HOME, a.mountpoint);
+    match files::lend_dir(context, &a.path, &into, user).await {
+        Ok(()) => Ok(()),
+        // What the cache holds is at fault (too deep, too large, not a directory
+        // any more): it starts empty. Anything else (the host's) fails the task
+        // and leaves the cache as it is.
+        Err(e @ (CapError::Invalid(_) | CapError::NotFound(_))) => {
             context.log_error(&format!(
-                "The cache at {} could not be kept ({}); the next task gets it empty",
+                "The cache at {} cannot be given to this task ({}); it starts empty",
                 a.mountpoint,
                 e.message()
             ));
-            let _ = a.volume().recreate().await;
+            a.volume().recreate().await?;
+            files::lend_dir(context, &a.path, &into, user).await.map_err(Into::into)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes every attached volume back from the task's home (the host kills what
+/// is left of the task first). A cache the task turned into something else starts
+/// empty next time.
+pub(crate) async fn reclaim(context: &TaskContext, attached: &[Attached]) {
+    for a in attached {
+        let from = format!("{}/{}", crate::HOME, a.mountpoint);
+        match files::reclaim_dir(context, &from, &a.path).await {
+            Ok(()) => {}
+            Err(e @ CapError::NotFound(_)) => {
+                context.log_error(&format!(
+                    "The cache at {} could not be kept ({}); the next task gets it empty",
+                    a.mountpoint,
+                    e.message()
+                ));
+                let _ = a.volume().recreate().await;
+            }
+            // Left in the sandbox, it goes with it; the next task that takes the
+            // cache finds it missing and starts it empty.
+            Err(e) => context.log_error(&format!(
+                "The cache at {} could not be kept: {}",
+                a.mountpoint,
+                e.message()
+            )),
         }
     }
 }
 
-/// Removes every volume (at the engine's start and disposal); nothing to do when
-/// the engine has no state directory.
-pub(crate) async fn remove_all() -> Result<()> {
+/// Removes every volume (at the engine's start and disposal), as far as it can: a
+/// volume a task left unremovable (a mount inside) must not stop the engine, and
+/// new volumes take names not in use. Nothing to do without a state directory.
+pub(crate) async fn remove_all() {
     if files::state_dir().is_ok() {
-        files::remove_state(VOLUMES).await?;
+        let _ = files::remove_state(VOLUMES).await;
     }
-    Ok(())
 }

@@ -7,10 +7,11 @@
 //! (`openat2` `RESOLVE_NO_SYMLINKS`), the moved directory itself is opened with
 //! `O_NOFOLLOW`, renames never replace anything (`RENAME_NOREPLACE`), and handing
 //! a cache to a new task user walks it without recursion, changing each entry
-//! beneath its parent's descriptor without following it, and only entries a task
-//! user owns (a hard link a task slipped in to a file of root's stays root's).
-//! The walk happens while the directory is still in the state directory, where no
-//! task can reach it.
+//! through a descriptor opened beneath its parent without following it, and only
+//! entries a task user owns that have no other hard link and are on the cache's
+//! file system. Before a directory goes back, every process of the task is killed
+//! (its cgroup, its users' processes), so the walk at the next lend happens where
+//! no task can reach.
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -30,10 +31,8 @@ pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 /// `rel` split into its parent (possibly empty) and last part, after checking it is
 /// a plain relative path (`what` names it in the error).
 fn split<'a>(rel: &'a str, what: &str) -> CapResult<(&'a Path, &'a OsStr)> {
+    let plain = !rel.is_empty() && rel.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
     let path = Path::new(rel);
-    let plain = !rel.is_empty()
-        && !path.is_absolute()
-        && path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
     match (plain, path.parent(), path.file_name()) {
         (true, Some(parent), Some(name)) => Ok((parent, name)),
         _ => Err(invalid(format!(
@@ -162,7 +161,11 @@ pub(super) async fn reclaim(scope: &Arc<TaskScope>, sandbox_path: &str, state_pa
     let (from_parent, from_name) = (from_parent.to_owned(), from_name.to_owned());
     let (to_parent, to_name) = (to_parent.to_owned(), to_name.to_owned());
     let (state_path, sandbox_path) = (state_path.to_string(), sandbox_path.to_string());
+    let task = scope.clone();
     tokio::task::spawn_blocking(move || -> CapResult<()> {
+        // Nothing of the task may still hold a way into the directory once it is
+        // back where the next task's walk changes owners.
+        task.kill_processes();
         let source_parent = open_dir(sandbox.as_fd(), &from_parent, "sandbox")?;
         if !is_dir_at(source_parent.as_fd(), &from_name)? {
             return Err(not_found(format!(
@@ -210,7 +213,7 @@ mod tests {
     fn paths_are_plain_and_relative() {
         assert!(split("caches/3", "state").is_ok());
         assert!(split("home/.cache/pip", "sandbox").is_ok());
-        for bad in ["", "/etc", "a/../b", "./a", "a//b/..", ".."] {
+        for bad in ["", "/etc", "a/../b", "./a", "a//b", "a/./b", "a/b/", ".."] {
             let e = split(bad, "state").unwrap_err().to_string();
             assert!(e.contains("must be a relative path"), "{bad}: {e}");
         }

@@ -133,7 +133,8 @@ fn widen(pipe: &impl std::os::fd::AsRawFd) {
 ///    controlling terminal may acquire one; std has already dup'ed the slave onto 0/1/2).
 /// 3. `setgroups`, `setgid`, `setuid`: groups and gid need privilege, so they go before uid, which drops it for good.
 /// 4. `fchdir(cwd)`: after the drop, so the directory is entered with the task user's own permissions.
-/// 5. every signal back to SIG_DFL: exec keeps *ignored* signals ignored, and std resets only SIGPIPE (it resets the
+/// 5. the soft limit of open files this process started with (it raised its own, [`raise_open_files`]).
+/// 6. every signal back to SIG_DFL: exec keeps *ignored* signals ignored, and std resets only SIGPIPE (it resets the
 ///    mask), so a worker started under `nohup` would hand SIGHUP-immune tasks out. glibc's internal 32/33 are left.
 ///
 /// `Command::uid/gid/current_dir` are not used because std applies them *before* pre_exec, which breaks step 1.
@@ -223,6 +224,7 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Child> {
         setctty: pty_control.is_some(),
         ids: spec.ids,
         cwd: cwd.as_raw_fd(),
+        nofile: STARTED_WITH_NOFILE.load(std::sync::atomic::Ordering::SeqCst),
     };
     // SAFETY: the hook only calls async-signal-safe syscalls on fds that stay open until spawn returns, and reads
     // memory (the group and fd lists) allocated before the fork; it allocates nothing (io::Error from errno is not
@@ -238,6 +240,33 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Child> {
     Ok(start(child, streams, pty_control))
 }
 
+/// The soft limit of open files this process started with (0: not raised).
+static STARTED_WITH_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Raises this process's soft limit of open files to its hard limit: the host
+/// holds descriptors per task (pipes, sockets, and a walk of a task's tree takes
+/// one per level), and the usual soft limit of 1024 is meant for programs that
+/// open few. Children get the limit the process started with back (programs that
+/// close every descriptor up to the limit, or use `select`, expect the usual one).
+pub fn raise_open_files() {
+    // SAFETY: getrlimit/setrlimit on this process with a struct they fill or read.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let started = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                let _ = STARTED_WITH_NOFILE.compare_exchange(
+                    0,
+                    started,
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+            }
+        }
+    }
+}
+
 /// What the `pre_exec` hook needs, prepared before the fork.
 struct Setup {
     /// `cgroup.procs` descriptors to write "0" to.
@@ -247,6 +276,8 @@ struct Setup {
     setctty: bool,
     ids: Option<Ids>,
     cwd: RawFd,
+    /// The soft limit of open files to give back (0: leave it).
+    nofile: u64,
 }
 
 /// The `pre_exec` hook; see [`spawn`] for the order. Runs in the forked child.
@@ -272,6 +303,13 @@ fn child_setup(setup: &Setup) -> io::Result<()> {
             check(libc::setuid(ids.uid) as libc::c_long)?;
         }
         check(libc::fchdir(setup.cwd) as libc::c_long)?;
+        if setup.nofile > 0 {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                limit.rlim_cur = setup.nofile.min(limit.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
         for sig in (1..=64).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
             libc::signal(sig, libc::SIG_DFL); // EINVAL for glibc's reserved ones: fine
         }

@@ -35,6 +35,12 @@ enum Kind {
 
 /// Every entry of the directory `fd` (without `.` and `..`), read through a duplicate of the descriptor.
 fn entries(fd: BorrowedFd<'_>) -> io::Result<Vec<(OsString, Kind)>> {
+    entries_at_most(fd, usize::MAX).map(Option::unwrap_or_default)
+}
+
+/// [`entries`], or `None` when the directory has more than `max` entries: reading stops there, so a directory of
+/// ten million names costs no more than `max` of them.
+fn entries_at_most(fd: BorrowedFd<'_>, max: usize) -> io::Result<Option<Vec<(OsString, Kind)>>> {
     let own = fd.try_clone_to_owned()?;
     // The duplicate shares the file offset: rewind so that a directory read before is read whole again.
     // SAFETY: lseek on a descriptor we own.
@@ -53,7 +59,7 @@ fn entries(fd: BorrowedFd<'_>) -> io::Result<Vec<(OsString, Kind)>> {
         if entry.is_null() {
             let errno = io::Error::last_os_error();
             break if errno.raw_os_error().unwrap_or(0) == 0 {
-                Ok(())
+                Ok(Some(()))
             } else {
                 Err(errno)
             };
@@ -63,6 +69,9 @@ fn entries(fd: BorrowedFd<'_>) -> io::Result<Vec<(OsString, Kind)>> {
         let bytes = name.to_bytes();
         if bytes == b"." || bytes == b".." {
             continue;
+        }
+        if out.len() >= max {
+            break Ok(None);
         }
         let kind = match d_type {
             libc::DT_DIR => Kind::Dir,
@@ -74,7 +83,7 @@ fn entries(fd: BorrowedFd<'_>) -> io::Result<Vec<(OsString, Kind)>> {
     };
     // SAFETY: closes the DIR* and its descriptor.
     unsafe { libc::closedir(dir) };
-    result.map(|()| out)
+    result.map(|r| r.map(|()| out))
 }
 
 /// `fstatat(AT_SYMLINK_NOFOLLOW)` for file systems whose `readdir` leaves the type out.
@@ -142,70 +151,76 @@ impl std::fmt::Display for WalkError {
 /// devices, FIFOs and sockets are left out and never followed; a directory that cannot be opened (gone, swapped for a
 /// symlink, unreadable) is skipped like an unreadable file.
 pub fn list_files(start: OwnedFd, budget: Budget) -> Result<Vec<String>, WalkError> {
+    // A pending directory holds its name, its parent's descriptor and its parent's path, both shared with its
+    // siblings: memory grows with the entries, not with entries times path length.
     struct Pending {
         parent: Arc<OwnedFd>,
+        parent_rel: Arc<str>,
         name: OsString,
-        rel: String,
         depth: usize,
     }
+    let join = |rel: &str, name: &OsStr| {
+        if rel.is_empty() {
+            name.to_string_lossy().into_owned()
+        } else {
+            format!("{rel}/{}", name.to_string_lossy())
+        }
+    };
     let mut out = Vec::new();
     let mut seen = 0usize;
     let mut stack: Vec<Pending> = Vec::new();
-    let mut visit = |dir: Arc<OwnedFd>, rel: &str, depth: usize, stack: &mut Vec<Pending>| -> Result<(), WalkError> {
-        let listing = match entries(dir.as_fd()) {
-            Ok(l) => l,
-            Err(e) if depth == 0 => return Err(WalkError::Io(e)),
-            Err(_) => return Ok(()),
-        };
-        for (name, kind) in listing {
-            seen += 1;
-            if seen > budget.max_entries {
-                return Err(WalkError::TooManyEntries {
-                    max_entries: budget.max_entries,
-                });
-            }
-            let child = if rel.is_empty() {
-                name.to_string_lossy().into_owned()
-            } else {
-                format!("{rel}/{}", name.to_string_lossy())
-            };
-            match kind {
-                Kind::File => {
-                    if out.len() >= budget.max_files {
-                        return Err(WalkError::TooManyFiles {
-                            max_files: budget.max_files,
-                        });
-                    }
-                    out.push(child);
-                }
-                Kind::Dir => {
-                    if depth + 1 > budget.max_depth {
-                        return Err(WalkError::TooDeep {
-                            max_depth: budget.max_depth,
-                            path: child,
-                        });
-                    }
-                    stack.push(Pending {
-                        parent: dir.clone(),
-                        name,
-                        rel: child,
-                        depth: depth + 1,
+    let mut visit =
+        |dir: Arc<OwnedFd>, rel: Arc<str>, depth: usize, stack: &mut Vec<Pending>| -> Result<(), WalkError> {
+            let listing = match entries_at_most(dir.as_fd(), budget.max_entries - seen) {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    return Err(WalkError::TooManyEntries {
+                        max_entries: budget.max_entries,
                     });
                 }
-                Kind::Other => {}
+                Err(e) if depth == 0 => return Err(WalkError::Io(e)),
+                Err(_) => return Ok(()),
+            };
+            for (name, kind) in listing {
+                seen += 1;
+                match kind {
+                    Kind::File => {
+                        if out.len() >= budget.max_files {
+                            return Err(WalkError::TooManyFiles {
+                                max_files: budget.max_files,
+                            });
+                        }
+                        out.push(join(&rel, &name));
+                    }
+                    Kind::Dir => {
+                        if depth + 1 > budget.max_depth {
+                            return Err(WalkError::TooDeep {
+                                max_depth: budget.max_depth,
+                                path: join(&rel, &name),
+                            });
+                        }
+                        stack.push(Pending {
+                            parent: dir.clone(),
+                            parent_rel: rel.clone(),
+                            name,
+                            depth: depth + 1,
+                        });
+                    }
+                    Kind::Other => {}
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     // The start may be an O_PATH descriptor (cap-std opens directories so): reopen it for reading.
     let start = open_dir(start.as_fd(), OsStr::new(".")).map_err(WalkError::Io)?;
-    visit(Arc::new(start), "", 0, &mut stack)?;
+    visit(Arc::new(start), Arc::from(""), 0, &mut stack)?;
     while let Some(next) = stack.pop() {
         let Ok(dir) = open_dir(next.parent.as_fd(), &next.name) else {
             continue;
         };
         drop(next.parent);
-        visit(Arc::new(dir), &next.rel, next.depth, &mut stack)?;
+        let rel: Arc<str> = Arc::from(join(&next.parent_rel, &next.name));
+        visit(Arc::new(dir), rel, next.depth, &mut stack)?;
     }
     out.sort();
     Ok(out)
@@ -216,34 +231,65 @@ pub fn list_files(start: OwnedFd, budget: Budget) -> Result<Vec<String>, WalkErr
 pub struct Reowned {
     /// Entries given to the new owner (the start directory included).
     pub changed: u64,
-    /// Entries left as they were: owned by someone the caller may not take from.
+    /// Entries left as they were: owned by someone the caller may not take from, a file with other hard links,
+    /// or on another file system (a mount).
     pub kept: u64,
 }
 
-/// `fchownat(dir, name, uid, gid)` of the entry itself (a symlink's own owner), if `may_take` allows its owner.
-fn reown_at(dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32, may_take: &dyn Fn(u32) -> bool) -> Option<bool> {
-    let c = cstr(name).ok()?;
-    // SAFETY: fstatat fills the struct it is given; a valid dirfd and a NUL-terminated name.
-    let st = unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) != 0 {
-            return None;
-        }
-        st
-    };
-    if !may_take(st.st_uid) {
-        return Some(false);
+/// What [`reown_at`] found: whether it changed the entry, and whether it is a directory on the start's file system
+/// (to walk into).
+struct Seen {
+    changed: bool,
+    walk: bool,
+}
+
+/// Gives the entry `name` of `dir` itself (a symlink's own inode, never its target) to `uid:gid`, if `may_take` allows
+/// its owner, it is on the file system `dev`, and it is a directory or has no other hard link. The entry is opened
+/// once (`O_PATH | O_NOFOLLOW`) and checked and changed through that descriptor, so a name swapped meanwhile changes
+/// nothing but what was checked. `None`: gone.
+fn reown_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    uid: u32,
+    gid: u32,
+    dev: u64,
+    may_take: &dyn Fn(u32) -> bool,
+) -> Option<Seen> {
+    let fd = beneath::open_at(dir, name, libc::O_PATH | libc::O_NOFOLLOW).ok()?;
+    let st = beneath::stat(fd.as_fd()).ok()?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let ours = st.st_dev == dev;
+    if !ours || !may_take(st.st_uid) || (!is_dir && st.st_nlink > 1) {
+        return Some(Seen {
+            changed: false,
+            walk: is_dir && ours,
+        });
     }
-    // SAFETY: the same dirfd and name; AT_SYMLINK_NOFOLLOW changes a symlink itself, never its target.
-    let rc = unsafe { libc::fchownat(dir.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
-    Some(rc == 0)
+    let empty = c"";
+    // SAFETY: fchownat on a descriptor we own, with AT_EMPTY_PATH: the inode it refers to (a symlink's own, opened
+    // O_PATH | O_NOFOLLOW).
+    let rc = unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    Some(Seen {
+        changed: rc == 0,
+        walk: is_dir,
+    })
 }
 
 /// Gives the directory `start` and every entry beneath it whose owner `may_take` accepts to `uid:gid`, without
-/// recursion and without following a symlink: each entry is changed by name beneath its parent's descriptor (a
-/// symlink's own owner, never its target's), each directory opened from its parent with `O_NOFOLLOW`. Entries whose
-/// owner `may_take` refuses (root's, a hard link to someone else's file) are left as they are; directories are
-/// walked whoever owns them. An entry that vanishes meanwhile is skipped.
+/// recursion and without following a symlink: each entry is opened once beneath its parent's descriptor (`O_PATH |
+/// O_NOFOLLOW`) and checked and changed through it (a symlink's own owner, never its target's), each directory opened
+/// from its parent with `O_NOFOLLOW`. Left as they are: entries whose owner `may_take` refuses (root's, another
+/// user's), files with other hard links (they are someone else's too), and anything on another file system (a mount
+/// is neither walked nor changed). An entry that vanishes meanwhile is skipped. Memory stays bounded by the budget:
+/// a pending directory holds its name and its parent's shared descriptor, no path.
 ///
 /// # Errors
 /// Past the budget's depth or entries (what was changed before stays changed), or when `start` cannot be read.
@@ -257,55 +303,52 @@ pub fn reown(
     struct Pending {
         parent: Arc<OwnedFd>,
         name: OsString,
-        rel: String,
         depth: usize,
     }
     let mut done = Reowned::default();
     let start = open_dir(start, OsStr::new(".")).map_err(WalkError::Io)?;
+    let dev = beneath::stat(start.as_fd()).map_err(WalkError::Io)?.st_dev;
     // SAFETY: fchown on a descriptor we own; the start is given whoever owns it.
     if unsafe { libc::fchown(start.as_raw_fd(), uid, gid) } != 0 {
         return Err(WalkError::Io(io::Error::last_os_error()));
     }
     done.changed += 1;
     let mut seen = 0usize;
-    let mut stack = vec![];
+    let mut stack: Vec<Pending> = Vec::new();
     let mut dir = Arc::new(start);
-    let mut at = (String::new(), 0usize);
+    let mut depth = 0usize;
     loop {
-        let listing = match entries(dir.as_fd()) {
-            Ok(l) => l,
-            Err(e) if at.1 == 0 => return Err(WalkError::Io(e)),
-            Err(_) => Vec::new(),
-        };
-        for (name, kind) in listing {
-            seen += 1;
-            if seen > budget.max_entries {
+        let listing = match entries_at_most(dir.as_fd(), budget.max_entries - seen) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
                 return Err(WalkError::TooManyEntries {
                     max_entries: budget.max_entries,
                 });
             }
-            match reown_at(dir.as_fd(), &name, uid, gid, may_take) {
-                Some(true) => done.changed += 1,
-                Some(false) => done.kept += 1,
-                None => continue,
+            Err(e) if depth == 0 => return Err(WalkError::Io(e)),
+            Err(_) => Vec::new(),
+        };
+        for (name, _) in listing {
+            seen += 1;
+            let Some(entry) = reown_at(dir.as_fd(), &name, uid, gid, dev, may_take) else {
+                continue;
+            };
+            if entry.changed {
+                done.changed += 1;
+            } else {
+                done.kept += 1;
             }
-            if kind == Kind::Dir {
-                let rel = if at.0.is_empty() {
-                    name.to_string_lossy().into_owned()
-                } else {
-                    format!("{}/{}", at.0, name.to_string_lossy())
-                };
-                if at.1 + 1 > budget.max_depth {
+            if entry.walk {
+                if depth + 1 > budget.max_depth {
                     return Err(WalkError::TooDeep {
                         max_depth: budget.max_depth,
-                        path: rel,
+                        path: name.to_string_lossy().chars().take(255).collect(),
                     });
                 }
                 stack.push(Pending {
                     parent: dir.clone(),
                     name,
-                    rel,
-                    depth: at.1 + 1,
+                    depth: depth + 1,
                 });
             }
         }
@@ -315,7 +358,7 @@ pub fn reown(
             };
             if let Ok(sub) = open_dir(next.parent.as_fd(), &next.name) {
                 dir = Arc::new(sub);
-                at = (next.rel, next.depth);
+                depth = next.depth;
                 break;
             }
         }

@@ -52,6 +52,7 @@ impl HostEnv {
     /// When the work directory cannot be made, or `tree-kill = "cgroup"` and cgroup
     /// v2 is unusable here.
     pub fn new(settings: &HostSettings) -> anyhow::Result<Arc<HostEnv>> {
+        crate::caps::os::spawn::raise_open_files();
         let work_dir = settings.work_dir.clone().unwrap_or_else(default_work_dir);
         // 0711: a task user must traverse it to reach its home; nobody may list it.
         make_dir(&work_dir, 0o711).with_context(|| format!("creating the work directory {}", work_dir.display()))?;

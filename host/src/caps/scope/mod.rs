@@ -430,6 +430,30 @@ impl TaskScope {
         state.host_tasks.push(task);
     }
 
+    /// Kills every process of the task now (its cgroup, each process it started,
+    /// and whatever its users still run, `setsid` daemons included) without ending
+    /// it: before the host moves something its processes could still reach.
+    /// Blocking (the kill by uid waits for the processes to go).
+    pub(crate) fn kill_processes(&self) {
+        let (uids, processes) = {
+            let state = self.lock();
+            if let Some(cgroup) = &state.cgroup {
+                cgroup.kill();
+            }
+            let processes: Vec<_> = state.processes.iter().filter_map(|p| p.upgrade()).collect();
+            (state.users.iter().map(|u| u.uid).collect::<Vec<_>>(), processes)
+        };
+        for p in processes {
+            p.kill_now();
+        }
+        for uid in uids {
+            let left = crate::caps::os::uidkill::kill_by_uid(uid);
+            if left > 0 {
+                tracing::warn!(uid, left, "processes of a task user outlived the kill");
+            }
+        }
+    }
+
     /// Ends the task: kills every process now, stops the host tasks, and leaves the
     /// users, the cgroup and the sandbox directory to the janitor. Idempotent.
     pub(crate) fn close(&self) {
