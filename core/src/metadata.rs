@@ -60,6 +60,23 @@ pub enum Rejection {
     /// Compiling or linking failed.
     #[error("does not compile or link: {0}")]
     CompileFailed(String),
+    /// A signature that does not verify, or one the operator requires and the file lacks.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// The file's bytes are not the ones its lock entry names.
+    #[error(
+        "its sha256 is {actual}, but plugins.lock says {locked}: the file changed since it was locked; put back the \
+         locked file, or review this one and lock it again (`enginehost plugins lock`)"
+    )]
+    LockMismatch {
+        /// The digest in the lock.
+        locked: String,
+        /// The file's.
+        actual: String,
+    },
+    /// The operator requires a lock entry and there is none.
+    #[error("not locked: {0}")]
+    NotLocked(String),
     /// Two files of the directory claim one engine name.
     #[error("engine name '{name}' is also claimed by {other}; remove or rename one of them")]
     DuplicateName {
@@ -176,9 +193,9 @@ pub fn stamp(wasm: &[u8], what: &Stamp<'_>) -> Result<Vec<u8>, Rejection> {
     }
     let json = serde_json::json!({"name": what.name, "version": what.version, "contract": what.contract});
     let mut out = wasm.to_vec();
-    custom_section(&mut out, SECTION, json.to_string().as_bytes());
+    append_custom_section(&mut out, SECTION, json.to_string().as_bytes());
     if let Some(caps) = what.capabilities {
-        custom_section(&mut out, CAPABILITIES_SECTION, caps.as_bytes());
+        append_custom_section(&mut out, CAPABILITIES_SECTION, caps.as_bytes());
     }
     let read_back = read(&out)?;
     if read_back.name != what.name || read_back.version != what.version {
@@ -191,7 +208,7 @@ pub fn stamp(wasm: &[u8], what: &Stamp<'_>) -> Result<Vec<u8>, Rejection> {
 
 /// Appends a custom section (id 0: `size`, the name, the payload) to a module or
 /// component binary.
-fn custom_section(out: &mut Vec<u8>, name: &str, payload: &[u8]) {
+pub fn append_custom_section(out: &mut Vec<u8>, name: &str, payload: &[u8]) {
     fn leb(out: &mut Vec<u8>, mut n: usize) {
         loop {
             let byte = (n & 0x7f) as u8;
@@ -301,7 +318,7 @@ mod tests {
     fn component_with(sections: &[(&str, &[u8])]) -> Vec<u8> {
         let mut wasm = EMPTY_COMPONENT.to_vec();
         for (name, data) in sections {
-            custom_section(&mut wasm, name, data);
+            append_custom_section(&mut wasm, name, data);
         }
         wasm
     }

@@ -24,6 +24,7 @@ mod common;
 mod concurrency;
 mod conformance;
 mod display;
+mod distribution;
 mod engines;
 mod interactive;
 mod limits;

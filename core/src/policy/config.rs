@@ -100,6 +100,13 @@ pub struct HostSettings {
     /// `accounting`: measure what each task costs its engine (wasm time, host
     /// time, memory high-water) and report it (default true).
     pub accounting: Option<bool>,
+    /// `trusted-keys`: public ed25519 keys (base64, as `enginehost keygen` prints
+    /// them) whose plugin signatures count.
+    pub trusted_keys: Vec<String>,
+    /// `require-signature`: refuse a plugin file without a signature by a trusted key.
+    pub require_signature: Option<bool>,
+    /// `require-lock`: refuse a plugin file that the directory's `plugins.lock` does not list.
+    pub require_lock: Option<bool>,
 }
 
 /// `tree-kill`: `"auto"` (cgroup v2 if writable, else the fallback), `"cgroup"`

@@ -117,6 +117,30 @@ pub(super) fn host(host: &HostSettings) -> Result<(), ConfigError> {
     if let Some(dir) = &host.cache_dir {
         absolute(dir, "host.cache-dir", "/var/cache/enginehost")?;
     }
+    for (i, key) in host.trusted_keys.iter().enumerate() {
+        // Base64 of 32 bytes: 43 characters of the alphabet and one '='.
+        let b64 = key.len() == 44
+            && key.ends_with('=')
+            && key[..43]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+        if !b64 {
+            return Err(ConfigError::new(
+                format!("host.trusted-keys[{i}]"),
+                format!(
+                    "{:?} is not an ed25519 public key as `enginehost keygen` prints it (base64 of 32 bytes, 44 \
+                     characters ending in '=')",
+                    crate::text::shown(key, 60)
+                ),
+            ));
+        }
+    }
+    if host.require_signature == Some(true) && host.trusted_keys.is_empty() {
+        return Err(ConfigError::new(
+            "host.require-signature",
+            "no plugin file could load: [host] trusted-keys lists no key; add the public key that signs your plugins",
+        ));
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod new;
 mod pack;
 mod plugins;
 mod run;
+mod sign;
 mod test;
 mod worker;
 
@@ -54,8 +55,8 @@ enum Command {
     Run(run::RunArgs),
     /// Lists the engines available (built in and from the plugin directory), what
     /// each asks for and is granted, and the plugin files that were rejected, with
-    /// the reason.
-    Plugins(plugins::ListArgs),
+    /// the reason; `plugins lock` and `plugins diff` keep the directory reviewed.
+    Plugins(plugins::PluginsArgs),
     /// Runs the conformance suite (every enginetest case) against an engine; one
     /// line per subtest, then `N passed, N failed, N skipped`. Exit status 1 when
     /// anything failed.
@@ -66,9 +67,12 @@ enum Command {
     /// Stamps the enginehost metadata and capabilities sections into a component
     /// built by any toolchain, checked as the host will read them.
     Pack(pack::PackArgs),
-    /// Writes a new ed25519 key for the chain of trust (`[worker] chain-of-trust-key`)
-    /// and prints its public key.
+    /// Writes a new ed25519 key (for the chain of trust, `[worker] chain-of-trust-key`,
+    /// and for `enginehost sign`) and prints its public key.
     Keygen(keygen::KeygenArgs),
+    /// Signs a plugin file with an ed25519 key (`enginehost keygen`'s): a signature
+    /// section over its bytes, which `[host] trusted-keys` and `require-signature` check.
+    Sign(sign::SignArgs),
     /// Measures the host (throughput, load, lifecycle, concurrency, limits), one
     /// `name: value` line per figure; exit status 1 when a figure misses its target.
     Bench(bench::BenchArgs),
@@ -180,6 +184,7 @@ pub async fn run(args: Args) -> i32 {
         Command::New(a) => new::run(a),
         Command::Pack(a) => pack::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Sign(a) => sign::run(a),
         Command::Bench(a) => bench::run(a).await,
         Command::Worker(a) => worker::run(a).await,
     };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use enginehost::contract::{Engine as _, TaskLog, WorkerControl};
-use enginehost::plugin::{Catalog, Origin};
+use enginehost::plugin::{Catalog, Origin, Trust};
 use enginehost::runtime::Runtime;
 use enginehost::worker::interactive::InteractiveServer;
 use enginehost::worker::{Extras, Outcome, TaskFile, execute_with};
@@ -120,8 +120,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         )
         .into());
     }
-    let catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
     let config = super::operator_config(args.config.as_deref())?;
+    let catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host))?;
     let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     let worker = WorkerControl::new();
     let engine = super::start_engine(&runtime, &catalog, &task.engine, &config, worker.clone()).await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use enginehost::conformance::{Cases, run_suite};
 use enginehost::contract::{Engine, WorkerControl};
-use enginehost::plugin::Catalog;
+use enginehost::plugin::{Catalog, Trust};
 use enginehost::policy::Capabilities;
 use enginehost::runtime::Runtime;
 
@@ -36,7 +36,8 @@ fn read_cases(path: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
-    let mut catalog = Catalog::scan(args.plugins.plugins.as_deref())?;
+    let mut config = super::operator_config(args.config.as_deref())?;
+    let mut catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host))?;
     let is_file = args.engine.ends_with(".wasm");
     let name = if is_file {
         let path = Path::new(&args.engine);
@@ -62,7 +63,6 @@ pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
         serde_json::from_str(&cases_text).map_err(|e| BadInput(format!("the cases file is not valid: {e}")))?;
     // The operator config decides grants; without it, the cases file's grants
     // apply. Without an [engines.NAME] table, the cases file's config is the engine's.
-    let mut config = super::operator_config(args.config.as_deref())?;
     config
         .engines
         .entry(name.clone())

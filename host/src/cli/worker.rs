@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use enginehost::contract::{Engine, WorkerControl};
-use enginehost::plugin::Catalog;
+use enginehost::plugin::{Catalog, Trust};
 use enginehost::policy::{CredentialSource, OperatorConfig, ShutdownMode, WorkerSettings};
 use enginehost::runtime::{Runtime, WasmEngine};
 use enginehost::worker::taskcluster::runner::Runner;
@@ -167,7 +167,7 @@ async fn serve_config(args: &WorkerArgs) -> anyhow::Result<i32> {
     tracing::info!(root_url = %settings.root_url, client_id = %credentials.client_id, "the deployment accepts the worker's credentials");
 
     let plugin_dir = args.plugins.plugins.clone().or_else(|| settings.plugins.clone());
-    let catalog = Catalog::scan(plugin_dir.as_deref())?;
+    let catalog = Catalog::scan_with(plugin_dir.as_deref(), &Trust::of(&config.host))?;
     let host = args.plugins.host_settings(&config);
     let work_dir = host.work_dir.clone().unwrap_or_else(enginehost::caps::default_work_dir);
     let runtime = Runtime::with_host(host)?;

@@ -4,6 +4,10 @@
 //! contract version, fails to compile, or shares its name with another file of the
 //! directory is rejected with a [`Rejection`] and skipped, and the others still
 //! load. A directory plugin with a built-in's name takes precedence over it.
+//! Before its metadata is believed, each file is checked against the directory's
+//! `plugins.lock` and the operator's signature rules ([`trust`]).
+
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ pub use enginehost_core::metadata;
 pub use metadata::{CONTRACT_VERSION, Metadata, Rejection};
 
 use crate::runtime::{LoadedPlugin, Runtime};
+pub use trust::Trust;
 
 /// The engines this binary carries: (file name, component bytes, conformance cases).
 pub const BUILTIN: &[(&str, &[u8], &str)] = &[
@@ -117,6 +122,15 @@ impl Catalog {
     /// # Errors
     /// When an explicitly named directory cannot be read.
     pub fn scan(dir: Option<&Path>) -> anyhow::Result<Catalog> {
+        Catalog::scan_with(dir, &Trust::default())
+    }
+
+    /// [`Catalog::scan`] under `trust`: each file is checked against the
+    /// directory's `plugins.lock` (when there is one) and the signature rules.
+    ///
+    /// # Errors
+    /// When an explicitly named directory, or its lock file, cannot be read.
+    pub fn scan_with(dir: Option<&Path>, trust: &Trust) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::default();
         for (file, wasm, cases) in BUILTIN {
             let meta = metadata::read(wasm).map_err(|r| anyhow::anyhow!("built-in {file} is broken: {r}"))?;
@@ -138,6 +152,7 @@ impl Catalog {
             Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(catalog),
             Err(e) => anyhow::bail!("cannot read the plugin directory {}: {e}", dir.display()),
         };
+        let lock = trust::Lock::read(&dir)?;
         let mut files: Vec<PathBuf> = listing
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
@@ -152,7 +167,12 @@ impl Catalog {
                     continue;
                 }
             };
-            match metadata::read(&wasm) {
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // What it says about itself counts only once the lock and the signature rules pass.
+            match metadata::read(&wasm).and_then(|meta| trust.check(&file, &wasm, lock.as_ref()).map(|()| meta)) {
                 Ok(meta) => {
                     let entry = Entry::file(meta.clone(), &path, wasm);
                     found.entry(meta.name).or_default().push((path, entry));
