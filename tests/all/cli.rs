@@ -9,7 +9,7 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-fn enginehost(args: &[&str], cwd: &Path) -> Output {
+pub(crate) fn enginehost(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_enginehost"))
         .args(args)
         .current_dir(cwd)

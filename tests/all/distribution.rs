@@ -4,18 +4,10 @@
 //! through the real binary on real components.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::cli::enginehost;
 use crate::common::builtin_wasm;
-
-fn enginehost(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_enginehost"))
-        .args(args)
-        .current_dir(cwd)
-        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
-        .output()
-        .unwrap()
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

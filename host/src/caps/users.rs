@@ -76,16 +76,26 @@ pub(crate) async fn create_user(scope: &Arc<TaskScope>, groups: &[String]) -> Ca
     let (lo, hi) = policy.uid_range();
     let span = hi.saturating_sub(lo).saturating_add(1);
     let cursor = &scope.engine.host.uid_cursor;
-    let uid = (0..span.min(100_000))
-        .map(|_| lo + cursor.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % span)
-        .find(|uid| !users::uid_in_use(*uid))
-        .ok_or_else(|| os_error("allocating a uid", format!("every uid in {lo}..={hi} is in use")))?;
-    let name = format!("eh-{uid:08x}");
-    scope.journal_user(&name, uid)?;
     let home = sandbox.path.join(HOME);
-    let user = users::create_user(&name, uid, groups, &home)
-        .await
-        .map_err(|e| os_error("useradd", e))?;
+    let mut clashes = 0;
+    let user = loop {
+        let uid = (0..span.min(100_000))
+            .map(|_| lo + cursor.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % span)
+            .find(|uid| !users::uid_in_use(*uid))
+            .ok_or_else(|| os_error("allocating a uid", format!("every uid in {lo}..={hi} is in use")))?;
+        let name = format!("eh-{uid:08x}");
+        scope.journal_user(&name, uid)?;
+        match users::create_user(&name, uid, groups, &home).await {
+            Ok(user) => break user,
+            // Another process took the uid or name between the check and the
+            // creation (it checked under the same locks): never ours to remove.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && clashes < 16 => {
+                scope.unjournal_user(&name)?;
+                clashes += 1;
+            }
+            Err(e) => return Err(os_error("useradd", e)),
+        }
+    };
     let made = (|| {
         super::scope::make_dir(&home, 0o700)?;
         std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid))?;

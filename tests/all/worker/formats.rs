@@ -29,6 +29,35 @@ exec = ["/bin/**", "/usr/bin/**"]
 run-as = ["worker"]
 "#;
 
+/// The native engine with a user per task (root only), running what these tasks run.
+const TASK_USERS: &str = r#"
+[engines.native]
+createUser = true
+[plugins.native.process]
+exec = ["/bin/**", "/usr/bin/**"]
+run-as = ["task-user"]
+"#;
+
+/// A worker for generic-worker's payloads whose native engine runs each task as its
+/// own user ([`TASK_USERS`] and `tables`), with its fake queue; `None` (the test
+/// is skipped, and says so) without root.
+async fn task_user_worker(id: &str, capacity: u32, tables: &str) -> Option<(FakeQueue, WorkerProcess)> {
+    if !crate::caps::is_root() {
+        eprintln!("skipped: per-task users (createUser) need root");
+        return None;
+    }
+    let fake = fake(Duration::from_secs(60)).await;
+    let worker = WorkerProcess::start(
+        &fake,
+        Config::new(id)
+            .worker(&format!(
+                "capacity = {capacity}\nengines = [\"native\"]\npayload-format = \"generic-worker\""
+            ))
+            .tables(&format!("{TASK_USERS}{tables}")),
+    );
+    Some((fake, worker))
+}
+
 fn resolved(fake: &FakeQueue, task: &str) -> (String, String) {
     let r = only_resolution(fake, task);
     (r.state, r.reason)
@@ -469,21 +498,11 @@ async fn the_chain_of_trust_verifies_with_the_workers_public_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn os_groups_need_generic_workers_scope_and_the_operators_grant() {
-    if !crate::caps::is_root() {
-        eprintln!("skipped: per-task users (createUser) need root");
+    let tables =
+        "[plugins.native.files]\nsandbox = true\n[plugins.native.users]\ncreate = true\ngroups = [\"users\"]\n";
+    let Some((fake, mut worker)) = task_user_worker("groups", 3, tables).await else {
         return;
-    }
-    let fake = fake(Duration::from_secs(60)).await;
-    let mut worker = WorkerProcess::start(
-        &fake,
-        Config::new("groups")
-            .worker("capacity = 3\nengines = [\"native\"]\npayload-format = \"generic-worker\"")
-            .tables(
-                "[engines.native]\ncreateUser = true\n[plugins.native.files]\nsandbox = true\n\
-                 [plugins.native.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"task-user\"]\n\
-                 [plugins.native.users]\ncreate = true\ngroups = [\"users\"]\n",
-            ),
-    );
+    };
     let scope = |group: &str| format!("generic-worker:os-group:{TASK_QUEUE}/{group}");
     let payload = |group: &str| json!({"command": [["/usr/bin/id", "-Gn"]], "maxRunTime": 30, "osGroups": [group]});
     let joined = create(&fake, TASK_QUEUE, payload("users"), |d| {
@@ -525,21 +544,10 @@ async fn os_groups_need_generic_workers_scope_and_the_operators_grant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_cache_is_kept_across_tasks_each_with_its_own_user_until_purged() {
-    if !crate::caps::is_root() {
-        eprintln!("skipped: per-task users (createUser) need root");
+    let tables = "[plugins.native.files]\nsandbox = true\nengine = true\n[plugins.native.users]\ncreate = true\n";
+    let Some((fake, mut worker)) = task_user_worker("gw-caches", 1, tables).await else {
         return;
-    }
-    let fake = fake(Duration::from_secs(60)).await;
-    let mut worker = WorkerProcess::start(
-        &fake,
-        Config::new("gw-caches")
-            .worker("capacity = 1\nengines = [\"native\"]\npayload-format = \"generic-worker\"")
-            .tables(
-                "[engines.native]\ncreateUser = true\n[plugins.native.files]\nsandbox = true\nengine = true\n\
-                 [plugins.native.process]\nexec = [\"/bin/**\", \"/usr/bin/**\"]\nrun-as = [\"task-user\"]\n\
-                 [plugins.native.users]\ncreate = true\n",
-            ),
-    );
+    };
     // A file of root's that a task's symlink in the cache points to: handing the
     // cache to the next task's user must not make it theirs.
     let victim_dir = tempfile::tempdir().unwrap();

@@ -147,6 +147,19 @@ impl std::fmt::Display for WalkError {
     }
 }
 
+/// The entries of a directory a walk reached at `depth`, after `seen` entries: past the budget an error; a directory
+/// below the start that cannot be read (gone, unreadable) is empty.
+fn listing(dir: BorrowedFd<'_>, budget: Budget, seen: usize, depth: usize) -> Result<Vec<(OsString, Kind)>, WalkError> {
+    match entries_at_most(dir, budget.max_entries.saturating_sub(seen)) {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err(WalkError::TooManyEntries {
+            max_entries: budget.max_entries,
+        }),
+        Err(e) if depth == 0 => Err(WalkError::Io(e)),
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
 /// The regular files beneath the directory `start`, as `/`-separated paths relative to it, sorted. Symlinks,
 /// devices, FIFOs and sockets are left out and never followed; a directory that cannot be opened (gone, swapped for a
 /// symlink, unreadable) is skipped like an unreadable file.
@@ -171,16 +184,7 @@ pub fn list_files(start: OwnedFd, budget: Budget) -> Result<Vec<String>, WalkErr
     let mut stack: Vec<Pending> = Vec::new();
     let mut visit =
         |dir: Arc<OwnedFd>, rel: Arc<str>, depth: usize, stack: &mut Vec<Pending>| -> Result<(), WalkError> {
-            let listing = match entries_at_most(dir.as_fd(), budget.max_entries - seen) {
-                Ok(Some(l)) => l,
-                Ok(None) => {
-                    return Err(WalkError::TooManyEntries {
-                        max_entries: budget.max_entries,
-                    });
-                }
-                Err(e) if depth == 0 => return Err(WalkError::Io(e)),
-                Err(_) => return Ok(()),
-            };
+            let listing = listing(dir.as_fd(), budget, seen, depth)?;
             for (name, kind) in listing {
                 seen += 1;
                 match kind {
@@ -318,16 +322,7 @@ pub fn reown(
     let mut dir = Arc::new(start);
     let mut depth = 0usize;
     loop {
-        let listing = match entries_at_most(dir.as_fd(), budget.max_entries - seen) {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                return Err(WalkError::TooManyEntries {
-                    max_entries: budget.max_entries,
-                });
-            }
-            Err(e) if depth == 0 => return Err(WalkError::Io(e)),
-            Err(_) => Vec::new(),
-        };
+        let listing = listing(dir.as_fd(), budget, seen, depth)?;
         for (name, _) in listing {
             seen += 1;
             let Some(entry) = reown_at(dir.as_fd(), &name, uid, gid, dev, may_take) else {

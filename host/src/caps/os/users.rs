@@ -32,6 +32,36 @@ pub struct SystemUser {
 
 static ACCOUNTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The lock file other enginehost processes on this machine take around the same
+/// check-then-create (workers with their own work directories, tests).
+const HOST_LOCK: &str = "/run/enginehost-accounts.lock";
+
+/// Takes [`HOST_LOCK`] (`flock`, released when the file is dropped); `None` where
+/// it cannot be opened (no `/run`): the in-process lock and the check under it
+/// still stand, and a clash is an `AlreadyExists` error for the caller to retry.
+async fn host_lock() -> Option<fs::File> {
+    tokio::task::spawn_blocking(|| {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(HOST_LOCK)
+            .ok()?;
+        // Root's alone: anyone who could open it could hold it (flock needs no
+        // write access) and stop every task user's creation.
+        file.set_permissions(fs::Permissions::from_mode(0o600)).ok()?;
+        // SAFETY: flock on a descriptor we own; it blocks until the lock is ours.
+        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
@@ -69,6 +99,7 @@ pub async fn create_user(name: &str, uid: u32, groups: &[String], home: &Path) -
         return Err(invalid("refusing to create a user with uid 0".into()));
     }
     let _lock = ACCOUNTS.lock().await;
+    let _host = host_lock().await;
     if let Some(u) = user_by_name(name).or_else(|| user_by_uid(uid)) {
         let msg = format!("cannot create {name} ({uid}): user {} has uid {}", u.name, u.uid);
         return Err(io::Error::new(io::ErrorKind::AlreadyExists, msg));

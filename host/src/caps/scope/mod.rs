@@ -349,6 +349,13 @@ impl TaskScope {
         self.journal(&mut state, |j| j.users.push((name.to_string(), uid)))
     }
 
+    /// Takes back [`TaskScope::journal_user`] for a user that was never created
+    /// (its name turned out to be taken): the janitor must not remove someone else's.
+    pub(crate) fn unjournal_user(&self, name: &str) -> CapResult<()> {
+        let mut state = self.lock();
+        self.journal(&mut state, |j| j.users.retain(|(n, _)| n != name))
+    }
+
     /// Takes ownership of a created user (removed when the task ends). When the task
     /// ended meanwhile, the user is removed at once and this fails.
     pub(crate) fn add_user(&self, user: SystemUser) -> CapResult<()> {
