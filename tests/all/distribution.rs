@@ -166,3 +166,72 @@ fn a_trusted_key_must_look_like_one() {
     assert!(!out.status.success());
     assert!(both(&out).contains("host.trusted-keys[0]"), "{}", both(&out));
 }
+
+/// `mock`'s component under another version and capabilities: its own sections
+/// renamed away, then stamped by `enginehost pack`.
+fn mock_as(dir: &Path, version: &str, capabilities: &str) -> String {
+    let mut wasm = builtin_wasm("mock").to_vec();
+    for (from, to) in [
+        (&b"enginehost:metadata"[..], &b"enginehost:metadatX"[..]),
+        (&b"enginehost:capabilities"[..], &b"enginehost:capabilitieX"[..]),
+    ] {
+        let at = wasm.windows(from.len()).position(|w| w == from).expect("the section");
+        wasm[at..at + from.len()].copy_from_slice(to);
+    }
+    let bare = dir.join("bare.wasm");
+    std::fs::write(&bare, &wasm).unwrap();
+    std::fs::write(dir.join("caps.toml"), capabilities).unwrap();
+    let out = format!("mock-{version}.wasm");
+    let packed = enginehost(
+        &[
+            "pack",
+            "bare.wasm",
+            "-o",
+            &out,
+            "--name",
+            "mock",
+            "--version",
+            version,
+            "--capabilities",
+            "caps.toml",
+        ],
+        dir,
+    );
+    assert!(packed.status.success(), "{}", both(&packed));
+    out
+}
+
+#[test]
+fn install_shows_an_upgrades_new_requests_and_needs_them_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let old = mock_as(d, "1.0.0", "");
+    let new = mock_as(d, "2.0.0", "[files]\nsandbox = true\n");
+    let out = enginehost(&["install", &old, "--plugins", "plugins"], d);
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(stdout(&out).contains("mock 1.0.0, new"), "{}", both(&out));
+    assert!(d.join("plugins/mock.wasm").is_file());
+
+    let out = enginehost(&["install", &new, "--plugins", "plugins"], d);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    let text = both(&out);
+    assert!(
+        text.contains("mock 1.0.0 → 2.0.0") && text.contains("+ files.sandbox = true"),
+        "{text}"
+    );
+    assert!(text.contains("--accept-capabilities"), "{text}");
+    let lock = std::fs::read_to_string(d.join("plugins/plugins.lock")).unwrap();
+    assert!(lock.contains("version = \"1.0.0\""), "the old one stays: {lock}");
+
+    let out = enginehost(&["install", &new, "--plugins", "plugins", "--accept-capabilities"], d);
+    assert!(out.status.success(), "{}", both(&out));
+    let lock = std::fs::read_to_string(d.join("plugins/plugins.lock")).unwrap();
+    let digest = enginehost::plugin::trust::sha256_hex(&std::fs::read(d.join(&new)).unwrap());
+    assert!(lock.contains("version = \"2.0.0\"") && lock.contains(&digest), "{lock}");
+    assert!(lock.contains("source = \"file:"), "{lock}");
+    let listing = stdout(&enginehost(&["plugins", "--plugins", "plugins"], d));
+    assert!(
+        listing.lines().any(|l| l.starts_with("mock") && l.contains("2.0.0")),
+        "{listing}"
+    );
+}

@@ -3,6 +3,7 @@
 //! everything else (operator config, plugins, internal errors).
 
 mod bench;
+mod install;
 mod keygen;
 mod new;
 mod pack;
@@ -70,6 +71,10 @@ enum Command {
     /// Writes a new ed25519 key (for the chain of trust, `[worker] chain-of-trust-key`,
     /// and for `enginehost sign`) and prints its public key.
     Keygen(keygen::KeygenArgs),
+    /// Installs a plugin file into the plugin directory, checked as a load checks
+    /// it; an upgrade that requests more needs --accept-capabilities; writes its
+    /// `plugins.lock` entry.
+    Install(install::InstallArgs),
     /// Signs a plugin file with an ed25519 key (`enginehost keygen`'s): a signature
     /// section over its bytes, which `[host] trusted-keys` and `require-signature` check.
     Sign(sign::SignArgs),
@@ -185,6 +190,7 @@ pub async fn run(args: Args) -> i32 {
         Command::Pack(a) => pack::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Sign(a) => sign::run(a),
+        Command::Install(a) => install::run(a),
         Command::Bench(a) => bench::run(a).await,
         Command::Worker(a) => worker::run(a).await,
     };

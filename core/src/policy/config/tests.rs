@@ -87,7 +87,7 @@ fn errors_name_the_key_and_what_would_be_right() {
         ),
         (
             "[host]\nworkdir = \"/x\"",
-            "host.workdir: unknown key; the keys allowed here are work-dir, tree-kill, compile-cache, cache-dir, accounting",
+            "host.workdir: unknown key; the keys allowed here are work-dir, tree-kill, compile-cache, cache-dir, accounting, trusted-keys, require-signature, require-lock",
         ),
         (
             "[plugins.native.proces]",

@@ -1,0 +1,122 @@
+//! `enginehost install FILE.wasm [--plugins DIR] [--accept-capabilities] [--config FILE]`:
+//! puts a plugin file into the plugin directory as the host will accept it. The
+//! file is checked as a load would check it (a component with enginehost
+//! metadata, a signature that verifies, and under `[host] require-signature` one
+//! by a trusted key); an upgrade of an engine the directory has shows what the new
+//! file requests that the old did not, and needs `--accept-capabilities` when the
+//! request grew. The file lands as `<engine>.wasm` (or over the file that held the
+//! engine) through a temporary file and a rename, and its `plugins.lock` entry is
+//! written, the directory's other entries kept (docs/distribution.md).
+
+use std::path::{Path, PathBuf};
+
+use enginehost::plugin::metadata::{self, Metadata};
+use enginehost::plugin::trust::{self, Lock, LockEntry, Trust};
+use enginehost::text::shown;
+
+use super::BadInput;
+
+#[derive(clap::Args)]
+pub struct InstallArgs {
+    /// The plugin file to install (installing from an OCI registry comes later).
+    source: PathBuf,
+    /// The plugin directory [default: $ENGINEHOST_PLUGINS, else /var/lib/enginehost/plugins]
+    #[arg(long, value_name = "DIR")]
+    plugins: Option<PathBuf>,
+    /// Install an upgrade that requests more than the version it replaces.
+    #[arg(long)]
+    accept_capabilities: bool,
+    /// Operator config (TOML) whose `[host]` trust settings apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The file of the directory that holds engine `name`, and its metadata.
+fn installed(dir: &Path, name: &str) -> Option<(PathBuf, Metadata)> {
+    let listing = std::fs::read_dir(dir).ok()?;
+    let mut files: Vec<PathBuf> = listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    files.into_iter().find_map(|path| {
+        let meta = metadata::read(&std::fs::read(&path).ok()?).ok()?;
+        (meta.name == name).then_some((path, meta))
+    })
+}
+
+pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
+    let config = super::operator_config(args.config.as_deref())?;
+    let dir = args.plugins.clone().unwrap_or_else(enginehost::plugin::default_dir);
+    let at = |e: String| BadInput(format!("{}: {e}", args.source.display()));
+    let wasm = std::fs::read(&args.source).map_err(|e| {
+        let hint = if !args.source.exists() && args.source.to_string_lossy().contains(':') {
+            " (installing from an OCI registry is not supported yet: download the file, then install it)"
+        } else {
+            ""
+        };
+        at(format!("{e}{hint}"))
+    })?;
+    let meta = metadata::read(&wasm).map_err(|r| at(r.to_string()))?;
+    // Checked as a load would, before anything is written; no lock entry yet.
+    let mut trust = Trust::of(&config.host);
+    trust.require_lock = false;
+    trust.check("", &wasm, None).map_err(|r| at(r.to_string()))?;
+
+    let existing = installed(&dir, &meta.name);
+    let target = match &existing {
+        Some((path, old)) => {
+            println!(
+                "{} {} → {}",
+                shown(&meta.name, 64),
+                shown(&old.version, 32),
+                shown(&meta.version, 32)
+            );
+            if old.contract != meta.contract {
+                println!("contract: {} → {}", shown(&old.contract, 16), shown(&meta.contract, 16));
+            }
+            let (added, _) = trust::capability_changes(&old.capabilities, &meta.capabilities);
+            for line in &added {
+                println!("+ {}", shown(line, 400));
+            }
+            if !added.is_empty() && !args.accept_capabilities {
+                return Err(BadInput(format!(
+                    "{} {} requests {} capability value(s) that {} did not (listed above); review them and run \
+                     again with --accept-capabilities",
+                    meta.name,
+                    meta.version,
+                    added.len(),
+                    old.version
+                ))
+                .into());
+            }
+            path.clone()
+        }
+        None => {
+            println!("{} {}, new", shown(&meta.name, 64), shown(&meta.version, 32));
+            dir.join(format!("{}.wasm", meta.name))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| BadInput(format!("{}: {e}", dir.display())))?;
+    let file = target
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let source = format!("file:{}", std::fs::canonicalize(&args.source)?.display());
+    let entry = LockEntry::of(&file, &source, &wasm, &meta).map_err(at)?;
+    let temporary = dir.join(format!(".{file}.installing"));
+    std::fs::write(&temporary, &wasm).map_err(|e| BadInput(format!("{}: {e}", temporary.display())))?;
+    std::fs::rename(&temporary, &target).map_err(|e| BadInput(format!("{}: {e}", target.display())))?;
+    let mut lock = Lock::read(&dir)?.unwrap_or_default();
+    lock.plugins.retain(|e| e.file != file);
+    lock.plugins.push(entry);
+    lock.plugins.sort_by(|a, b| a.file.cmp(&b.file));
+    let written = lock.write(&dir)?;
+    println!(
+        "installed {} (sha256 {}); {} updated",
+        target.display(),
+        trust::sha256_hex(&wasm),
+        written.display()
+    );
+    Ok(0)
+}
