@@ -169,7 +169,7 @@ fn a_trusted_key_must_look_like_one() {
 
 /// `mock`'s component under another version and capabilities: its own sections
 /// renamed away, then stamped by `enginehost pack`.
-fn mock_as(dir: &Path, version: &str, capabilities: &str) -> String {
+pub(crate) fn mock_as(dir: &Path, version: &str, capabilities: &str) -> String {
     let mut wasm = builtin_wasm("mock").to_vec();
     for (from, to) in [
         (&b"enginehost:metadata"[..], &b"enginehost:metadatX"[..]),
@@ -209,14 +209,14 @@ fn install_shows_an_upgrades_new_requests_and_needs_them_accepted() {
     let new = mock_as(d, "2.0.0", "[files]\nsandbox = true\n");
     let out = enginehost(&["install", &old, "--plugins", "plugins"], d);
     assert!(out.status.success(), "{}", both(&out));
-    assert!(stdout(&out).contains("mock 1.0.0, new"), "{}", both(&out));
+    assert!(stdout(&out).contains("(the built-in engine) → 1.0.0"), "{}", both(&out));
     assert!(d.join("plugins/mock.wasm").is_file());
 
     let out = enginehost(&["install", &new, "--plugins", "plugins"], d);
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     let text = both(&out);
     assert!(
-        text.contains("mock 1.0.0 → 2.0.0") && text.contains("+ files.sandbox = true"),
+        text.contains("mock 1.0.0 (as locked) → 2.0.0") && text.contains("+ files.sandbox = true"),
         "{text}"
     );
     assert!(text.contains("--accept-capabilities"), "{text}");

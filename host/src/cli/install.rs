@@ -59,42 +59,76 @@ pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
     })?;
     let meta = metadata::read(&wasm).map_err(|r| at(r.to_string()))?;
     // Checked as a load would, before anything is written; no lock entry yet.
-    let mut trust = Trust::of(&config.host);
+    let mut trust = Trust::of(&config.host)?;
     trust.require_lock = false;
     trust.check("", &wasm, None).map_err(|r| at(r.to_string()))?;
 
+    // What the new file is compared with: the reviewed version (the lock's entry
+    // for the engine), else the file that holds it, else the built-in it overrides.
+    let lock = Lock::read(&dir)?.unwrap_or_default();
     let existing = installed(&dir, &meta.name);
-    let target = match &existing {
-        Some((path, old)) => {
+    let locked = lock.plugins.iter().find(|e| e.name == meta.name);
+    let builtin = || {
+        enginehost::plugin::BUILTIN
+            .iter()
+            .filter_map(|(_, wasm, _)| metadata::read(wasm).ok())
+            .find(|m| m.name == meta.name)
+    };
+    let baseline: Option<(String, String, enginehost::policy::Capabilities, &str)> = match (locked, &existing) {
+        (Some(entry), _) => Some((
+            entry.version.clone(),
+            entry.contract.clone(),
+            entry.capabilities.clone().try_into().unwrap_or_default(),
+            "as locked",
+        )),
+        (None, Some((_, old))) => Some((old.version.clone(), old.contract.clone(), old.capabilities.clone(), "")),
+        (None, None) => builtin().map(|b| (b.version, b.contract, b.capabilities, "the built-in engine")),
+    };
+    match &baseline {
+        Some((version, contract, capabilities, what)) => {
+            let what = if what.is_empty() {
+                String::new()
+            } else {
+                format!(" ({what})")
+            };
             println!(
-                "{} {} → {}",
+                "{} {}{what} → {}",
                 shown(&meta.name, 64),
-                shown(&old.version, 32),
+                shown(version, 32),
                 shown(&meta.version, 32)
             );
-            if old.contract != meta.contract {
-                println!("contract: {} → {}", shown(&old.contract, 16), shown(&meta.contract, 16));
+            if contract != &meta.contract {
+                println!("contract: {} → {}", shown(contract, 16), shown(&meta.contract, 16));
             }
-            let (added, _) = trust::capability_changes(&old.capabilities, &meta.capabilities);
+            let (added, _) = trust::capability_changes(capabilities, &meta.capabilities);
             for line in &added {
                 println!("+ {}", shown(line, 400));
             }
             if !added.is_empty() && !args.accept_capabilities {
                 return Err(BadInput(format!(
-                    "{} {} requests {} capability value(s) that {} did not (listed above); review them and run \
-                     again with --accept-capabilities",
+                    "{} {} requests {} capability value(s) that {version} did not (listed above); review them and \
+                     run again with --accept-capabilities",
                     meta.name,
                     meta.version,
                     added.len(),
-                    old.version
                 ))
                 .into());
             }
-            path.clone()
         }
+        None => println!("{} {}, new", shown(&meta.name, 64), shown(&meta.version, 32)),
+    }
+    let target = match &existing {
+        Some((path, _)) => path.clone(),
         None => {
-            println!("{} {}, new", shown(&meta.name, 64), shown(&meta.version, 32));
-            dir.join(format!("{}.wasm", meta.name))
+            let target = dir.join(format!("{}.wasm", meta.name));
+            if target.exists() {
+                return Err(BadInput(format!(
+                    "{} holds another plugin (or none that loads); move it away first",
+                    target.display()
+                ))
+                .into());
+            }
+            target
         }
     };
     std::fs::create_dir_all(&dir).map_err(|e| BadInput(format!("{}: {e}", dir.display())))?;
@@ -107,7 +141,7 @@ pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
     let temporary = dir.join(format!(".{file}.installing"));
     std::fs::write(&temporary, &wasm).map_err(|e| BadInput(format!("{}: {e}", temporary.display())))?;
     std::fs::rename(&temporary, &target).map_err(|e| BadInput(format!("{}: {e}", target.display())))?;
-    let mut lock = Lock::read(&dir)?.unwrap_or_default();
+    let mut lock = lock;
     lock.plugins.retain(|e| e.file != file);
     lock.plugins.push(entry);
     lock.plugins.sort_by(|a, b| a.file.cmp(&b.file));

@@ -120,9 +120,11 @@ fn lock(args: LockArgs) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(enginehost::plugin::default_dir);
     // The files as they are, lock or no lock; a bad signature still refuses.
-    let mut trust = Trust::of(&config.host);
+    let mut trust = Trust::of(&config.host)?;
     trust.require_lock = false;
-    let old = trust::Lock::read(&dir)?.unwrap_or_default();
+    let old = trust::Lock::read(&dir)
+        .map_err(|e| BadInput(format!("{e:#}; fix it, or move it away to lock the directory afresh")))?
+        .unwrap_or_default();
     let mut lock = trust::Lock::default();
     let mut refused = 0;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -153,7 +155,11 @@ fn lock(args: LockArgs) -> anyhow::Result<i32> {
             .map(|e| e.source.clone())
             .unwrap_or_else(|| "file".into());
         let entry = trust::LockEntry::of(&file, &source, &wasm, &meta).map_err(BadInput)?;
-        match old.get(&file) {
+        // The engine's earlier entry, under this file name or another.
+        let before = old
+            .get(&file)
+            .or_else(|| old.plugins.iter().find(|e| e.name == meta.name));
+        match before {
             None => println!("{file}: {} {}, new", shown(&meta.name, 64), shown(&meta.version, 32)),
             Some(before) if before.sha256 == entry.sha256 => println!("{file}: unchanged"),
             Some(before) => {
@@ -193,7 +199,7 @@ pub struct ListArgs {
 
 async fn list(args: ListArgs) -> anyhow::Result<i32> {
     let config = super::operator_config(args.config.as_deref())?;
-    let mut catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host))?;
+    let mut catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host)?)?;
     let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     catalog.compile_all(&runtime);
     println!("{:<20} {:<10} {:<10} SOURCE", "ENGINE", "VERSION", "CONTRACT");

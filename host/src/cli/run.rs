@@ -121,7 +121,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .into());
     }
     let config = super::operator_config(args.config.as_deref())?;
-    let catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host))?;
+    let catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host)?)?;
     let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     let worker = WorkerControl::new();
     let engine = super::start_engine(&runtime, &catalog, &task.engine, &config, worker.clone()).await?;

@@ -35,9 +35,26 @@ pub fn run(args: SignArgs) -> anyhow::Result<i32> {
         other => anyhow::bail!("the signed file does not verify as expected: {other:?}"),
     }
     let out = args.output.unwrap_or_else(|| args.file.clone());
-    let temporary = out.with_extension("wasm.signing");
-    std::fs::write(&temporary, &signed).map_err(|e| BadInput(format!("{}: {e}", temporary.display())))?;
-    std::fs::rename(&temporary, &out).map_err(|e| BadInput(format!("{}: {e}", out.display())))?;
+    // A new file beside the output (never one that exists, never through a
+    // symlink), with the input's mode, then renamed over the output.
+    let temporary = out.with_extension(format!("wasm.signing-{}", std::process::id()));
+    let mode = std::fs::metadata(&args.file).map(|m| m.permissions());
+    let written = (|| {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temporary)?;
+        file.write_all(&signed)?;
+        if let Ok(mode) = mode {
+            file.set_permissions(mode)?;
+        }
+        file.sync_all()
+    })();
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, &out)) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(BadInput(format!("{}: {e}", out.display())).into());
+    }
     println!("{}", signer.public_key());
     eprintln!(
         "signed {} ({} {}) as {}; the line above is the key to list in [host] trusted-keys",

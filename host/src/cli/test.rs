@@ -37,7 +37,7 @@ fn read_cases(path: &Path) -> anyhow::Result<String> {
 
 pub async fn run(args: TestArgs) -> anyhow::Result<i32> {
     let mut config = super::operator_config(args.config.as_deref())?;
-    let mut catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host))?;
+    let mut catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host)?)?;
     let is_file = args.engine.ends_with(".wasm");
     let name = if is_file {
         let path = Path::new(&args.engine);

@@ -171,8 +171,15 @@ impl Catalog {
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            // What it says about itself counts only once the lock and the signature rules pass.
-            match metadata::read(&wasm).and_then(|meta| trust.check(&file, &wasm, lock.as_ref()).map(|()| meta)) {
+            // The lock and the signature rules first (a changed file is named as
+            // changed), then what it says about itself; a file that is not
+            // WebAssembly at all is named so.
+            let checked = if wasm.starts_with(b"\0asm") {
+                trust.check(&file, &wasm, lock.as_ref())
+            } else {
+                Ok(())
+            };
+            match checked.and_then(|()| metadata::read(&wasm)) {
                 Ok(meta) => {
                     let entry = Entry::file(meta.clone(), &path, wasm);
                     found.entry(meta.name).or_default().push((path, entry));

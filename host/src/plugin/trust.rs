@@ -230,7 +230,7 @@ impl LockEntry {
 
 /// `capabilities` as the TOML table a plugin's `capabilities.toml` would be.
 pub fn capabilities_table(capabilities: &Capabilities) -> toml::Table {
-    toml::Table::try_from(capabilities).unwrap_or_default()
+    toml::Table::try_from(capabilities).expect("capabilities are plain TOML tables")
 }
 
 /// `plugins.lock`.
@@ -296,12 +296,26 @@ pub struct Trust {
 
 impl Trust {
     /// The trust of `[host]`.
-    pub fn of(host: &HostSettings) -> Trust {
-        Trust {
+    ///
+    /// # Errors
+    /// A trusted key that is not an ed25519 public key, naming it.
+    pub fn of(host: &HostSettings) -> anyhow::Result<Trust> {
+        for (i, key) in host.trusted_keys.iter().enumerate() {
+            let bytes: Option<[u8; 32]> = STANDARD.decode(key).ok().and_then(|k| k.try_into().ok());
+            if bytes
+                .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+                .is_none()
+            {
+                anyhow::bail!(
+                    "[host] trusted-keys[{i}]: {key:?} is not an ed25519 public key as `enginehost keygen` prints it"
+                );
+            }
+        }
+        Ok(Trust {
             keys: host.trusted_keys.iter().cloned().collect(),
             require_signature: host.require_signature.unwrap_or(false),
             require_lock: host.require_lock.unwrap_or(false),
-        }
+        })
     }
 
     /// Checks the file `file` of the plugin directory (bytes `wasm`) against the
@@ -321,10 +335,12 @@ impl Trust {
                     });
                 }
             }
-            Some(None) if self.require_lock => {
+            // A directory with a lock is as reviewed: a file nobody locked (one that
+            // claims a locked engine's name, or a built-in's) is not loaded.
+            Some(None) => {
                 return Err(Rejection::NotLocked(format!(
-                    "{LOCK_FILE} does not list it, and [host] require-lock is set; add it with `enginehost plugins \
-                     lock` after reviewing it"
+                    "{LOCK_FILE} does not list it; review it and lock it (`enginehost install FILE` or `enginehost \
+                     plugins lock`)"
                 )));
             }
             None if self.require_lock => {
@@ -446,7 +462,10 @@ mod tests {
             err.contains(&"0".repeat(64)) && err.contains(&sha256_hex(&wasm)),
             "{err}"
         );
-        assert!(open.check("b.wasm", &wasm, Some(&lock)).is_ok());
+        // A lock lists every file of its directory.
+        let unlisted = open.check("b.wasm", &wasm, Some(&lock)).unwrap_err().to_string();
+        assert!(unlisted.contains("does not list it"), "{unlisted}");
+        assert!(open.check("b.wasm", &wasm, None).is_ok());
         let strict = Trust {
             require_lock: true,
             require_signature: true,
