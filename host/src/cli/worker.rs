@@ -12,6 +12,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use enginehost::contract::{Engine, WorkerControl};
@@ -167,7 +168,7 @@ async fn serve_config(args: &WorkerArgs) -> anyhow::Result<i32> {
     tracing::info!(root_url = %settings.root_url, client_id = %credentials.client_id, "the deployment accepts the worker's credentials");
 
     let plugin_dir = args.plugins.plugins.clone().or_else(|| settings.plugins.clone());
-    let catalog = Catalog::scan_with(plugin_dir.as_deref(), &Trust::of(&config.host))?;
+    let catalog = Catalog::scan_with(plugin_dir.as_deref(), &Trust::of(&config.host)?)?;
     let host = args.plugins.host_settings(&config);
     let work_dir = host.work_dir.clone().unwrap_or_else(enginehost::caps::default_work_dir);
     let runtime = Runtime::with_host(host)?;
@@ -182,6 +183,7 @@ async fn serve_config(args: &WorkerArgs) -> anyhow::Result<i32> {
         control,
         work_dir,
         (stop, abort),
+        plugin_dir,
         &mut started,
     )
     .await;
@@ -287,6 +289,7 @@ async fn serve(
     control: Arc<WorkerControl>,
     work_dir: PathBuf,
     (stop, abort): (CancellationToken, CancellationToken),
+    plugin_dir: Option<PathBuf>,
     started: &mut Vec<Arc<WasmEngine>>,
 ) -> anyhow::Result<Stopped> {
     let chain_of_trust = chain_of_trust(&settings, config)?;
@@ -301,6 +304,14 @@ async fn serve(
         engines.add(name, engine, super::task_limits(&config.limits_for(name)));
         tracing::info!(engine = %name, "engine started");
     }
+    let engines = Arc::new(engines);
+    let reload = Reload {
+        runtime,
+        config,
+        settings: settings.clone(),
+        engines: engines.clone(),
+        control: control.clone(),
+    };
     let options = WorkerOptions {
         chain_of_trust,
         interactive: config.interactive.clone(),
@@ -310,5 +321,138 @@ async fn serve(
         control,
         work_dir,
     };
-    Worker::start(options, abort).await?.run(stop).await
+    let worker = Worker::start(options, abort).await?;
+    match plugin_dir.filter(|d| d.is_dir()) {
+        None => worker.run(stop).await,
+        Some(dir) => tokio::select! {
+            stopped = worker.run(stop) => stopped,
+            never = reload.watch(dir, started) => match never {},
+        },
+    }
+}
+
+/// Hot reload of the plugin directory: when the file of an engine the worker
+/// serves changes and the new one passes what a start checks (the lock, the
+/// signature rules, metadata, the engine's start, the payload format), new tasks
+/// go to an engine started from it; the tasks that started on the old one finish
+/// there, and it is disposed once none is left. A rejected file is logged and
+/// changes nothing.
+struct Reload<'a> {
+    runtime: &'a Runtime,
+    config: &'a OperatorConfig,
+    settings: WorkerSettings,
+    engines: Arc<Engines>,
+    control: Arc<WorkerControl>,
+}
+
+impl Reload<'_> {
+    /// Watches `dir` until dropped (the worker stopped). Engines it starts go into
+    /// `started` (disposed by the caller at the end); a replaced one leaves
+    /// `started` when it is disposed here.
+    async fn watch(&self, dir: PathBuf, started: &mut Vec<Arc<WasmEngine>>) -> std::convert::Infallible {
+        use notify::Watcher as _;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })
+        .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::NonRecursive).map(|()| w));
+        let _watcher = match watcher {
+            Ok(w) => {
+                tracing::info!(dir = %dir.display(), "watching the plugin directory: a replaced plugin is reloaded");
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "cannot watch the plugin directory; plugins are not reloaded: {e}");
+                None
+            }
+        };
+        let mut retired: Vec<Arc<WasmEngine>> = Vec::new();
+        // What changed between the start's scan and the watch.
+        self.rescan(&dir, started, &mut retired).await;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(()) = rx.recv() => {
+                    tracing::debug!(dir = %dir.display(), "the plugin directory changed");
+                    // A copy or an install is several events: let them settle.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    while rx.try_recv().is_ok() {}
+                    self.rescan(&dir, started, &mut retired).await;
+                }
+                _ = tick.tick() => {}
+            }
+            // Retired engines whose last task ended: only `started` and `retired` hold them.
+            let mut i = 0;
+            while i < retired.len() {
+                if Arc::strong_count(&retired[i]) > 2 {
+                    i += 1;
+                    continue;
+                }
+                let old = retired.swap_remove(i);
+                started.retain(|e| !Arc::ptr_eq(e, &old));
+                if let Err(e) = old.dispose().await {
+                    tracing::warn!(engine = old.name(), "disposing the replaced engine: {e}");
+                }
+                tracing::info!(
+                    engine = old.name(),
+                    "the replaced engine's last task ended; it is disposed"
+                );
+            }
+        }
+    }
+
+    /// Starts every served engine whose file changed, and retires what it replaces.
+    async fn rescan(&self, dir: &Path, started: &mut Vec<Arc<WasmEngine>>, retired: &mut Vec<Arc<WasmEngine>>) {
+        // The settings passed this at the worker's start.
+        let Ok(trust) = Trust::of(&self.config.host) else {
+            return;
+        };
+        let catalog = match Catalog::scan_with(Some(dir), &trust) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "reading the plugin directory: {e:#}; nothing changes");
+                return;
+            }
+        };
+        for (path, why) in catalog.rejected() {
+            tracing::warn!(file = %path.display(), "plugin file refused, nothing changes for it: {why}");
+        }
+        for name in self.engines.names() {
+            let Some(entry) = catalog.get(&name) else { continue };
+            if !matches!(entry.origin, enginehost::plugin::Origin::File(_)) {
+                continue;
+            }
+            let digest = enginehost::plugin::trust::sha256_hex(&entry.wasm);
+            let running = self.engines.get(&name).and_then(|(e, _)| e.provenance());
+            if running.is_some_and(|p| p.sha256 == digest) {
+                continue;
+            }
+            let engine = match super::start_engine(self.runtime, &catalog, &name, self.config, self.control.clone())
+                .await
+                .and_then(|e| check_format_engine(&self.settings, &name, &e.payload_schema()).map(|()| e))
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(engine = %name, "the new plugin file does not start; the running engine stays: {e:#}");
+                    continue;
+                }
+            };
+            started.push(engine.clone());
+            if let Some(old) = self.engines.replace(&name, engine.clone() as Arc<dyn Engine>)
+                && let Some(old) = started
+                    .iter()
+                    .find(|e| std::ptr::addr_eq(Arc::as_ptr(e), Arc::as_ptr(&old)))
+            {
+                retired.push(old.clone());
+            }
+            tracing::info!(
+                engine = %name,
+                version = %entry.metadata.version,
+                sha256 = %digest,
+                "reloaded from the plugin directory: new tasks run on it, running tasks finish on the engine they started on"
+            );
+        }
+    }
 }

@@ -23,6 +23,7 @@ mod formats;
 mod interactive;
 mod outage;
 mod payloads;
+mod reload;
 mod runner;
 mod shutdown;
 mod startup;

@@ -40,11 +40,16 @@ pub use service::{Stopped, Worker, WorkerOptions};
 use crate::contract::Engine;
 use crate::worker::TaskLimits;
 
+/// The engines served, by name, with their tasks' limits.
+type Served = BTreeMap<String, (Arc<dyn Engine>, TaskLimits)>;
+
 /// The engines a worker serves, each started once and shared by every task that
 /// names it, with its limits.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Engines {
-    by_name: BTreeMap<String, (Arc<dyn Engine>, TaskLimits)>,
+    /// By name; an entry is replaced when its plugin file is (hot reload), and a
+    /// task keeps the engine it started on.
+    by_name: std::sync::RwLock<Served>,
     /// For payloads that name no engine.
     pub default: Option<String>,
 }
@@ -53,23 +58,38 @@ impl Engines {
     /// No engines, `default` for payloads that name none.
     pub fn new(default: Option<String>) -> Engines {
         Engines {
-            by_name: BTreeMap::new(),
+            by_name: Default::default(),
             default,
         }
     }
 
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, Served> {
+        self.by_name.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Serves `engine` as `name`, with `limits` for its tasks.
     pub fn add(&mut self, name: &str, engine: Arc<dyn Engine>, limits: TaskLimits) {
-        self.by_name.insert(name.to_string(), (engine, limits));
+        self.by_name
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), (engine, limits));
+    }
+
+    /// Serves `engine` as `name` from now on (its tasks' limits stay); the engine it
+    /// replaces, which the tasks that started on it keep using.
+    pub fn replace(&self, name: &str, engine: Arc<dyn Engine>) -> Option<Arc<dyn Engine>> {
+        let mut map = self.by_name.write().unwrap_or_else(|e| e.into_inner());
+        let entry = map.get_mut(name)?;
+        Some(std::mem::replace(&mut entry.0, engine))
     }
 
     /// The engine `name` and its limits.
-    pub fn get(&self, name: &str) -> Option<&(Arc<dyn Engine>, TaskLimits)> {
-        self.by_name.get(name)
+    pub fn get(&self, name: &str) -> Option<(Arc<dyn Engine>, TaskLimits)> {
+        self.map().get(name).cloned()
     }
 
     /// The names served, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.by_name.keys().cloned().collect()
+        self.map().keys().cloned().collect()
     }
 }

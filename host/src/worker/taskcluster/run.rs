@@ -38,7 +38,7 @@ use crate::worker::{ArtifactStatus, Extras, Outcome, execute_with};
 pub(super) struct Shared {
     pub deployment: Deployment,
     pub identity: WorkerIdentity,
-    pub engines: Engines,
+    pub engines: Arc<Engines>,
     /// The payload format and the engines it maps tasks onto.
     pub formats: Formats,
     pub storage: ArtifactStorage,
@@ -334,9 +334,17 @@ async fn claimed(
             (Outcome::Cancelled, Vec::new())
         }
         Ok(task) => 'task: {
-            ran_on = Some(task.engine.clone());
             let (engine, limits) = shared.engines.get(&task.engine).expect("a served engine");
-            log.log(&format!("Engine: {}", task.engine));
+            ran_on = Some((task.engine.clone(), engine.clone()));
+            match engine.provenance() {
+                Some(p) => log.log(&format!(
+                    "Engine: {} {} (sha256 {})",
+                    task.engine,
+                    p.version,
+                    &p.sha256[..p.sha256.len().min(12)]
+                )),
+                None => log.log(&format!("Engine: {}", task.engine)),
+            }
             tracing::info!(engine = %task.engine, "running");
             // A setup failure ends the task here, through the usual end (its log is uploaded).
             let mut return_early = None;
@@ -405,7 +413,7 @@ async fn claimed(
                 &log,
                 &artifacts_dir,
                 task_cancel,
-                limits,
+                &limits,
                 &extras,
             )
             .await;
@@ -437,7 +445,7 @@ async fn claimed(
     let fatal = matches!(outcome, Outcome::FatalInternalError(_));
     let end = RunEnd {
         fatal,
-        engine: ran_on.clone(),
+        engine: ran_on.as_ref().map(|(name, _)| name.clone()),
     };
     if lost.is_cancelled() {
         // Cancelled, past its deadline, or the claim lost: nothing is reported, but
@@ -525,7 +533,7 @@ async fn claimed(
     }
 
     // The chain of trust: what was uploaded, signed.
-    if chain_of_trust && let (Some(signer), Some(engine)) = (shared.formats.signer(), &ran_on) {
+    if chain_of_trust && let (Some(signer), Some((engine, ran))) = (shared.formats.signer(), &ran_on) {
         let uploaded: Vec<_> = statuses
             .iter()
             .filter(|(_, status)| *status == ArtifactStatus::Extracted)
@@ -538,7 +546,7 @@ async fn claimed(
             worker_group: &id.worker_group,
             worker_id: &id.worker_id,
             engine,
-            plugin: shared.engines.get(engine).and_then(|(e, _)| e.provenance()),
+            plugin: ran.provenance(),
         };
         match upload_chain_of_trust(&uploader, signer, run_facts, &uploaded, dir).await {
             Ok(()) => tracing::info!(artifact = cot::CERTIFICATE, "signed the chain of trust"),

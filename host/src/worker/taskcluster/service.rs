@@ -39,7 +39,7 @@ pub struct WorkerOptions {
     /// (worker-runner's `new-credentials`).
     pub credentials: tokio::sync::watch::Receiver<Credentials>,
     /// The engines it serves.
-    pub engines: Engines,
+    pub engines: Arc<Engines>,
     /// What the engines use to ask the worker to stop (stop-now).
     pub control: Arc<WorkerControl>,
     /// The host's work directory: each run gets `<work-dir>/tasks/<worker-id>/<taskId>-<runId>`.
