@@ -30,6 +30,7 @@ mod interactive;
 mod limits;
 mod mock;
 mod plugin_dir;
+mod registry;
 mod traps;
 mod usage;
 mod worker;

@@ -15,6 +15,7 @@ use super::Capabilities;
 use super::interactive::InteractiveSettings;
 use super::limits::{Limits, ResolvedLimits};
 use super::reader::{self, join, table_at};
+use super::registries::RegistrySettings;
 use super::worker::WorkerSettings;
 
 /// A config (or capabilities.toml) problem: where, and what would be right.
@@ -82,6 +83,9 @@ pub struct OperatorConfig {
     /// `[interactive]`: the interactive server; `None` when absent (no task is
     /// interactive).
     pub interactive: Option<InteractiveSettings>,
+    /// `[registries."HOST"]`: OCI registries that plugins are pushed to and
+    /// installed from.
+    pub registries: BTreeMap<String, RegistrySettings>,
 }
 
 /// `[host]`: settings of the host itself.
@@ -140,6 +144,8 @@ struct RawConfig {
     worker: Option<toml::Table>,
     #[serde(default)]
     interactive: Option<toml::Table>,
+    #[serde(default)]
+    registries: toml::Table,
 }
 
 impl OperatorConfig {
@@ -169,6 +175,7 @@ impl OperatorConfig {
         if let Some(interactive) = &raw.interactive {
             config.interactive = Some(InteractiveSettings::read(interactive, "interactive")?);
         }
+        config.registries = super::registries::read(&raw.registries, "registries")?;
         for (name, value) in &raw.engines {
             let path = join("engines", name);
             super::validate::engine_name(name, &path)?;

@@ -27,6 +27,7 @@ mod interactive;
 mod limits;
 mod net;
 mod reader;
+mod registries;
 mod tables;
 mod unix_socket;
 mod validate;
@@ -37,6 +38,7 @@ pub use effective::{CapabilityReport, Denied, EffectiveDir, NetRules, Policy, Ta
 pub use endpoint::Peers;
 pub use interactive::InteractiveSettings;
 pub use limits::{Limits, ResolvedLimits};
+pub use registries::{RegistrySettings, registry_name};
 pub use tables::{
     Capabilities, DirMode, DirTable, EndpointTable, FilesTable, NetworkTable, ProcessTable, RunAs, TaskNetwork,
     UnixSocketsTable, UsersTable,

@@ -1,6 +1,8 @@
-//! `enginehost install FILE.wasm [--plugins DIR] [--accept-capabilities] [--config FILE]`:
-//! puts a plugin file into the plugin directory as the host will accept it. The
-//! file is checked as a load would check it (a component with enginehost
+//! `enginehost install FILE.wasm|REF [--plugins DIR] [--accept-capabilities] [--config FILE]`:
+//! puts a plugin file, or one pulled from an OCI registry (`REF` as
+//! `localhost:5000/engines/mock:1.0.0` or `…@sha256:…`, see
+//! [`enginehost::plugin::registry`]), into the plugin directory as the host will
+//! accept it. The file is checked as a load would check it (a component with enginehost
 //! metadata, a signature that verifies, and under `[host] require-signature` one
 //! by a trusted key); an upgrade of an engine the directory has shows what the new
 //! file requests that the old did not, and needs `--accept-capabilities` when the
@@ -11,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use enginehost::plugin::metadata::{self, Metadata};
+use enginehost::plugin::registry;
 use enginehost::plugin::trust::{self, Lock, LockEntry, Trust};
 use enginehost::text::shown;
 
@@ -18,15 +21,20 @@ use super::BadInput;
 
 #[derive(clap::Args)]
 pub struct InstallArgs {
-    /// The plugin file to install (installing from an OCI registry comes later).
-    source: PathBuf,
+    /// The plugin file to install, or an OCI reference to pull it from
+    /// (HOST[:PORT]/REPOSITORY:TAG or HOST[:PORT]/REPOSITORY@sha256:DIGEST).
+    source: String,
     /// The plugin directory [default: $ENGINEHOST_PLUGINS, else /var/lib/enginehost/plugins]
     #[arg(long, value_name = "DIR")]
     plugins: Option<PathBuf>,
     /// Install an upgrade that requests more than the version it replaces.
     #[arg(long)]
     accept_capabilities: bool,
-    /// Operator config (TOML) whose `[host]` trust settings apply.
+    /// Plain HTTP for the registry (localhost registries are plain HTTP anyway).
+    #[arg(long)]
+    insecure: bool,
+    /// Operator config (TOML) whose `[host]` trust settings and `[registries]`
+    /// credentials apply.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -45,18 +53,40 @@ fn installed(dir: &Path, name: &str) -> Option<(PathBuf, Metadata)> {
     })
 }
 
-pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
-    let config = super::operator_config(args.config.as_deref())?;
-    let dir = args.plugins.clone().unwrap_or_else(enginehost::plugin::default_dir);
-    let at = |e: String| BadInput(format!("{}: {e}", args.source.display()));
-    let wasm = std::fs::read(&args.source).map_err(|e| {
-        let hint = if !args.source.exists() && args.source.to_string_lossy().contains(':') {
-            " (installing from an OCI registry is not supported yet: download the file, then install it)"
+/// Reads `source`: a file, or a plugin pulled from a registry. Returns its bytes
+/// and the lock entry's `source`.
+pub async fn fetch(
+    source: &str,
+    config: &enginehost::policy::OperatorConfig,
+    insecure: bool,
+) -> anyhow::Result<(Vec<u8>, String)> {
+    if registry::is_reference(source) {
+        let reference = registry::parse(source).map_err(|e| BadInput(format!("{e:#}")))?;
+        let access = registry::Access {
+            registries: &config.registries,
+            insecure,
+        };
+        let pulled = registry::pull(&reference, access).await?;
+        println!("pulled {}", pulled.source.trim_start_matches("oci:"));
+        return Ok((pulled.wasm, pulled.source));
+    }
+    let path = Path::new(source);
+    let wasm = std::fs::read(path).map_err(|e| {
+        let hint = if source.contains(':') && !source.contains('/') {
+            " (an OCI reference names its registry: HOST[:PORT]/REPOSITORY:TAG)"
         } else {
             ""
         };
-        at(format!("{e}{hint}"))
+        BadInput(format!("{source}: {e}{hint}"))
     })?;
+    Ok((wasm, format!("file:{}", std::fs::canonicalize(path)?.display())))
+}
+
+pub async fn run(args: InstallArgs) -> anyhow::Result<i32> {
+    let config = super::operator_config(args.config.as_deref())?;
+    let dir = args.plugins.clone().unwrap_or_else(enginehost::plugin::default_dir);
+    let at = |e: String| BadInput(format!("{}: {e}", args.source));
+    let (wasm, source) = fetch(&args.source, &config, args.insecure).await?;
     let meta = metadata::read(&wasm).map_err(|r| at(r.to_string()))?;
     // Checked as a load would, before anything is written; no lock entry yet.
     let mut trust = Trust::of(&config.host)?;
@@ -136,7 +166,6 @@ pub fn run(args: InstallArgs) -> anyhow::Result<i32> {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let source = format!("file:{}", std::fs::canonicalize(&args.source)?.display());
     let entry = LockEntry::of(&file, &source, &wasm, &meta).map_err(at)?;
     let temporary = dir.join(format!(".{file}.installing"));
     std::fs::write(&temporary, &wasm).map_err(|e| BadInput(format!("{}: {e}", temporary.display())))?;

@@ -8,6 +8,7 @@ mod keygen;
 mod new;
 mod pack;
 mod plugins;
+mod push;
 mod run;
 mod sign;
 mod test;
@@ -71,10 +72,13 @@ enum Command {
     /// Writes a new ed25519 key (for the chain of trust, `[worker] chain-of-trust-key`,
     /// and for `enginehost sign`) and prints its public key.
     Keygen(keygen::KeygenArgs),
-    /// Installs a plugin file into the plugin directory, checked as a load checks
-    /// it; an upgrade that requests more needs --accept-capabilities; writes its
-    /// `plugins.lock` entry.
+    /// Installs a plugin file, or one pulled from an OCI registry, into the plugin
+    /// directory, checked as a load checks it; an upgrade that requests more needs
+    /// --accept-capabilities; writes its `plugins.lock` entry.
     Install(install::InstallArgs),
+    /// Publishes a plugin file to an OCI registry (one application/wasm layer) and
+    /// prints the pinned reference that `install` takes.
+    Push(push::PushArgs),
     /// Signs a plugin file with an ed25519 key (`enginehost keygen`'s): a signature
     /// section over its bytes, which `[host] trusted-keys` and `require-signature` check.
     Sign(sign::SignArgs),
@@ -190,7 +194,8 @@ pub async fn run(args: Args) -> i32 {
         Command::Pack(a) => pack::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Sign(a) => sign::run(a),
-        Command::Install(a) => install::run(a),
+        Command::Install(a) => install::run(a).await,
+        Command::Push(a) => push::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Worker(a) => worker::run(a).await,
     };

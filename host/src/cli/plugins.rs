@@ -5,7 +5,7 @@
 //! `enginehost plugins diff OLD NEW` shows what a new version newly asks for.
 //! Everything a plugin wrote itself is shown escaped (see [`shown`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use enginehost::plugin::metadata::{self, Metadata};
 use enginehost::plugin::{Catalog, Trust, trust};
@@ -31,8 +31,8 @@ enum Action {
     /// sha256, name, version, contract, requested capabilities and signer. From then
     /// on a file whose bytes differ is refused. Prints what changed since the last lock.
     Lock(LockArgs),
-    /// What NEW (a plugin file) requests that OLD did not, and its contract version;
-    /// exit status 1 when the request grew.
+    /// What NEW requests that OLD did not, and its contract version; each a plugin
+    /// file or an OCI reference. Exit status 1 when the request grew.
     Diff(DiffArgs),
 }
 
@@ -55,31 +55,42 @@ struct LockDir {
 
 #[derive(clap::Args)]
 struct DiffArgs {
-    /// The plugin file in use.
-    old: PathBuf,
-    /// The plugin file that would replace it.
-    new: PathBuf,
+    /// The plugin in use: a file, or HOST[:PORT]/REPOSITORY:TAG.
+    old: String,
+    /// The plugin that would replace it: a file, or HOST[:PORT]/REPOSITORY:TAG.
+    new: String,
+    /// Plain HTTP for the registries (localhost registries are plain HTTP anyway).
+    #[arg(long)]
+    insecure: bool,
+    /// Operator config (TOML) whose `[registries]` credentials apply.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 pub async fn run(args: PluginsArgs) -> anyhow::Result<i32> {
     match args.action {
         None => list(args.list).await,
         Some(Action::Lock(a)) => lock(a),
-        Some(Action::Diff(a)) => diff(a),
+        Some(Action::Diff(a)) => diff(a).await,
     }
 }
 
-/// Reads a plugin file's bytes and metadata, or says why it is not a plugin.
-fn read_plugin(path: &Path) -> anyhow::Result<(Vec<u8>, Metadata)> {
-    let wasm = std::fs::read(path).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
-    let meta = metadata::read(&wasm).map_err(|r| BadInput(format!("{}: {r}", path.display())))?;
-    trust::verify(&wasm).map_err(|e| BadInput(format!("{}: {e}", path.display())))?;
+/// Reads a plugin (a file or a reference) and its metadata, or says why it is not a plugin.
+async fn read_plugin(
+    source: &str,
+    config: &enginehost::policy::OperatorConfig,
+    insecure: bool,
+) -> anyhow::Result<(Vec<u8>, Metadata)> {
+    let (wasm, _) = super::install::fetch(source, config, insecure).await?;
+    let meta = metadata::read(&wasm).map_err(|r| BadInput(format!("{source}: {r}")))?;
+    trust::verify(&wasm).map_err(|e| BadInput(format!("{source}: {e}")))?;
     Ok((wasm, meta))
 }
 
-fn diff(args: DiffArgs) -> anyhow::Result<i32> {
-    let (_, old) = read_plugin(&args.old)?;
-    let (_, new) = read_plugin(&args.new)?;
+async fn diff(args: DiffArgs) -> anyhow::Result<i32> {
+    let config = super::operator_config(args.config.as_deref())?;
+    let (_, old) = read_plugin(&args.old, &config, args.insecure).await?;
+    let (_, new) = read_plugin(&args.new, &config, args.insecure).await?;
     println!(
         "{} {} → {} {}",
         shown(&old.name, 64),

@@ -7,6 +7,7 @@
 //! Before its metadata is believed, each file is checked against the directory's
 //! `plugins.lock` and the operator's signature rules ([`trust`]).
 
+pub mod registry;
 pub mod trust;
 
 use std::collections::BTreeMap;

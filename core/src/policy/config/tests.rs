@@ -83,7 +83,7 @@ fn errors_name_the_key_and_what_would_be_right() {
         // Unknown keys, at every level.
         (
             "[limit]",
-            "limit: unknown key; the keys allowed here are host, engines, plugins, limits, worker, interactive",
+            "limit: unknown key; the keys allowed here are host, engines, plugins, limits, worker, interactive, registries",
         ),
         (
             "[host]\nworkdir = \"/x\"",
