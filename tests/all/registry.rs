@@ -299,6 +299,16 @@ fn a_blob_changed_in_the_registry_is_refused_and_nothing_is_installed() {
     let out = run(&["install", &registry.at("engines/mock"), "--plugins", "plugins"]);
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
     assert!(both(&out).contains("names no tag and no digest"), "{}", both(&out));
+    // A path that could also be a reference is refused as ambiguous.
+    std::fs::create_dir_all(d.join("localhost:1/engines")).unwrap();
+    std::fs::copy(d.join("mock.wasm"), d.join("localhost:1/engines/mock:1")).unwrap();
+    let out = run(&["install", "localhost:1/engines/mock:1", "--plugins", "plugins"]);
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        both(&out).contains("give ./localhost:1/engines/mock:1"),
+        "{}",
+        both(&out)
+    );
     std::fs::write(d.join("not.wasm"), b"\0asm not really").unwrap();
     let out = run(&["push", "not.wasm", &registry.at("engines/not:1")]);
     assert_eq!(out.status.code(), Some(2), "{}", both(&out));
@@ -359,11 +369,22 @@ fn credentials_come_from_the_config_or_from_dockers_config_json() {
         &empty,
     );
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(both(&out).contains("401"), "an authentication error: {}", both(&out));
+    assert!(
+        both(&out).contains("password-file"),
+        "where credentials go: {}",
+        both(&out)
+    );
     assert!(!d.join("other/mock.wasm").exists());
+    assert!(
+        !both(&out).contains("wrong\n") && !both(&out).contains(":wrong"),
+        "no password shown: {}",
+        both(&out)
+    );
 }
 
 #[test]
-fn a_registry_elsewhere_is_reached_over_tls_unless_insecure() {
+fn a_registry_elsewhere_gets_tls_and_credentials_in_clear_only_by_the_operators_word() {
     // This machine's address on its way out (no packet is sent).
     let Some(ip) = std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
@@ -375,18 +396,65 @@ fn a_registry_elsewhere_is_reached_over_tls_unless_insecure() {
         eprintln!("skipped: this machine has no address but loopback");
         return;
     };
-    let Some(registry) = Registry::start(&ip.to_string(), None) else {
+    let Some(registry) = Registry::start(&ip.to_string(), Some(("ci", "s3cret"))) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("mock.wasm"), builtin_wasm("mock")).unwrap();
     let reference = registry.at("engines/mock:1.0.0");
+    // docker's config.json has the account.
+    std::fs::write(
+        d.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{}\": {{\"auth\": \"{}\"}}}}}}",
+            registry.addr,
+            base64_encode(b"ci:s3cret")
+        ),
+    )
+    .unwrap();
     let out = enginehost(&["push", "mock.wasm", &reference], d, d);
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
-    assert!(both(&out).contains("--insecure"), "TLS by default: {}", both(&out));
-    pushed(&enginehost(&["push", "mock.wasm", &reference, "--insecure"], d, d));
-    let out = enginehost(&["install", &reference, "--plugins", "plugins", "--insecure"], d, d);
+    assert!(both(&out).contains("https://"), "TLS by default: {}", both(&out));
+    assert!(both(&out).contains("--insecure"), "{}", both(&out));
+
+    // --insecure: plain HTTP, but the credentials stay home.
+    let out = enginehost(&["push", "mock.wasm", &reference, "--insecure"], d, d);
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(
+        both(&out).contains("credentials for this registry are not sent"),
+        "{}",
+        both(&out)
+    );
+
+    // The operator's own table says this registry is plain HTTP: they are sent.
+    std::fs::write(d.join("password"), "s3cret\n").unwrap();
+    std::fs::write(
+        d.join("registry.toml"),
+        format!(
+            "[registries.\"{}\"]\nusername = \"ci\"\npassword-file = \"{}\"\ninsecure = true\n",
+            registry.addr,
+            d.join("password").display()
+        ),
+    )
+    .unwrap();
+    pushed(&enginehost(
+        &["push", "mock.wasm", &reference, "--config", "registry.toml"],
+        d,
+        d,
+    ));
+    let out = enginehost(
+        &[
+            "install",
+            &reference,
+            "--plugins",
+            "plugins",
+            "--config",
+            "registry.toml",
+        ],
+        d,
+        d,
+    );
     assert!(out.status.success(), "{}", both(&out));
 }
 

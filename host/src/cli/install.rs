@@ -60,6 +60,13 @@ pub async fn fetch(
     config: &enginehost::policy::OperatorConfig,
     insecure: bool,
 ) -> anyhow::Result<(Vec<u8>, String)> {
+    let path = Path::new(source);
+    if registry::is_reference(source) && path.exists() {
+        return Err(BadInput(format!(
+            "{source} is both a file here and an OCI reference; give ./{source} for the file"
+        ))
+        .into());
+    }
     if registry::is_reference(source) {
         let reference = registry::parse(source).map_err(|e| BadInput(format!("{e:#}")))?;
         let access = registry::Access {
@@ -70,10 +77,9 @@ pub async fn fetch(
         println!("pulled {}", pulled.source.trim_start_matches("oci:"));
         return Ok((pulled.wasm, pulled.source));
     }
-    let path = Path::new(source);
     let wasm = std::fs::read(path).map_err(|e| {
-        let hint = if source.contains(':') && !source.contains('/') {
-            " (an OCI reference names its registry: HOST[:PORT]/REPOSITORY:TAG)"
+        let hint = if !source.ends_with(".wasm") && (source.contains(':') || source.contains('@')) {
+            " (an OCI reference names its registry: HOST[:PORT]/REPOSITORY:TAG, docker.io/… for Docker Hub)"
         } else {
             ""
         };

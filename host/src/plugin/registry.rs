@@ -32,6 +32,8 @@ use super::metadata::Metadata;
 
 /// The media type of the one layer: the component's bytes.
 pub const WASM_LAYER: &str = "application/wasm";
+/// The media type of the manifest enginehost pushes.
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The media type of the config blob (wasm-pkg-tools' `WasmConfig`).
 pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 /// The largest plugin a registry may send (the shipped engines are a few MiB).
@@ -53,9 +55,9 @@ pub struct Access<'a> {
 
 /// Whether `arg` is meant as an OCI reference rather than a file: it names a
 /// registry host before its first `/` (has a `.` or a `:`, or is `localhost`),
-/// as docker tells a registry from a Docker Hub namespace, and is neither an
-/// existing path nor a name ending in `.wasm`. Docker Hub's short names (`library/x`) are not references here: give
-/// `docker.io/...`.
+/// as docker tells a registry from a Docker Hub namespace, and does not end in
+/// `.wasm`. Docker Hub's short names (`library/x`) are not references here: give
+/// `docker.io/...`. (The caller refuses an argument that is also an existing path.)
 pub fn is_reference(arg: &str) -> bool {
     let Some((host, rest)) = arg.split_once('/') else {
         return false;
@@ -65,7 +67,6 @@ pub fn is_reference(arg: &str) -> bool {
         && !host.starts_with('.')
         && (host.contains('.') || host.contains(':') || host == "localhost")
         && crate::policy::registry_name(host)
-        && !std::path::Path::new(arg).exists()
 }
 
 /// Parses `arg` as a reference (`HOST/REPO[:TAG][@sha256:…]`), or says what one looks like.
@@ -79,7 +80,9 @@ pub fn parse(arg: &str) -> anyhow::Result<Reference> {
     // The parser defaults the tag to `latest`; a plugin is named by version.
     let last = arg.rsplit('/').next().unwrap_or_default();
     if !last.contains(':') && !last.contains('@') {
-        bail!("{arg} names no tag and no digest; add one, e.g. {arg}:1.0.0");
+        bail!(
+            "{arg} is no file here, and as an OCI reference it names no tag and no digest; add one, e.g. {arg}:1.0.0"
+        );
     }
     Ok(reference)
 }
@@ -109,6 +112,12 @@ fn credentials(registry: &str, settings: Option<&RegistrySettings>) -> anyhow::R
             )
         })?;
         let password = text.lines().next().unwrap_or_default().to_string();
+        if password.is_empty() {
+            bail!(
+                "registries.\"{registry}\".password-file: {} is empty; its first line is the password",
+                file.display()
+            );
+        }
         return Ok(RegistryAuth::Basic(user.clone(), password));
     }
     // Docker keeps Docker Hub's credentials under its v1 index URL.
@@ -124,7 +133,18 @@ fn credentials(registry: &str, settings: Option<&RegistrySettings>) -> anyhow::R
     if !docker_config.is_some_and(|file| file.exists()) {
         return Ok(RegistryAuth::Anonymous);
     }
-    match docker_credential::get_credential(server) {
+    // A credential helper is a program (it may prompt, or hang): bounded.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = server.to_string();
+    std::thread::spawn(move || tx.send(docker_credential::get_credential(&owned)));
+    let Ok(found) = rx.recv_timeout(Duration::from_secs(30)) else {
+        tracing::warn!(
+            registry,
+            "docker's credential helper did not answer within 30 s; trying anonymously"
+        );
+        return Ok(RegistryAuth::Anonymous);
+    };
+    match found {
         Ok(docker_credential::DockerCredential::UsernamePassword(user, password)) => {
             tracing::debug!(registry, "credentials from docker's config.json");
             Ok(RegistryAuth::Basic(user, password))
@@ -145,12 +165,28 @@ fn credentials(registry: &str, settings: Option<&RegistrySettings>) -> anyhow::R
             tracing::warn!(registry, "docker's config.json cannot be read; trying anonymously");
             Ok(RegistryAuth::Anonymous)
         }
-        Err(e) => Err(anyhow!("docker's credentials for {registry}: {e}")),
+        // `credsStore` helpers fail for registries the user never logged in to.
+        Err(e) => {
+            tracing::warn!(
+                registry,
+                "docker's credentials: {}; trying anonymously",
+                crate::text::shown(&e.to_string(), 500)
+            );
+            Ok(RegistryAuth::Anonymous)
+        }
     }
 }
 
+/// A registry, as reached for one reference.
+struct Remote {
+    client: Client,
+    auth: RegistryAuth,
+    /// `https` or `http`.
+    scheme: &'static str,
+}
+
 /// A client for `reference`'s registry, and the credentials to use there.
-fn client(reference: &Reference, access: Access<'_>) -> anyhow::Result<(Client, RegistryAuth)> {
+fn client(reference: &Reference, access: Access<'_>) -> anyhow::Result<Remote> {
     let registry = reference.resolve_registry().to_string();
     let settings = access.registries.get(reference.registry());
     let plain = access.insecure || settings.is_some_and(|s| s.insecure) || is_local(&registry);
@@ -167,8 +203,26 @@ fn client(reference: &Reference, access: Access<'_>) -> anyhow::Result<(Client, 
         user_agent: concat!("enginehost/", env!("CARGO_PKG_VERSION")),
         ..ClientConfig::default()
     };
-    let auth = credentials(reference.registry(), settings)?;
-    Ok((Client::new(config), auth))
+    let mut auth = credentials(reference.registry(), settings)?;
+    // Credentials never cross a network in clear: plain HTTP gets them only on
+    // this machine, or where the operator's own table says `insecure = true`.
+    if plain
+        && !is_local(&registry)
+        && !settings.is_some_and(|s| s.insecure)
+        && !matches!(auth, RegistryAuth::Anonymous)
+    {
+        tracing::warn!(
+            registry = %registry,
+            "--insecure: plain HTTP, so the credentials for this registry are not sent (set \
+             [registries.\"HOST\"] insecure = true to send them anyway)"
+        );
+        auth = RegistryAuth::Anonymous;
+    }
+    Ok(Remote {
+        client: Client::new(config),
+        auth,
+        scheme: if plain { "http" } else { "https" },
+    })
 }
 
 /// What the registry said, as the operator should read it.
@@ -176,27 +230,30 @@ fn registry_error(what: &str, reference: &Reference, e: oci_client::errors::OciD
     let hint = match &e {
         oci_client::errors::OciDistributionError::AuthenticationFailure(_)
         | oci_client::errors::OciDistributionError::UnauthorizedError { .. }
-        | oci_client::errors::OciDistributionError::ServerError { code: 401 | 403, .. } => {
-            "; give credentials in [registries.\"HOST\"] of the config (username, password-file) or log in with docker"
-        }
+        | oci_client::errors::OciDistributionError::ServerError { code: 401 | 403, .. } => CREDENTIALS_HINT,
         oci_client::errors::OciDistributionError::RequestError(r) if r.is_connect() => {
-            "; is the registry up, and does it speak TLS (plain HTTP needs --insecure or [registries.\"HOST\"] insecure = true)?"
+            "; is the registry up and is its name right? (a registry on a trusted network that serves only plain \
+             HTTP needs --insecure or [registries.\"HOST\"] insecure = true)"
         }
         _ => "",
     };
-    // The registry's words, escaped and bounded, with their causes (a refused
-    // connection, a TLS handshake).
+    anyhow!("{what} {}: {}{hint}", reference.whole(), with_causes(&e))
+}
+
+/// Where credentials go, for a registry that refused.
+const CREDENTIALS_HINT: &str =
+    "; give credentials in [registries.\"HOST\"] of the config (username, password-file) or log in with docker";
+
+/// An error and its causes (a refused connection, a TLS handshake), escaped and
+/// bounded: the registry's words.
+fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
+    let mut cause = e.source();
     while let Some(c) = cause {
         text = format!("{text}: {c}");
         cause = c.source();
     }
-    anyhow!(
-        "{what} {}: {}{hint}",
-        reference.whole(),
-        crate::text::shown(&text, 1000)
-    )
+    crate::text::shown(&text, 1000)
 }
 
 /// A plugin pulled from a registry.
@@ -211,20 +268,12 @@ pub struct Pulled {
 
 /// Pulls the plugin `reference` names (a digest in it must match).
 pub async fn pull(reference: &Reference, access: Access<'_>) -> anyhow::Result<Pulled> {
-    let (client, auth) = client(reference, access)?;
-    let work = async {
-        let (manifest, digest) = client
-            .pull_image_manifest(reference, &auth)
-            .await
-            .map_err(|e| registry_error("pulling the manifest of", reference, e))?;
-        if let Some(pinned) = reference.digest()
-            && pinned != digest
-        {
-            bail!(
-                "{}: the registry sent manifest {digest}, not {pinned}",
-                reference.whole()
-            );
-        }
+    let remote = client(reference, access)?;
+    let owned = reference.clone();
+    // On its own task: a panic in the registry client is an error, not a crash.
+    let work = tokio::spawn(async move {
+        let reference = &owned;
+        let (manifest, digest) = fetch_manifest(&remote, reference).await?;
         let layer = wasm_layer(&manifest).with_context(|| {
             format!(
                 "{} is not a wasm component artifact (push plugins with `enginehost push`)",
@@ -232,10 +281,11 @@ pub async fn pull(reference: &Reference, access: Access<'_>) -> anyhow::Result<P
             )
         })?;
         let mut out = Bounded {
-            bytes: Vec::with_capacity(layer.size as usize),
+            bytes: Vec::with_capacity((layer.size as usize).min(8 << 20)),
             limit: layer.size as u64,
         };
-        client
+        remote
+            .client
             .pull_blob(reference, layer, &mut out)
             .await
             .map_err(|e| registry_error("pulling the layer of", reference, e))?;
@@ -256,10 +306,120 @@ pub async fn pull(reference: &Reference, access: Access<'_>) -> anyhow::Result<P
             source: format!("oci:{named}@{digest}"),
             digest,
         })
-    };
-    tokio::time::timeout(TRANSFER_TIMEOUT, work)
+    });
+    bounded("pulling", reference, work).await
+}
+
+/// Waits for `work` for at most [`TRANSFER_TIMEOUT`]; a panic becomes an error.
+async fn bounded<T>(
+    what: &str,
+    reference: &Reference,
+    work: tokio::task::JoinHandle<anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let abort = work.abort_handle();
+    match tokio::time::timeout(TRANSFER_TIMEOUT, work).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(anyhow!("{what} {}: the registry client failed: {e}", reference.whole())),
+        Err(_) => {
+            abort.abort();
+            Err(anyhow!(
+                "{what} {} took longer than {:?}",
+                reference.whole(),
+                TRANSFER_TIMEOUT
+            ))
+        }
+    }
+}
+
+/// The largest manifest read (a plugin's is well under 1 KiB).
+const MAX_MANIFEST_SIZE: usize = 4 << 20;
+/// The manifest media types asked for: image manifests, never an index.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+                              application/vnd.docker.distribution.manifest.v2+json";
+
+/// GETs the image manifest `reference` names, at most [`MAX_MANIFEST_SIZE`]
+/// bytes (oci-client reads it whole), and its digest, checked against a pinned one.
+async fn fetch_manifest(remote: &Remote, reference: &Reference) -> anyhow::Result<(OciImageManifest, String)> {
+    let token = remote
+        .client
+        .auth(reference, &remote.auth, oci_client::RegistryOperation::Pull)
         .await
-        .map_err(|_| anyhow!("pulling {} took longer than {:?}", reference.whole(), TRANSFER_TIMEOUT))?
+        .map_err(|e| registry_error("logging in to pull", reference, e))?;
+    let target = reference.digest().or(reference.tag()).unwrap_or("latest");
+    let url = format!(
+        "{}://{}/v2/{}/manifests/{target}",
+        remote.scheme,
+        reference.resolve_registry(),
+        reference.repository()
+    );
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("enginehost/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let mut request = http.get(&url).header(reqwest::header::ACCEPT, MANIFEST_TYPES);
+    request = match (&token, &remote.auth) {
+        (Some(token), _) => request.bearer_auth(token),
+        (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+        _ => request,
+    };
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| anyhow!("pulling the manifest of {}: {}", reference.whole(), with_causes(&e)))?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| anyhow!("pulling the manifest of {}: {}", reference.whole(), with_causes(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_MANIFEST_SIZE {
+            bail!(
+                "{}: the registry sent a manifest of more than {} MiB; a plugin's is under 1 KiB",
+                reference.whole(),
+                MAX_MANIFEST_SIZE >> 20
+            );
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        let hint = if matches!(status.as_u16(), 401 | 403) {
+            CREDENTIALS_HINT
+        } else {
+            ""
+        };
+        bail!(
+            "pulling the manifest of {}: the registry answered {status}: {}{hint}",
+            reference.whole(),
+            crate::text::shown(&String::from_utf8_lossy(&body), 1000)
+        );
+    }
+    let digest = format!("sha256:{}", super::trust::sha256_hex(&body));
+    if let Some(pinned) = reference.digest()
+        && pinned != digest
+    {
+        bail!(
+            "{}: the registry sent manifest {digest}, not {pinned}",
+            reference.whole()
+        );
+    }
+    let manifest: OciImageManifest = serde_json::from_slice(&body).map_err(|e| {
+        anyhow!(
+            "{}: not an image manifest ({e}); a plugin is one manifest with one application/wasm layer",
+            reference.whole()
+        )
+    })?;
+    if let Some(media_type) = &manifest.media_type
+        && !MANIFEST_TYPES.contains(media_type.as_str())
+    {
+        bail!(
+            "{}: the manifest's media type is {}; a plugin is an image manifest, not an index",
+            reference.whole(),
+            crate::text::shown(media_type, 100)
+        );
+    }
+    Ok((manifest, digest))
 }
 
 /// The manifest's one `application/wasm` layer, checked.
@@ -293,9 +453,9 @@ fn wasm_layer(manifest: &OciImageManifest) -> anyhow::Result<&oci_client::manife
 }
 
 /// Pushes `wasm` (the plugin `meta` describes) as `reference`; returns the
-/// manifest's digest.
+/// manifest's digest (of the bytes sent, not of what the registry says).
 pub async fn push(wasm: &[u8], meta: &Metadata, reference: &Reference, access: Access<'_>) -> anyhow::Result<String> {
-    let (client, auth) = client(reference, access)?;
+    let remote = client(reference, access)?;
     let layer_digest = format!("sha256:{}", super::trust::sha256_hex(wasm));
     // wasm-pkg-tools' WasmConfig (`created` is required by its readers).
     let config = serde_json::json!({
@@ -305,7 +465,7 @@ pub async fn push(wasm: &[u8], meta: &Metadata, reference: &Reference, access: A
         "layerDigests": [layer_digest],
     });
     let config = Config::new(serde_json::to_vec(&config)?, WASM_CONFIG.to_string(), None);
-    let layers = [ImageLayer::new(wasm.to_vec(), WASM_LAYER.to_string(), None)];
+    let layer = ImageLayer::new(wasm.to_vec(), WASM_LAYER.to_string(), None);
     let annotations = BTreeMap::from([
         (
             "org.opencontainers.image.title".to_string(),
@@ -315,20 +475,33 @@ pub async fn push(wasm: &[u8], meta: &Metadata, reference: &Reference, access: A
         (ANNOTATION_ENGINE.to_string(), meta.name.clone()),
         (ANNOTATION_CONTRACT.to_string(), meta.contract.clone()),
     ]);
-    let manifest = OciImageManifest::build(&layers, &config, Some(annotations));
-    let work = async {
+    let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, Some(annotations));
+    manifest.media_type = Some(OCI_MANIFEST.to_string());
+    let body = serde_json::to_vec(&manifest)?;
+    let digest = format!("sha256:{}", super::trust::sha256_hex(&body));
+    let owned = reference.clone();
+    let work = tokio::spawn(async move {
+        let reference = &owned;
+        let client = &remote.client;
         client
-            .push(reference, &layers, config, &auth, Some(manifest))
-            .await
-            .map_err(|e| registry_error("pushing", reference, e))?;
+            .store_auth_if_needed(reference.resolve_registry(), &remote.auth)
+            .await;
+        let fail = |e| registry_error("pushing", reference, e);
         client
-            .fetch_manifest_digest(reference, &auth)
+            .push_blob(reference, layer.data, &layer_digest)
             .await
-            .map_err(|e| registry_error("reading back the digest of", reference, e))
-    };
-    tokio::time::timeout(TRANSFER_TIMEOUT, work)
-        .await
-        .map_err(|_| anyhow!("pushing {} took longer than {:?}", reference.whole(), TRANSFER_TIMEOUT))?
+            .map_err(fail)?;
+        client
+            .push_blob(reference, config.data, &manifest.config.digest)
+            .await
+            .map_err(fail)?;
+        client
+            .push_manifest_raw(reference, body, reqwest::header::HeaderValue::from_static(OCI_MANIFEST))
+            .await
+            .map_err(fail)?;
+        Ok(digest)
+    });
+    bounded("pushing", reference, work).await
 }
 
 /// A `Vec` that refuses more than `limit` bytes: a registry that sends more than
@@ -374,6 +547,63 @@ mod tests {
         assert!(!is_reference("acme/engine:1"));
         assert!(!is_reference("./a.b/x.wasm"));
         assert!(!is_reference("build.out/x.wasm"));
+    }
+
+    fn manifest(config: &str, layers: &[(&str, i64)]) -> OciImageManifest {
+        OciImageManifest {
+            config: oci_client::manifest::OciDescriptor {
+                media_type: config.into(),
+                ..Default::default()
+            },
+            layers: layers
+                .iter()
+                .map(|(media_type, size)| oci_client::manifest::OciDescriptor {
+                    media_type: media_type.to_string(),
+                    size: *size,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_one_bounded_wasm_layer_is_a_plugin() {
+        assert!(wasm_layer(&manifest(WASM_CONFIG, &[(WASM_LAYER, 1000)])).is_ok());
+        let refused = [
+            (
+                manifest("application/vnd.oci.image.config.v1+json", &[(WASM_LAYER, 10)]),
+                "config's media type",
+            ),
+            (manifest(WASM_CONFIG, &[(WASM_LAYER, 10), (WASM_LAYER, 10)]), "2 layers"),
+            (manifest(WASM_CONFIG, &[]), "0 layers"),
+            (
+                manifest(WASM_CONFIG, &[("application/vnd.oci.image.layer.v1.tar", 10)]),
+                "layer's media type",
+            ),
+            (
+                manifest(WASM_CONFIG, &[(WASM_LAYER, (MAX_PLUGIN_SIZE + 1) as i64)]),
+                "at most 256 MiB",
+            ),
+            (manifest(WASM_CONFIG, &[(WASM_LAYER, -1)]), "claims -1 bytes"),
+        ];
+        for (m, why) in refused {
+            let e = wasm_layer(&m).unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_layer_longer_than_its_manifest_says_is_cut_off() {
+        use tokio::io::AsyncWriteExt as _;
+        let mut out = Bounded {
+            bytes: Vec::new(),
+            limit: 10,
+        };
+        out.write_all(b"0123456789").await.unwrap();
+        let e = out.write_all(b"x").await.unwrap_err();
+        assert!(e.to_string().contains("more than the 10 bytes"), "{e}");
+        assert_eq!(out.bytes.len(), 10);
     }
 
     #[test]
