@@ -241,6 +241,10 @@ fn pushed_engines_install_from_the_registry_pass_their_suites_and_stay_as_review
     std::fs::write(d.join("plugins/native.wasm"), &tampered).unwrap();
     let out = run(&["plugins", "--plugins", "plugins"]);
     let text = both(&out);
+    assert!(
+        text.contains(&format!("source: oci:{mock_pinned} (plugins.lock)")),
+        "the listing says where a plugin came from: {text}"
+    );
     let line = text
         .lines()
         .find(|l| l.contains("/native.wasm: "))
