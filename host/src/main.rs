@@ -8,6 +8,7 @@ mod cli;
 use clap::Parser;
 
 fn main() {
+    quiet_on_broken_pipe();
     // Installed as `enginehost-worker` (worker-runner's `worker.path`, which it runs
     // as `<path> run --config FILE --with-worker-runner`), it is `enginehost worker`.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -43,4 +44,25 @@ fn main() {
     };
     let code = runtime.block_on(cli::run(args));
     std::process::exit(code);
+}
+
+/// `enginehost plugins | head`: once the reader is gone, a print fails with
+/// EPIPE and `println!` panics. Exit quietly with 141 (128 + SIGPIPE, what a
+/// shell reports for a tool killed by SIGPIPE) instead of printing a panic. Not
+/// SIGPIPE's default action itself: that would also kill the process on a write
+/// to a closed socket (a registry, dockerd, a task's endpoint).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

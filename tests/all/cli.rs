@@ -1079,3 +1079,22 @@ fn run_interactive_prints_two_links_that_reach_the_running_task() {
     assert!(log.contains("done, bye"), "{log}");
     assert!(!log.contains(token), "the token is never in the task log: {log}");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_listing_quietly() {
+    // `enginehost plugins | head -1`, deterministic: the pipe has no reader at all.
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_enginehost"))
+        .args(["plugins"])
+        .current_dir(dir.path())
+        .env("ENGINEHOST_PLUGINS", "/nonexistent-default-plugin-dir")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
