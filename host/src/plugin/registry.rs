@@ -8,7 +8,8 @@
 //! Credentials: `[registries."HOST"]` of the operator's config, else docker's
 //! `config.json` (`$DOCKER_CONFIG`, else `~/.docker/config.json`, credential
 //! helpers included), else anonymous. TLS always, except plain HTTP for a
-//! localhost registry, `insecure = true` or `--insecure`.
+//! localhost registry, `insecure = true` or `--insecure`; over plain HTTP,
+//! credentials go only to loopback or to a registry marked `insecure = true`.
 //!
 //! What a registry sends is bounded: one manifest (no index), one layer of at
 //! most [`MAX_PLUGIN_SIZE`] whose sha256 must match, each transfer within
