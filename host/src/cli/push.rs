@@ -29,6 +29,14 @@ pub async fn run(args: PushArgs) -> anyhow::Result<i32> {
     let config = super::operator_config(args.config.as_deref())?;
     let at = |e: String| BadInput(format!("{}: {e}", args.file.display()));
     let wasm = std::fs::read(&args.file).map_err(|e| at(e.to_string()))?;
+    if wasm.len() as u64 > registry::MAX_PLUGIN_SIZE {
+        return Err(at(format!(
+            "{} bytes; `install` takes plugins of at most {} MiB",
+            wasm.len(),
+            registry::MAX_PLUGIN_SIZE >> 20
+        ))
+        .into());
+    }
     let meta = metadata::read(&wasm).map_err(|r| at(r.to_string()))?;
     let signer = trust::verify(&wasm).map_err(at)?;
     let reference = registry::parse(&args.reference).map_err(|e| BadInput(format!("{e:#}")))?;
