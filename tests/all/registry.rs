@@ -14,6 +14,8 @@ use crate::common::builtin_wasm;
 use crate::distribution::mock_as;
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
+/// The one account of an authenticating registry.
+const ACCOUNT: (&str, &str) = ("ci", "s3cret");
 
 /// A `docker-registry` serving `addr`, its storage in `dir`; killed on drop.
 struct Registry {
@@ -30,10 +32,10 @@ impl Drop for Registry {
 }
 
 impl Registry {
-    /// Starts a registry on `ip` (any free port); with `account`, only that
-    /// user (htpasswd, bcrypt) may push or pull. `None` when the registry is
-    /// not installed and CI did not ask for it.
-    fn start(ip: &str, account: Option<(&str, &str)>) -> Option<Registry> {
+    /// Starts a registry on `ip` (any free port); with `authenticate`, only
+    /// [`ACCOUNT`] (htpasswd, bcrypt) may push or pull. `None` when the registry
+    /// is not installed and CI did not ask for it.
+    fn start(ip: &str, authenticate: bool) -> Option<Registry> {
         if !Path::new(REGISTRY).exists() {
             assert!(
                 std::env::var_os("ENGINEHOST_REQUIRE_REGISTRY").is_none(),
@@ -43,7 +45,7 @@ impl Registry {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let auth = match account {
+        let auth = match authenticate.then_some(ACCOUNT) {
             Some((user, password)) => {
                 let hash = bcrypt::hash(password, 4).unwrap();
                 std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
@@ -97,6 +99,34 @@ impl Registry {
         format!("{}/{repo}", self.addr)
     }
 
+    /// docker's `config.json` in `dir` with [`ACCOUNT`] for this registry, as
+    /// `docker login` writes it.
+    fn docker_login(&self, dir: &Path) {
+        let (user, password) = ACCOUNT;
+        let auth = base64_encode(format!("{user}:{password}").as_bytes());
+        std::fs::write(
+            dir.join("config.json"),
+            format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}", self.addr),
+        )
+        .unwrap();
+    }
+
+    /// `registry.toml` in `dir`: this registry's `[registries]` table with
+    /// [`ACCOUNT`] (the password in `dir/password`), and `extra` lines.
+    fn operator_config(&self, dir: &Path, extra: &str) {
+        std::fs::write(dir.join("password"), format!("{}\n", ACCOUNT.1)).unwrap();
+        std::fs::write(
+            dir.join("registry.toml"),
+            format!(
+                "[registries.\"{}\"]\nusername = \"{}\"\npassword-file = \"{}\"\n{extra}",
+                self.addr,
+                ACCOUNT.0,
+                dir.join("password").display()
+            ),
+        )
+        .unwrap();
+    }
+
     /// The files of the blob `digest` (`sha256:…`) in the registry's storage.
     fn blob(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
@@ -146,7 +176,7 @@ fn cases(engine: &str) -> String {
 
 #[test]
 fn pushed_engines_install_from_the_registry_pass_their_suites_and_stay_as_reviewed() {
-    let Some(registry) = Registry::start("127.0.0.1", None) else {
+    let Some(registry) = Registry::start("127.0.0.1", false) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -278,7 +308,7 @@ fn pushed_engines_install_from_the_registry_pass_their_suites_and_stay_as_review
 
 #[test]
 fn a_blob_changed_in_the_registry_is_refused_and_nothing_is_installed() {
-    let Some(registry) = Registry::start("127.0.0.1", None) else {
+    let Some(registry) = Registry::start("127.0.0.1", false) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -320,7 +350,7 @@ fn a_blob_changed_in_the_registry_is_refused_and_nothing_is_installed() {
 
 #[test]
 fn credentials_come_from_the_config_or_from_dockers_config_json() {
-    let Some(registry) = Registry::start("127.0.0.1", Some(("ci", "s3cret"))) else {
+    let Some(registry) = Registry::start("127.0.0.1", true) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -336,16 +366,7 @@ fn credentials_come_from_the_config_or_from_dockers_config_json() {
     assert!(both(&out).contains("[registries"), "{}", both(&out));
 
     // The operator's config: a password file, never the password itself.
-    std::fs::write(d.join("password"), "s3cret\n").unwrap();
-    std::fs::write(
-        d.join("registry.toml"),
-        format!(
-            "[registries.\"{}\"]\nusername = \"ci\"\npassword-file = \"{}\"\n",
-            registry.addr,
-            d.join("password").display()
-        ),
-    )
-    .unwrap();
+    registry.operator_config(d, "");
     pushed(&enginehost(
         &["push", "mock.wasm", &reference, "--config", "registry.toml"],
         d,
@@ -355,12 +376,7 @@ fn credentials_come_from_the_config_or_from_dockers_config_json() {
     // docker's config.json (as `docker login` writes it).
     let docker = d.join("docker");
     std::fs::create_dir(&docker).unwrap();
-    let auth = base64_encode(b"ci:s3cret");
-    std::fs::write(
-        docker.join("config.json"),
-        format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{auth}\"}}}}}}", registry.addr),
-    )
-    .unwrap();
+    registry.docker_login(&docker);
     let out = enginehost(&["install", &reference, "--plugins", "plugins"], d, &docker);
     assert!(out.status.success(), "{}", both(&out));
     assert!(d.join("plugins/mock.wasm").is_file());
@@ -400,7 +416,7 @@ fn a_registry_elsewhere_gets_tls_and_credentials_in_clear_only_by_the_operators_
         eprintln!("skipped: this machine has no address but loopback");
         return;
     };
-    let Some(registry) = Registry::start(&ip.to_string(), Some(("ci", "s3cret"))) else {
+    let Some(registry) = Registry::start(&ip.to_string(), true) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -408,15 +424,7 @@ fn a_registry_elsewhere_gets_tls_and_credentials_in_clear_only_by_the_operators_
     std::fs::write(d.join("mock.wasm"), builtin_wasm("mock")).unwrap();
     let reference = registry.at("engines/mock:1.0.0");
     // docker's config.json has the account.
-    std::fs::write(
-        d.join("config.json"),
-        format!(
-            "{{\"auths\": {{\"{}\": {{\"auth\": \"{}\"}}}}}}",
-            registry.addr,
-            base64_encode(b"ci:s3cret")
-        ),
-    )
-    .unwrap();
+    registry.docker_login(d);
     let out = enginehost(&["push", "mock.wasm", &reference], d, d);
     assert_eq!(out.status.code(), Some(3), "{}", both(&out));
     assert!(both(&out).contains("https://"), "TLS by default: {}", both(&out));
@@ -432,16 +440,7 @@ fn a_registry_elsewhere_gets_tls_and_credentials_in_clear_only_by_the_operators_
     );
 
     // The operator's own table says this registry is plain HTTP: they are sent.
-    std::fs::write(d.join("password"), "s3cret\n").unwrap();
-    std::fs::write(
-        d.join("registry.toml"),
-        format!(
-            "[registries.\"{}\"]\nusername = \"ci\"\npassword-file = \"{}\"\ninsecure = true\n",
-            registry.addr,
-            d.join("password").display()
-        ),
-    )
-    .unwrap();
+    registry.operator_config(d, "insecure = true\n");
     pushed(&enginehost(
         &["push", "mock.wasm", &reference, "--config", "registry.toml"],
         d,

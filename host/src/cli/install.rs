@@ -61,13 +61,13 @@ pub async fn fetch(
     insecure: bool,
 ) -> anyhow::Result<(Vec<u8>, String)> {
     let path = Path::new(source);
-    if registry::is_reference(source) && path.exists() {
-        return Err(BadInput(format!(
-            "{source} is both a file here and an OCI reference; give ./{source} for the file"
-        ))
-        .into());
-    }
     if registry::is_reference(source) {
+        if path.exists() {
+            return Err(BadInput(format!(
+                "{source} is both a file here and an OCI reference; give ./{source} for the file"
+            ))
+            .into());
+        }
         let reference = registry::parse(source).map_err(|e| BadInput(format!("{e:#}")))?;
         let access = registry::Access {
             registries: &config.registries,

@@ -213,13 +213,6 @@ async fn list(args: ListArgs) -> anyhow::Result<i32> {
     let mut catalog = Catalog::scan_with(args.plugins.plugins.as_deref(), &Trust::of(&config.host)?)?;
     let runtime = Runtime::with_host(args.plugins.host_settings(&config))?;
     catalog.compile_all(&runtime);
-    // Where each locked file came from (a file, or a registry reference and digest).
-    let dir = args
-        .plugins
-        .plugins
-        .clone()
-        .unwrap_or_else(enginehost::plugin::default_dir);
-    let lock = trust::Lock::read(&dir).ok().flatten();
     println!("{:<20} {:<10} {:<10} SOURCE", "ENGINE", "VERSION", "CONTRACT");
     for entry in catalog.entries() {
         let m = &entry.metadata;
@@ -235,10 +228,9 @@ async fn list(args: ListArgs) -> anyhow::Result<i32> {
             shown(&m.contract, 16),
             entry.origin
         );
-        if let enginehost::plugin::Origin::File(path) = &entry.origin
-            && let Some(locked) = path.file_name().and_then(|f| lock.as_ref()?.get(&f.to_string_lossy()))
-        {
-            println!("    source: {} (plugins.lock)", shown(&locked.source, 400));
+        // Where a locked file came from (a file, or a registry reference and digest).
+        if let Some(source) = &entry.locked_source {
+            println!("    source: {} (plugins.lock)", shown(source, 400));
         }
         let policy = Policy::new(&m.name, &m.version, m.capabilities.clone(), config.grants(&m.name));
         for report in policy.describe() {

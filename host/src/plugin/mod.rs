@@ -87,6 +87,9 @@ pub struct Entry {
     pub wasm: Arc<[u8]>,
     /// Set when this directory plugin replaces a built-in engine of its name.
     pub overrides_builtin: bool,
+    /// Where the directory's `plugins.lock` says the file came from (`file:…`,
+    /// `oci:…@sha256:…`); `None` without a lock entry.
+    pub locked_source: Option<String>,
     /// A built-in engine's conformance cases.
     builtin_cases: Option<&'static str>,
 }
@@ -99,6 +102,7 @@ impl Entry {
             origin: Origin::File(path.to_path_buf()),
             wasm: wasm.into(),
             overrides_builtin: false,
+            locked_source: None,
             builtin_cases: None,
         }
     }
@@ -140,6 +144,7 @@ impl Catalog {
                 origin: Origin::Builtin,
                 wasm: Arc::from(*wasm),
                 overrides_builtin: false,
+                locked_source: None,
                 builtin_cases: Some(cases),
             };
             catalog.entries.insert(meta.name, entry);
@@ -182,7 +187,8 @@ impl Catalog {
             };
             match checked.and_then(|()| metadata::read(&wasm)) {
                 Ok(meta) => {
-                    let entry = Entry::file(meta.clone(), &path, wasm);
+                    let mut entry = Entry::file(meta.clone(), &path, wasm);
+                    entry.locked_source = lock.as_ref().and_then(|l| l.get(&file)).map(|e| e.source.clone());
                     found.entry(meta.name).or_default().push((path, entry));
                 }
                 Err(r) => catalog.rejected.push((path, r)),

@@ -41,6 +41,11 @@ pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 pub const MAX_PLUGIN_SIZE: u64 = 256 << 20;
 /// The longest one push or pull may take.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Every request to a registry (oci-client's and enginehost's own manifest GET):
+/// the connect and per-read timeouts, and who is asking.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+const USER_AGENT: &str = concat!("enginehost/", env!("CARGO_PKG_VERSION"));
 
 /// Annotations enginehost writes on the manifest.
 const ANNOTATION_ENGINE: &str = "dev.enginehost.engine";
@@ -190,7 +195,9 @@ struct Remote {
 fn client(reference: &Reference, access: Access<'_>) -> anyhow::Result<Remote> {
     let registry = reference.resolve_registry().to_string();
     let settings = access.registries.get(reference.registry());
-    let plain = access.insecure || settings.is_some_and(|s| s.insecure) || is_local(&registry);
+    let local = is_local(&registry);
+    let marked_insecure = settings.is_some_and(|s| s.insecure);
+    let plain = access.insecure || marked_insecure || local;
     let config = ClientConfig {
         protocol: if plain {
             ClientProtocol::Http
@@ -199,19 +206,15 @@ fn client(reference: &Reference, access: Access<'_>) -> anyhow::Result<Remote> {
         },
         // An index is refused, not resolved to some platform's entry.
         platform_resolver: None,
-        connect_timeout: Some(Duration::from_secs(30)),
-        read_timeout: Some(Duration::from_secs(60)),
-        user_agent: concat!("enginehost/", env!("CARGO_PKG_VERSION")),
+        connect_timeout: Some(CONNECT_TIMEOUT),
+        read_timeout: Some(READ_TIMEOUT),
+        user_agent: USER_AGENT,
         ..ClientConfig::default()
     };
     let mut auth = credentials(reference.registry(), settings)?;
     // Credentials never cross a network in clear: plain HTTP gets them only on
     // this machine, or where the operator's own table says `insecure = true`.
-    if plain
-        && !is_local(&registry)
-        && !settings.is_some_and(|s| s.insecure)
-        && !matches!(auth, RegistryAuth::Anonymous)
-    {
+    if plain && !local && !marked_insecure && !matches!(auth, RegistryAuth::Anonymous) {
         tracing::warn!(
             registry = %registry,
             "--insecure: plain HTTP, so the credentials for this registry are not sent (set \
@@ -354,9 +357,9 @@ async fn fetch_manifest(remote: &Remote, reference: &Reference) -> anyhow::Resul
         reference.repository()
     );
     let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(60))
-        .user_agent(concat!("enginehost/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(USER_AGENT)
         .build()?;
     let mut request = http.get(&url).header(reqwest::header::ACCEPT, MANIFEST_TYPES);
     request = match (&token, &remote.auth) {
