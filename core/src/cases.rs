@@ -48,6 +48,9 @@ pub struct Cases {
     /// §3.9
     #[serde(default, deserialize_with = "variants")]
     pub volume: Vec<VolumeCase>,
+    /// Recovery after a trap (enginehost's addition, contract 0.1.4).
+    #[serde(default, deserialize_with = "variants")]
+    pub recover: Vec<RecoverCase>,
 }
 
 /// A file the suite serves: its text, or a `.tar.gz` of named texts (mode 0755).
@@ -257,6 +260,28 @@ pub struct VolumeCase {
     /// has no way to state partial support).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub read_only: bool,
+}
+
+/// Recovery: a running task survives a trap of its engine's instance.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecoverCase {
+    /// Names this variant when a case type is given several times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Runs for a while (several seconds past `trapAfterMs`), then succeeds.
+    pub payload: Value,
+    /// When the instance is torn down, in milliseconds after `start`.
+    pub trap_after_ms: u64,
+    /// Text the task's log must hold once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// An artifact the task leaves...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_path: Option<String>,
+    /// ...holding this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_text: Option<String>,
 }
 
 fn yes() -> bool {

@@ -23,8 +23,8 @@ pub const MAX_METADATA: usize = 4 * 1024;
 pub const MAX_CAPABILITIES: usize = 64 * 1024;
 
 /// The contract version this host implements (the WIT package version). It runs
-/// plugins built for any 0.1.x contract: 0.1.1 to 0.1.3 only added interfaces and functions.
-pub const CONTRACT_VERSION: &str = "0.1.3";
+/// plugins built for any 0.1.x contract: 0.1.1 to 0.1.4 only added interfaces and functions.
+pub const CONTRACT_VERSION: &str = "0.1.4";
 
 /// Why a candidate file was skipped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

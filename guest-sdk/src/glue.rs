@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::traits::{self, Engine, ResultSet as _, Sandbox as _, SandboxBuilder as _, Shell as _, VolumeBuilder as _};
 use crate::wit::enginehost::engine::types::{Display, EngineCapabilities, Error, Section};
 use crate::wit::exports::enginehost::engine::engine as x;
+use crate::wit::exports::enginehost::engine::recovery as r;
 use crate::{FileHandler, ProxyHandler, Result, StreamReader, TaskContext, empty_stream};
 
 thread_local! {
@@ -99,6 +100,13 @@ impl<E: Engine> x::Guest for Exports<E> {
     }
     async fn dispose() -> Result<()> {
         engine::<E>()?.dispose().await
+    }
+}
+
+impl<E: Engine> r::Guest for Exports<E> {
+    async fn recover_sandbox(context: TaskContext, data: Vec<u8>) -> Result<x::Sandbox> {
+        let sandbox = engine::<E>()?.recover_sandbox(context, data).await?;
+        Ok(x::Sandbox::new(SandboxRes::<E>(sandbox)))
     }
 }
 

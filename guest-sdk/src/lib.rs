@@ -41,7 +41,7 @@ mod traits;
 pub mod wit {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "engine-plugin",
+        world: "recoverable-engine-plugin",
         pub_export_macro: true,
         export_macro_name: "export_engine_raw",
         default_bindings_module: "enginehost_sdk::wit",
@@ -73,7 +73,7 @@ pub use caps::CapError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The version of the engine contract this SDK implements (the WIT package version).
-pub const CONTRACT_VERSION: &str = "0.1.3";
+pub const CONTRACT_VERSION: &str = "0.1.4";
 
 /// A new byte stream: write into the [`StreamWriter`], hand the [`StreamReader`] to
 /// the host. Dropping the writer ends the stream.
@@ -160,7 +160,7 @@ macro_rules! export_engine {
             const META: &str = concat!(
                 "{\"name\":\"", $name,
                 "\",\"version\":\"", env!("CARGO_PKG_VERSION"),
-                "\",\"contract\":\"0.1.3\"}"
+                "\",\"contract\":\"0.1.4\"}"
             );
             #[cfg(target_arch = "wasm32")]
             #[unsafe(link_section = "enginehost:metadata")]

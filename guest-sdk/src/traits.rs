@@ -68,6 +68,17 @@ pub trait Engine: Sized + 'static {
     async fn dispose(&self) -> Result<()> {
         Ok(())
     }
+    /// Takes a running sandbox over after the engine's previous instance trapped
+    /// (contract 0.1.4): called on a fresh engine (after [`Engine::new`]) with the
+    /// task's context and the last record the sandbox left with
+    /// [`TaskContext::set_recovery_record`]. Return a sandbox for the same work:
+    /// its `wait_for_result` must give the work's real result. Only tasks that
+    /// left a record are recovered; what the old instance held (shells, process
+    /// and endpoint handles, volumes) is gone. Default: feature-not-supported
+    /// (the task fails, as it always did on a trap).
+    async fn recover_sandbox(self: Rc<Self>, _context: TaskContext, _record: Vec<u8>) -> Result<Self::Sandbox> {
+        Err(Error::FeatureNotSupported)
+    }
 }
 
 /// Collects what a task needs before it starts.

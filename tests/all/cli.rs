@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use crate::common::fixture_path;
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
@@ -152,7 +152,7 @@ fn plugins_lists_mock_with_its_contract_version_and_rejections() {
     let mock = stdout.lines().find(|l| l.starts_with("mock ")).expect("mock is listed");
     assert_eq!(
         mock.split_whitespace().collect::<Vec<_>>(),
-        ["mock", "0.1.0", "0.1.3", "(built", "in)"]
+        ["mock", "0.1.0", "0.1.4", "(built", "in)"]
     );
     assert!(stdout.contains("junk.wasm: not a WebAssembly file"), "{stdout}");
 }
@@ -163,8 +163,9 @@ fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
     let out = enginehost(&["test", "mock"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("pass  ")).count(), 31);
-    assert_eq!(stdout.lines().last(), Some("31 passed, 0 failed, 0 skipped"));
+    // Every subtest, Recover's twice (two variants).
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("pass  ")).count(), 35);
+    assert_eq!(stdout.lines().last(), Some("35 passed, 0 failed, 0 skipped"));
 
     let cases = root().join("plugins/mock/cases.json");
     let broken = fixture_path("fixture_broken_env");
@@ -175,7 +176,7 @@ fn test_command_reports_each_subtest_and_fails_on_a_broken_engine() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("FAIL  EnvVar/VariableNameConflict: "), "{stdout}");
-    assert_eq!(stdout.lines().last(), Some("30 passed, 1 failed, 0 skipped"));
+    assert_eq!(stdout.lines().last(), Some("34 passed, 1 failed, 0 skipped"));
 }
 
 #[test]
@@ -308,7 +309,7 @@ fn template_passes_its_suite(wasm: &Path, cases: &Path) {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(
         stdout.lines().last(),
-        Some("12 passed, 0 failed, 19 skipped"),
+        Some("12 passed, 0 failed, 21 skipped"),
         "{stdout}"
     );
 }
@@ -791,7 +792,7 @@ fn python_helpers_run_a_command_and_serve_its_files() {
     assert!(stdout.contains("pass  Shell(default)/AbortSleepCommand"), "{stdout}");
     assert_eq!(
         stdout.lines().last(),
-        Some("4 passed, 0 failed, 27 skipped"),
+        Some("4 passed, 0 failed, 29 skipped"),
         "{stdout}"
     );
     let plugins = dir.path().join("plugins");

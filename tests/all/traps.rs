@@ -94,3 +94,141 @@ async fn a_cache_lost_with_a_trapped_instance_is_never_handed_out_again() {
     assert_eq!(held.fresh, vec!["c"], "a new cache, not the one of the dead instance");
     held.release(true).await;
 }
+
+/// The host's log line when a fresh instance takes a task over.
+const RESTARTED: &str = "and was restarted; the task goes on in the new instance (recovery 1 of at most 3)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_with_a_recovery_record_survives_a_trap_of_another_task() {
+    let engine = start(&TRAP).await;
+    let ctx = context();
+    let survivor = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"mode": "recoverable", "argument": "rec-1"}),
+    )
+    .await;
+    let plain = started(&engine, json!({"mode": "hang"})).await;
+    let (survivor_wait, plain_wait) = (spawn_wait(&survivor), spawn_wait(&plain));
+    tokio::task::yield_now().await;
+
+    // A real trap (a panic) in another task's call.
+    let trapping = started(&engine, json!({"mode": "trap"})).await;
+    let trapped = trapping.wait_for_result().await.map(|_| ()).unwrap_err();
+    assert!(matches!(trapped, EngineError::PluginFailed { .. }), "{trapped:?}");
+
+    // The task without a record fails as before; the one with a record is taken
+    // over by a fresh instance and ends with that instance's real result.
+    assert_eq!(plain_wait.await.unwrap().unwrap_err(), trapped);
+    assert_eq!(survivor_wait.await.unwrap(), Ok(true));
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    assert!(log.contains(RESTARTED), "{log}");
+    assert!(
+        log.contains("fixture_trap was asked to trap"),
+        "the log names the trap: {log}"
+    );
+    assert!(log.ends_with("[taskcluster] fixture recovered from rec-1\n"), "{log}");
+    // The result is kept.
+    assert!(survivor.wait_for_result().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_the_engine_refuses_fails_the_task_cleanly() {
+    let engine = start(&TRAP).await;
+    let ctx = context();
+    let refused = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"mode": "recoverable", "argument": "refuse"}),
+    )
+    .await;
+    let waiting = spawn_wait(&refused);
+    tokio::task::yield_now().await;
+    let trapping = started(&engine, json!({"mode": "trap"})).await;
+    assert!(trapping.wait_for_result().await.is_err());
+
+    let EngineError::PluginFailed { plugin, reason } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected PluginFailed")
+    };
+    assert_eq!(plugin, "fixture-trap");
+    assert!(
+        reason.contains("fixture_trap was asked to trap"),
+        "the trap is named: {reason}"
+    );
+    assert!(
+        reason.contains("the task was not recovered: recover-sandbox failed")
+            && reason.contains("the fixture refuses this record"),
+        "why recovery failed is named: {reason}"
+    );
+    // Every later call fails the same way, without another attempt.
+    assert!(matches!(refused.abort().await, Err(EngineError::PluginFailed { reason: r, .. }) if r == reason));
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    assert_eq!(log.matches("was restarted").count(), 1, "{log}");
+    assert!(log.contains("Recovering the task failed"), "{log}");
+    // The engine goes on serving.
+    let (result, _) = run_payload(&engine, json!({"mode": "ok"}), &[]).await;
+    assert!(result.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_worker_terminates_is_not_recovered() {
+    let engine = start(&TRAP).await;
+    let sandbox = started(&engine, json!({"mode": "recoverable", "argument": "rec"})).await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::task::yield_now().await;
+    sandbox.terminate("the task did not end when told").await;
+    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected PluginFailed")
+    };
+    assert_eq!(reason, "the task did not end when told");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_built_for_contract_0_1_0_fails_its_tasks_on_a_trap_as_before() {
+    let wasm = std::fs::read(crate::cli::root().join("tests/fixtures/contract-0.1.0/mock.wasm")).unwrap();
+    let old = RUNTIME.load("mock", &wasm).unwrap();
+    let engine = start(&old).await;
+    let sandbox = started(&engine, mock_payload(3000, "true", "")).await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(engine.inject_trap("an injected trap").await);
+    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected PluginFailed")
+    };
+    assert_eq!(reason, "an injected trap", "no recovery is tried");
+    // The current mock, under the same trap, goes on.
+    let engine = start(&MOCK).await;
+    let ctx = context();
+    let sandbox = started_in(&engine, ctx.clone(), mock_payload(1500, "write-log", "after")).await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(engine.inject_trap("an injected trap").await);
+    assert_eq!(waiting.await.unwrap(), Ok(true));
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    assert!(
+        log.contains("The engine mock failed (an injected trap) and was restarted"),
+        "{log}"
+    );
+    assert!(log.ends_with("[taskcluster] after\n"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_record_over_64_kib_is_refused() {
+    let engine = start(&TRAP).await;
+    let big = "x".repeat(64 * 1024 + 1);
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"mode": "recoverable", "argument": big}))
+        .await
+        .unwrap();
+    let refused = builder.start().await.map(|_| ()).unwrap_err();
+    let EngineError::NonFatalInternalError(detail) = &refused else {
+        panic!("expected the fixture's non-fatal error, got {refused:?}")
+    };
+    assert!(
+        detail.contains("a recovery record of 65537 bytes is refused: at most 65536 bytes"),
+        "{detail}"
+    );
+}

@@ -203,6 +203,10 @@ impl Task {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Ok(true)
             }
+            // Built into the host, it has no instance to trap.
+            "trap-engine" => Err(EngineError::NonFatalInternalError(
+                "the native mock cannot trap: it is not a WebAssembly instance".into(),
+            )),
             other => Err(EngineError::malformed(format!("unknown mock function '{other}'"))),
         }
     }

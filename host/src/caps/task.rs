@@ -71,6 +71,11 @@ impl TaskHandle {
         }
     }
 
+    /// Records what a fresh instance needs to take the task over (contract 0.1.4).
+    pub(crate) fn set_recovery_record(&self, record: Vec<u8>) -> Result<(), String> {
+        self.scope.set_recovery_record(record)
+    }
+
     /// Resolves when the task is cancelled (at once if it already ended).
     pub(crate) fn cancelled(&self) -> impl Future<Output = ()> + Send + use<> {
         let (ctx, ended) = (self.ctx.clone(), self.scope.has_ended());

@@ -8,7 +8,7 @@
 //!
 //! - `harness`: the seed's run/dispose rules.
 //! - `cases`: the cases file.
-//! - `basic`, `artifacts`, `shell`, `display`, `viewer`: the subtests.
+//! - `basic`, `artifacts`, `shell`, `display`, `viewer`, `recover`: the subtests.
 //! - `rfb`: the RFB (VNC) client of the display subtests.
 
 mod artifacts;
@@ -16,6 +16,7 @@ mod basic;
 use enginehost_core::cases;
 mod display;
 mod harness;
+mod recover;
 mod rfb;
 mod serve;
 mod shell;
@@ -65,6 +66,8 @@ pub const SUBTESTS: &[(&str, &str)] = &[
     ("Volume", "ReadEmptyVolume"),
     ("Volume", "WriteToReadOnlyVolume"),
     ("Volume", "ReadToReadOnlyVolume"),
+    ("Recover", "SurviveTrap"),
+    ("Recover", "TrapStorm"),
 ];
 
 /// A subtest's verdict.
@@ -183,6 +186,8 @@ async fn run_one(e: &Arc<dyn Engine>, c: &Cases, case: &str, name: &str, i: usiz
         ("Volume", "ReadEmptyVolume") => b::read_empty_volume(e, c.volume.get(i)?).await,
         ("Volume", "WriteToReadOnlyVolume") => b::write_to_read_only_volume(e, c.volume.get(i)?).await,
         ("Volume", "ReadToReadOnlyVolume") => b::read_to_read_only_volume(e, c.volume.get(i)?).await,
+        ("Recover", "SurviveTrap") => recover::survive_trap(e, c.recover.get(i)?).await,
+        ("Recover", "TrapStorm") => recover::trap_storm(e, c.recover.get(i)?).await,
         _ => Err(format!("no subtest {case}/{name}")),
     })
 }
@@ -203,6 +208,7 @@ fn variants(c: &Cases, case: &str) -> Vec<Option<String>> {
         "Display" => names!(c.display),
         "Proxy" => names!(c.proxy),
         "Volume" => names!(c.volume),
+        "Recover" => names!(c.recover),
         _ => Vec::new(),
     }
 }

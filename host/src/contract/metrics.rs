@@ -70,6 +70,8 @@ pub struct Metrics {
     pub instance_traps: Family<EngineLabel, Counter>,
     /// Engine instances started again after one died.
     pub instance_restarts: Family<EngineLabel, Counter>,
+    /// Running tasks taken over by a fresh instance after theirs died (0.1.4).
+    pub task_recoveries: Family<EngineLabel, Counter>,
     /// How long each call into an engine took.
     pub call_duration: Histograms<CallLabels>,
     /// Components loaded from the compile cache.
@@ -107,6 +109,7 @@ impl Metrics {
             instance_starts: Family::default(),
             instance_traps: Family::default(),
             instance_restarts: Family::default(),
+            task_recoveries: Family::default(),
             call_duration: Family::new_with_constructor(call_histogram as fn() -> Histogram),
             compile_cache_hits: Counter::default(),
             compile_cache_misses: Counter::default(),
@@ -145,6 +148,11 @@ impl Metrics {
             "engine_instance_restarts",
             "Engine instances started again after one died",
             m.instance_restarts.clone(),
+        );
+        r.register(
+            "engine_task_recoveries",
+            "Running tasks taken over by a fresh engine instance after theirs died",
+            m.task_recoveries.clone(),
         );
         r.register_with_unit(
             "engine_call_duration",

@@ -137,6 +137,12 @@ pub trait Engine: Send + Sync {
     async fn new_volume(&self, options: Value) -> Result<Arc<dyn Volume>>;
     /// Frees engine-wide resources; call after every other object is gone.
     async fn dispose(&self) -> Result<()>;
+    /// Tears the engine's live instance down as a trap does, with `reason` (the
+    /// conformance suite's Recover case). False when there is no instance to
+    /// tear down (an engine built into the host).
+    async fn inject_trap(&self, _reason: &str) -> bool {
+        false
+    }
 }
 
 /// Collects what a task needs before it starts. All methods may race.

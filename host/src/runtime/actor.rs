@@ -28,7 +28,8 @@ use crate::caps::CapsCtx;
 use crate::contract::metrics::Metrics;
 use crate::contract::{EngineError, TaskUsage};
 use crate::policy::ResolvedLimits;
-use crate::wit::bindings::EngineExports;
+use crate::wit::bindings::{EngineExports, EnginePlugin};
+use anyhow::Context as _;
 use prometheus_client::metrics::histogram::Histogram;
 
 /// What a job receives: the Store's accessor and the engine's exports.
@@ -89,13 +90,30 @@ impl Instance {
         // A pending sandbox holds about 10 handles (its resources, the waiting
         // subtasks): limits.handles bounds floods, limits.live-tasks the tasks.
         super::limits::install(&mut store, &limits, plugin.epochs);
-        let instantiated = tokio::time::timeout(limits.init_timeout, plugin.pre.instantiate_async(&mut store));
-        let bindings = instantiated.await.map_err(|_| {
+        let instantiated = tokio::time::timeout(
+            limits.init_timeout,
+            plugin.pre.instance_pre().instantiate_async(&mut store),
+        );
+        let instance = instantiated.await.map_err(|_| {
             anyhow::anyhow!(
                 "instantiating took longer than {:?} (limits.init-timeout)",
                 limits.init_timeout
             )
         })??;
+        let bindings = EnginePlugin::new(&mut store, &instance)?;
+        let recovery = match &plugin.recovery {
+            Some(indices) => Some(
+                indices
+                    .load(&mut store, &instance)
+                    .map_err(anyhow::Error::from)
+                    .context("its `recovery` export does not match the contract's")?,
+            ),
+            None => None,
+        };
+        let exports = EngineExports {
+            engine: bindings.enginehost_engine_engine().clone(),
+            recovery,
+        };
         let (jobs, rx) = mpsc::unbounded_channel();
         let (death_tx, death) = watch::channel(None);
         let (kill, killed) = watch::channel(None);
@@ -105,7 +123,7 @@ impl Instance {
         let engine = Metrics::engine(&name);
         tokio::spawn(async move {
             let stderr = store.data().stderr.clone();
-            let message = match run(store, bindings, rx, killed).await {
+            let message = match run(store, exports, rx, killed).await {
                 Ok(()) => "the engine instance was shut down".to_string(),
                 Err(e) => {
                     metrics.instance_traps.get_or_create(&engine).inc();
@@ -150,6 +168,11 @@ impl Instance {
         let h = Metrics::global().call_histogram(&self.plugin, call);
         cached.push((call, h.clone()));
         h
+    }
+
+    /// The plugin's name.
+    pub(crate) fn plugin(&self) -> &str {
+        &self.plugin
     }
 
     /// The largest linear memory the instance was granted so far, in bytes.
@@ -301,13 +324,13 @@ impl Instance {
 /// finish).
 async fn run(
     mut store: Store<HostState>,
-    bindings: crate::wit::bindings::EnginePlugin,
+    exports: EngineExports,
     mut rx: mpsc::UnboundedReceiver<Job>,
     mut killed: watch::Receiver<Option<String>>,
 ) -> wasmtime::Result<()> {
     store
         .run_concurrent(async move |acc| -> wasmtime::Result<()> {
-            let exports = bindings.enginehost_engine_engine();
+            let exports = &exports;
             let mut inflight: FuturesUnordered<BoxFuture<'_, wasmtime::Result<()>>> = FuturesUnordered::new();
             loop {
                 tokio::select! {

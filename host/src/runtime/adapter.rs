@@ -1,10 +1,11 @@
 //! The worker traits implemented over an engine instance's actor: [`WasmEngine`]
 //! here, the objects it creates in `objects.rs`, each holding a `handle::Handle`.
 //! After a trap, handles of the dead instance fail with its death message, and
-//! [`WasmEngine`] starts a fresh instance (calling `init` again) on next use.
+//! [`WasmEngine`] starts a fresh instance (calling `init` again) on next use; a
+//! task with a recovery record is taken over by it (`recovery.rs`).
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Weak};
 
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use super::actor::{Deadline, Instance};
 use super::handle::{Handle, TaskSlot, flat};
 use super::objects::{WasmSandboxBuilder, WasmVolume, WasmVolumeBuilder};
+use super::recovery::{Recovery, RecoveryWindow};
 use super::{EngineOptions, LoadedPlugin};
 use crate::caps::{CapsCtx, EngineScope, HostEnv, TaskHandle};
 use crate::contract::{self, Capabilities, EngineError, Result, Section, TaskContext, WorkerControl};
@@ -78,6 +80,10 @@ pub struct WasmEngine {
     current: tokio::sync::Mutex<(Arc<Instance>, u64)>,
     described: Described,
     live_tasks: Arc<AtomicUsize>,
+    /// Itself, for the tasks' recovery (which may outlive it).
+    me: Weak<WasmEngine>,
+    /// The recent recoveries of its tasks (the trap-storm bound).
+    recoveries: RecoveryWindow,
 }
 
 /// Instantiates (as instance number `generation` of the engine) and calls `init`.
@@ -146,7 +152,7 @@ impl WasmEngine {
             documentation: docs.into_iter().map(Section::from).collect(),
             capabilities: caps.into(),
         };
-        Ok(Arc::new(WasmEngine {
+        Ok(Arc::new_cyclic(|me| WasmEngine {
             plugin,
             config,
             worker,
@@ -155,11 +161,18 @@ impl WasmEngine {
             current: tokio::sync::Mutex::new((instance, 0)),
             described,
             live_tasks: Arc::default(),
+            me: me.clone(),
+            recoveries: RecoveryWindow::default(),
         }))
     }
 
+    /// The recent recoveries of the engine's tasks.
+    pub(crate) fn recoveries(&self) -> &RecoveryWindow {
+        &self.recoveries
+    }
+
     /// The live instance and its generation, or a fresh one if the last one died.
-    async fn instance(&self) -> Result<(Arc<Instance>, u64)> {
+    pub(crate) async fn instance(&self) -> Result<(Arc<Instance>, u64)> {
         let mut current = self.current.lock().await;
         if !current.0.is_alive() {
             let generation = current.1 + 1;
@@ -228,6 +241,7 @@ impl contract::Engine for WasmEngine {
             usage.set_engine(&self.plugin.name);
         }
         let payload = payload.to_string();
+        let recovery = Recovery::new(self.me.clone(), context.clone(), scope.clone());
         let res = flat(
             instance
                 .call_for(Some(&usage), "new-sandbox-builder", Deadline::Quick, move |acc, ex| {
@@ -239,11 +253,15 @@ impl contract::Engine for WasmEngine {
                 })
                 .await,
         )?;
-        Ok(Box::new(WasmSandboxBuilder(Handle {
-            instance,
-            res,
-            slot: Some(slot),
-        })))
+        Ok(Box::new(WasmSandboxBuilder {
+            handle: Handle {
+                instance,
+                res,
+                slot: Some(slot),
+            },
+            recovery,
+            started: Default::default(),
+        }))
     }
 
     async fn new_volume_builder(&self, options: Value) -> Result<Box<dyn contract::VolumeBuilder>> {
@@ -287,6 +305,13 @@ impl contract::Engine for WasmEngine {
                 .call("dispose", Deadline::Quick, |acc, ex| ex.call_dispose(acc).boxed())
                 .await,
         )
+    }
+
+    async fn inject_trap(&self, reason: &str) -> bool {
+        let (instance, _) = self.current.lock().await.clone();
+        tracing::warn!(engine = %self.plugin.name, "tearing the engine's instance down: {reason}");
+        instance.kill(reason.to_string());
+        true
     }
 }
 

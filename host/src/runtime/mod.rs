@@ -24,6 +24,7 @@ mod floor;
 mod handle;
 mod limits;
 mod objects;
+mod recovery;
 mod state;
 mod watchdog;
 
@@ -52,6 +53,8 @@ pub struct LoadedPlugin {
     /// What the plugin asks for (its `capabilities.toml`).
     pub(crate) requested: Arc<Capabilities>,
     pub(crate) pre: bindings::EnginePluginPre<HostState>,
+    /// Where its optional `recovery` export is (contract 0.1.4), if it has one.
+    pub(crate) recovery: Option<bindings::RecoveryIndices>,
     /// Whether the engine it was compiled for interrupts guests (the CPU slice).
     pub(crate) epochs: bool,
     /// Whether its instances account each task's time (`[host] accounting`).
@@ -237,7 +240,9 @@ impl Runtime {
         let pre = bindings::EnginePluginPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("checking the component's exports")?;
+        let recovery = bindings::RecoveryIndices::new(pre.instance_pre()).ok();
         Ok(LoadedPlugin {
+            recovery,
             name: name.into(),
             version: version.into(),
             sha256: cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(wasm)).into(),

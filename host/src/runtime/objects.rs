@@ -1,6 +1,7 @@
 //! The contract objects over guest resources: sandbox builder, sandbox, shell,
 //! result set, volume and volume builder. Each holds a [`Handle`]; every method is
-//! one job on the instance's actor ([`Handle::call`]).
+//! one job on the instance's actor ([`Handle::call`]). A sandbox's handle is
+//! replaced when a fresh instance takes the task over (`recovery.rs`).
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -12,13 +13,20 @@ use wasmtime::component::Resource;
 
 use super::actor::Deadline;
 use super::handle::{Handle, stream_result};
+use super::recovery::Recovery;
 use crate::contract::{
     self, ByteSink, ByteStream, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result, byte_pipe,
 };
 use crate::wit::host::{FileHandlerRes, ProxyHandlerRes};
 use crate::wit::streams::{guest_stream, host_stream};
 
-pub(crate) struct WasmSandboxBuilder(pub(crate) Handle);
+pub(crate) struct WasmSandboxBuilder {
+    pub(crate) handle: Handle,
+    /// What its sandbox needs to be taken over after a trap.
+    pub(crate) recovery: Arc<Recovery>,
+    /// Whether `start` succeeded (then `discard` is a no-op).
+    pub(crate) started: std::sync::atomic::AtomicBool,
+}
 
 #[async_trait]
 impl contract::SandboxBuilder for WasmSandboxBuilder {
@@ -28,13 +36,13 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
                 "the volume was not made by a WebAssembly engine".into(),
             ));
         };
-        if !Arc::ptr_eq(&volume.0.instance, &self.0.instance) {
+        if !Arc::ptr_eq(&volume.0.instance, &self.handle.instance) {
             return Err(EngineError::ContractViolation(
                 "the volume belongs to another engine instance (another engine, or one lost to a trap)".into(),
             ));
         }
         let (vol, mountpoint) = (volume.0.res, mountpoint.to_string());
-        self.0
+        self.handle
             .call("attach-volume", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     ex.sandbox_builder()
@@ -48,7 +56,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
 
     async fn attach_proxy(&self, name: &str, handler: Arc<dyn ProxyHandler>) -> Result<()> {
         let name = name.to_string();
-        self.0
+        self.handle
             .call("attach-proxy", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let h = acc.with(|mut a| a.get().table.push(ProxyHandlerRes(handler)))?;
@@ -61,7 +69,7 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
 
     async fn set_environment_variable(&self, name: &str, value: &str) -> Result<()> {
         let (name, value) = (name.to_string(), value.to_string());
-        self.0
+        self.handle
             .call("set-environment-variable", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     ex.sandbox_builder()
@@ -75,19 +83,27 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
 
     async fn start(&self) -> Result<Arc<dyn contract::Sandbox>> {
         let sandbox = self
-            .0
+            .handle
             .call("start", Deadline::Start, |acc, ex, res| {
                 async move { ex.sandbox_builder().call_start(acc, res).await }.boxed()
             })
             .await?;
+        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(Arc::new(WasmSandbox {
-            handle: self.0.sibling(sandbox),
+            handle: Mutex::new(Arc::new(self.handle.sibling(sandbox))),
+            recovering: tokio::sync::Mutex::new(()),
+            recovery: self.recovery.clone(),
             result: OnceCell::new(),
         }))
     }
 
     async fn discard(&self) -> Result<()> {
-        self.0
+        // After a start, discard is a no-op: also when the builder's instance is
+        // gone and a fresh one took the sandbox over.
+        if self.started.load(std::sync::atomic::Ordering::SeqCst) && !self.handle.instance.is_alive() {
+            return Ok(());
+        }
+        self.handle
             .call("discard", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox_builder().call_discard(acc, res).await }.boxed()
             })
@@ -96,28 +112,75 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
 }
 
 struct WasmSandbox {
-    handle: Handle,
+    /// The sandbox in the instance that serves the task now.
+    handle: Mutex<Arc<Handle>>,
+    /// Held while a fresh instance takes the task over (one at a time).
+    recovering: tokio::sync::Mutex<()>,
+    recovery: Arc<Recovery>,
     result: OnceCell<Result<Arc<dyn contract::ResultSet>>>,
+}
+
+impl WasmSandbox {
+    fn current(&self) -> Arc<Handle> {
+        self.handle.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The sandbox's handle in a live instance: after a trap, the task taken over
+    /// by a fresh instance when it can be (else the dead handle, whose calls fail
+    /// with the death message, or the reason recovery failed).
+    async fn live(&self) -> Result<Arc<Handle>> {
+        let current = self.current();
+        if current.instance.is_alive() {
+            return Ok(current);
+        }
+        if let Some(failed) = self.recovery.failure() {
+            return Err(failed);
+        }
+        if !self.recovery.may_recover() {
+            return Ok(current);
+        }
+        let _one = self.recovering.lock().await;
+        let current = self.current();
+        if current.instance.is_alive() {
+            return Ok(current);
+        }
+        let fresh = Arc::new(self.recovery.recover(&current).await?);
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
 }
 
 #[async_trait]
 impl contract::Sandbox for WasmSandbox {
     async fn wait_for_result(&self) -> Result<Arc<dyn contract::ResultSet>> {
-        let handle = &self.handle;
         self.result
             .get_or_init(|| async move {
-                let (rs, success) = handle
-                    .call("wait-for-result", Deadline::None, |acc, ex, res| {
-                        async move {
-                            match ex.sandbox().call_wait_for_result(acc, res).await? {
-                                Ok(rs) => Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?))),
-                                Err(e) => Ok(Err(e)),
+                let result = loop {
+                    let handle = self.live().await?;
+                    let called = handle
+                        .call("wait-for-result", Deadline::None, |acc, ex, res| {
+                            async move {
+                                match ex.sandbox().call_wait_for_result(acc, res).await? {
+                                    Ok(rs) => Ok(Ok((rs, ex.result_set().call_success(acc, rs).await?))),
+                                    Err(e) => Ok(Err(e)),
+                                }
                             }
+                            .boxed()
+                        })
+                        .await;
+                    match called {
+                        // The instance died under the wait: a fresh one may take over.
+                        Err(EngineError::PluginFailed { .. })
+                            if !handle.instance.is_alive() && self.recovery.may_recover() =>
+                        {
+                            continue;
                         }
-                        .boxed()
-                    })
-                    .await?;
-                let handle = handle.sibling(rs);
+                        called => break called.map(|(rs, success)| (handle.sibling(rs), success)),
+                    }
+                };
+                // The work is over: nothing is left to take over.
+                self.recovery.scope.forget_recovery_record();
+                let (handle, success) = result?;
                 Ok(Arc::new(WasmResultSet { handle, success }) as Arc<dyn contract::ResultSet>)
             })
             .await
@@ -127,8 +190,8 @@ impl contract::Sandbox for WasmSandbox {
     async fn new_shell(&self, command: &[String], tty: bool) -> Result<Box<dyn contract::Shell>> {
         let command = command.to_vec();
         let (stdin_sink, stdin) = byte_pipe();
-        let (shell, stdout, stderr) = self
-            .handle
+        let handle = self.live().await?;
+        let (shell, stdout, stderr) = handle
             .call("new-shell", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let stdin = host_stream(acc, stdin)?;
@@ -144,7 +207,7 @@ impl contract::Sandbox for WasmSandbox {
             })
             .await?;
         Ok(Box::new(WasmShell {
-            handle: self.handle.sibling(shell),
+            handle: handle.sibling(shell),
             stdin: Mutex::new(Some(stdin_sink)),
             stdout: Mutex::new(Some(stdout)),
             stderr: Mutex::new(Some(stderr)),
@@ -153,7 +216,8 @@ impl contract::Sandbox for WasmSandbox {
 
     async fn list_displays(&self) -> Result<Vec<contract::Display>> {
         let displays = self
-            .handle
+            .live()
+            .await?
             .call("list-displays", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()
             })
@@ -165,7 +229,8 @@ impl contract::Sandbox for WasmSandbox {
         let name = name.to_string();
         let (input, client) = byte_pipe();
         let output = self
-            .handle
+            .live()
+            .await?
             .call("open-display", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let client = host_stream(acc, client)?;
@@ -178,7 +243,8 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        self.handle
+        self.live()
+            .await?
             .call("abort", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_abort(acc, res).await }.boxed()
             })
@@ -186,7 +252,8 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn kill(&self) -> Result<()> {
-        self.handle
+        self.live()
+            .await?
             .call("kill", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_kill(acc, res).await }.boxed()
             })
@@ -194,7 +261,9 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn terminate(&self, reason: &str) {
-        self.handle.instance.kill(reason.to_string());
+        let current = self.current();
+        self.recovery.rule_out(reason, current.instance.plugin());
+        current.instance.kill(reason.to_string());
     }
 }
 

@@ -54,6 +54,13 @@ impl host::HostTaskContext for CapsCtxView<'_> {
         self.table.get(&r)?.set_exit_code(code);
         Ok(())
     }
+    fn set_recovery_record(
+        &mut self,
+        r: Resource<TaskHandle>,
+        record: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.table.get(&r)?.set_recovery_record(record))
+    }
     fn drop(&mut self, r: Resource<TaskHandle>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
         Ok(())

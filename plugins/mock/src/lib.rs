@@ -16,7 +16,7 @@ pub mod volume;
 use std::rc::Rc;
 
 use enginehost_sdk::{Engine, Result, TaskContext, malformed, sleep};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use sandbox::{MockSandbox, MockSandboxBuilder, MockTask};
@@ -29,7 +29,7 @@ pub use volume::{MockVolume, MockVolumeBuilder};
 pub const PAYLOAD_SCHEMA: &str = include_str!("../payload-schema.json");
 
 /// The mock payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Payload {
     /// Milliseconds to wait before running `function`.
     pub delay: u64,
@@ -74,6 +74,10 @@ impl Engine for MockEngine {
 
     async fn new_volume(self: Rc<Self>, _options: Value) -> Result<MockVolume> {
         Ok(MockVolume::default())
+    }
+
+    async fn recover_sandbox(self: Rc<Self>, context: TaskContext, record: Vec<u8>) -> Result<MockSandbox> {
+        MockTask::recover(context, &record)
     }
 }
 

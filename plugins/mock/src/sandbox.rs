@@ -11,7 +11,15 @@
 //! sleep 500 ms, succeed); `write-files <p> <p>…` (each holds `Hello World`);
 //! `print-env-var <name>`; `fatal-internal-error`, `nonfatal-internal-error`,
 //! `malformed-payload-after-start` (wait-for-result returns that error);
-//! `stopNow-sleep` (asks the worker to stop, sleeps 500 ms, succeeds).
+//! `stopNow-sleep` (asks the worker to stop, sleeps 500 ms, succeeds);
+//! `trap-engine` (panics: the instance traps, and with it every task on it that
+//! cannot be recovered).
+//!
+//! Recovery (contract 0.1.4): a started task with no volume and no proxy (those
+//! live in the instance) records its payload, environment and the wall-clock
+//! time its delay ends ([`Record`]); a fresh instance takes it over while it is
+//! still in its delay ([`MockTask::recover`]). When the delay ends the record is
+//! cleared: the function's effects would not be repeated.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -23,6 +31,9 @@ use enginehost_sdk::{
     Display, Engine, Error, FileHandler, HttpRequest, ProxyHandler, Result, ResultSet, Sandbox, SandboxBuilder,
     SandboxStatus, Shells, StreamReader, TaskContext, malformed, sleep, spawn_local, stream_of,
 };
+
+use enginehost_sdk::wasip3::clocks::system_clock;
+use serde::{Deserialize, Serialize};
 
 use crate::Payload;
 use crate::display::{self, DisplayConn};
@@ -111,25 +122,72 @@ impl<E: Engine<Sandbox = MockSandbox, Volume = MockVolume>> SandboxBuilder<E> fo
                 "start was called twice on one sandbox builder".into(),
             ));
         }
-        let task = self.0.clone();
-        spawn_local(async move {
-            sleep(Duration::from_millis(task.payload.delay)).await;
-            if task.status.is_resolved() {
-                return; // killed or aborted during the delay
+        let delay = self.0.payload.delay;
+        if self.0.mounts.borrow().is_empty() && self.0.proxies.borrow().is_empty() {
+            let record = Record {
+                payload: self.0.payload.clone(),
+                env: self.0.env.borrow().clone(),
+                due_ms: now_ms().saturating_add(delay),
+            };
+            let bytes = serde_json::to_vec(&record).expect("a record serializes");
+            if let Err(e) = self.0.context.set_recovery_record(&bytes) {
+                self.0.log(&format!("the task cannot be recovered after a trap: {e}"));
             }
-            let result = task.run_function().await;
-            // Every session (shells and displays) ends first.
-            while !(task.shells.is_empty() && task.displays.is_empty()) {
-                task.shells.idle().await;
-                task.displays.idle().await;
-            }
-            task.resolve(result);
-        });
+        }
+        self.0.clone().run(Duration::from_millis(delay));
         Ok(MockSandbox(self.0.clone()))
     }
 }
 
+/// What a fresh instance needs to take a mock task over.
+#[derive(Serialize, Deserialize)]
+pub struct Record {
+    payload: Payload,
+    env: BTreeMap<String, String>,
+    /// When the delay ends: milliseconds since the Unix epoch.
+    due_ms: u64,
+}
+
+/// The wall clock in milliseconds since the Unix epoch (shared by every instance).
+fn now_ms() -> u64 {
+    let now = system_clock::now();
+    u64::try_from(now.seconds).unwrap_or(0) * 1000 + u64::from(now.nanoseconds / 1_000_000)
+}
+
 impl MockTask {
+    /// Takes a task over from `record` (a fresh instance after a trap): the rest
+    /// of its delay, then its function.
+    pub fn recover(context: TaskContext, record: &[u8]) -> Result<MockSandbox> {
+        let record: Record = serde_json::from_slice(record)
+            .map_err(|e| Error::NonFatalInternalError(format!("the mock's recovery record does not parse: {e}")))?;
+        let remaining = record.due_ms.saturating_sub(now_ms());
+        let builder = MockSandboxBuilder::new(context, record.payload);
+        let task = builder.0;
+        *task.env.borrow_mut() = record.env;
+        task.started.set(true);
+        task.clone().run(Duration::from_millis(remaining));
+        Ok(MockSandbox(task))
+    }
+
+    /// Runs the task: `delay`, the function, every session's end, the result.
+    fn run(self: Rc<Self>, delay: Duration) {
+        spawn_local(async move {
+            sleep(delay).await;
+            if self.status.is_resolved() {
+                return; // killed or aborted during the delay
+            }
+            // From here on a fresh instance would repeat the function's effects.
+            let _ = self.context.set_recovery_record(&[]);
+            let result = self.run_function().await;
+            // Every session (shells and displays) ends first.
+            while !(self.shells.is_empty() && self.displays.is_empty()) {
+                self.shells.idle().await;
+                self.displays.idle().await;
+            }
+            self.resolve(result);
+        });
+    }
+
     /// Resolves the task (first call wins); a winner ends every session.
     pub(crate) fn resolve(&self, resolution: Resolution) -> bool {
         if !self.status.resolve(resolution) {
@@ -192,6 +250,7 @@ impl MockTask {
                 sleep(Duration::from_millis(500)).await;
                 Ok(true)
             }
+            "trap-engine" => panic!("the mock was asked to trap"),
             other => Err(malformed(format!("unknown mock function '{other}'"))),
         }
     }

@@ -49,10 +49,12 @@ async fn the_contract_0_1_0_mock_passes_its_suite() {
         match (&r.verdict, newer) {
             (Verdict::Pass, false) => {}
             (Verdict::Fail(_), true) => {}
+            // Recovery came with contract 0.1.4; its cases file has no Recover case.
+            (Verdict::Skip(_), false) if r.case == "Recover" => {}
             _ => panic!("unexpected: {r}"),
         }
     }
-    assert_eq!(report.skipped(), 0);
+    assert_eq!(report.skipped(), 2);
     assert_eq!(report.failed(), STRICTER_DISPLAY_CHECKS.len());
 }
 

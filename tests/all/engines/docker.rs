@@ -127,14 +127,18 @@ async fn the_docker_cases_pass_and_leave_nothing_behind() {
         .map(|r| r.to_string())
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    // Every case type but Display.
+    // Every case type but Display, and Recover (the docker engine does not
+    // record its containers for recovery yet).
     let skipped: Vec<&str> = report
         .results
         .iter()
         .filter(|r| matches!(r.verdict, Verdict::Skip(_)))
         .map(|r| r.case)
         .collect();
-    assert!(skipped.iter().all(|c| *c == "Display"), "{skipped:?}");
+    assert!(
+        skipped.iter().all(|c| *c == "Display" || *c == "Recover"),
+        "{skipped:?}"
+    );
     engine.dispose().await.unwrap();
     drop(engine);
     assert_eq!(leftovers(&label), Vec::<String>::new());

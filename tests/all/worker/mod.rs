@@ -23,6 +23,7 @@ mod formats;
 mod interactive;
 mod outage;
 mod payloads;
+mod recovery;
 mod reload;
 mod runner;
 mod shutdown;

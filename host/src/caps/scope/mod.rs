@@ -8,7 +8,9 @@
 //!   users, processes and the host tasks copying their bytes. It closes when the
 //!   worker drops the task's last contract object, or when the instance that made it
 //!   dies ([`InstanceGuard`]): every process is killed at once (synchronously, in
-//!   microseconds), the rest is the janitor's (users, directories, cgroups).
+//!   microseconds), the rest is the janitor's (users, directories, cgroups). A task
+//!   whose engine left a recovery record (contract 0.1.4) stays open when its
+//!   instance dies, for the next instance to take over ([`TaskScope::adopt`]).
 //!
 //! Layout under the work dir: `engines/<name>/state/`, `engines/<name>/sandboxes/<key>/`,
 //! `journal/<key>.json`; directories a task user must traverse are 0711.
@@ -35,6 +37,9 @@ use crate::policy::Policy;
 pub(crate) use host_env::make_dir;
 pub use host_env::{HostEnv, ProcessBounds, default_work_dir};
 pub(crate) use sandbox::SandboxDir;
+
+/// The largest recovery record an engine may leave per task.
+pub(crate) const MAX_RECOVERY_RECORD: usize = 64 * 1024;
 
 /// One engine's capabilities; survives instance restarts.
 pub struct EngineScope {
@@ -112,7 +117,8 @@ impl EngineScope {
         let task = Arc::new(TaskScope {
             key: format!("{}-{}-{n}", std::process::id(), self.id),
             engine: self.clone(),
-            generation,
+            generation: AtomicU64::new(generation),
+            record: Mutex::default(),
             ended: AtomicBool::new(false),
             state: Mutex::default(),
         });
@@ -130,9 +136,13 @@ impl EngineScope {
             .expect("task registry")
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|t| t.generation == generation)
+            .filter(|t| t.generation.load(Ordering::SeqCst) == generation)
             .collect();
         for task in tasks {
+            if task.recovery_record().is_some() {
+                tracing::info!(engine = %self.name, task = %task.key, "the task has a recovery record: it stays for the next instance");
+                continue;
+            }
             task.close();
         }
     }
@@ -200,7 +210,10 @@ struct TaskState {
 pub(crate) struct TaskScope {
     pub(crate) key: String,
     pub(crate) engine: Arc<EngineScope>,
-    generation: u64,
+    /// The instance the task belongs to (closed with it unless it has a record).
+    generation: AtomicU64,
+    /// The engine's recovery record (contract 0.1.4), when it left one.
+    record: Mutex<Option<Arc<[u8]>>>,
     ended: AtomicBool,
     state: Mutex<TaskState>,
 }
@@ -216,6 +229,37 @@ impl TaskScope {
             return Err(CapError::TaskEnded);
         }
         Ok(())
+    }
+
+    /// Sets the task's recovery record (at most [`MAX_RECOVERY_RECORD`] bytes; an
+    /// empty one clears it).
+    pub(crate) fn set_recovery_record(&self, record: Vec<u8>) -> Result<(), String> {
+        if record.len() > MAX_RECOVERY_RECORD {
+            return Err(format!(
+                "a recovery record of {} bytes is refused: at most {MAX_RECOVERY_RECORD} bytes; record ids \
+                 and paths, not state",
+                record.len()
+            ));
+        }
+        *self.record.lock().expect("record lock") = (!record.is_empty()).then(|| record.into());
+        Ok(())
+    }
+
+    /// The task's recovery record, if its engine left one.
+    pub(crate) fn recovery_record(&self) -> Option<Arc<[u8]>> {
+        self.record.lock().expect("record lock").clone()
+    }
+
+    /// Forgets the recovery record: the task ends with its instance, as before
+    /// contract 0.1.4 (the worker itself tears a stuck instance down).
+    pub(crate) fn forget_recovery_record(&self) {
+        *self.record.lock().expect("record lock") = None;
+    }
+
+    /// Moves the task to instance `generation` (it took the task over): when that
+    /// instance dies, the task is closed with it, unless it still has a record.
+    pub(crate) fn adopt(&self, generation: u64) {
+        self.generation.store(generation, Ordering::SeqCst);
     }
 
     /// Whether the task is over.

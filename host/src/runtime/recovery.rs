@@ -1,0 +1,189 @@
+//! Recovery (contract 0.1.4): a task whose engine left a recovery record
+//! survives a trap of its instance. Its capability scope stays open
+//! (`caps::scope`), and the first call the worker makes on its sandbox after
+//! the trap (the pending `wait-for-result` fails at once, so that is right away)
+//! starts a fresh instance, calls `recovery.recover-sandbox` with the task's
+//! context and record, and re-points the sandbox at what it returns
+//! ([`Recovery::recover`]). Objects the dead instance gave out (shells,
+//! display connections) fail with its death message; new ones work.
+//!
+//! Bounded: [`MAX_PER_TASK`] recoveries per task, [`MAX_PER_MINUTE`] per engine;
+//! `recover-sandbox` runs within `limits.start-timeout`. Any failure fails the
+//! task as a trap did before 0.1.4, naming the trap and why recovery failed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use super::actor::Deadline;
+use super::adapter::WasmEngine;
+use super::handle::{Handle, flat};
+use crate::caps::{TaskHandle, TaskScope};
+use crate::contract::{EngineError, Result, TaskContext};
+use crate::wit::bindings::types::Error as WitError;
+
+/// The most times one task is taken over by a fresh instance.
+pub(crate) const MAX_PER_TASK: u32 = 3;
+/// The most recoveries of one engine's tasks within [`WINDOW`].
+pub(crate) const MAX_PER_MINUTE: usize = 20;
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// The recent recoveries of one engine (the trap-storm bound).
+#[derive(Default)]
+pub(crate) struct RecoveryWindow(Mutex<VecDeque<Instant>>);
+
+impl RecoveryWindow {
+    /// Counts one recovery now; false (nothing counted) when [`MAX_PER_MINUTE`]
+    /// happened within the last minute.
+    fn take(&self) -> bool {
+        let mut recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        while recent.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+            recent.pop_front();
+        }
+        if recent.len() >= MAX_PER_MINUTE {
+            return false;
+        }
+        recent.push_back(now);
+        true
+    }
+}
+
+/// What a started sandbox needs to be taken over by a fresh instance.
+pub(crate) struct Recovery {
+    pub(crate) engine: Weak<WasmEngine>,
+    pub(crate) context: TaskContext,
+    pub(crate) scope: Arc<TaskScope>,
+    attempts: AtomicU32,
+    /// Set once recovery failed or was ruled out: every later call fails with it.
+    failed: OnceLock<EngineError>,
+}
+
+impl Recovery {
+    pub(crate) fn new(engine: Weak<WasmEngine>, context: TaskContext, scope: Arc<TaskScope>) -> Arc<Recovery> {
+        Arc::new(Recovery {
+            engine,
+            context,
+            scope,
+            attempts: AtomicU32::new(0),
+            failed: OnceLock::new(),
+        })
+    }
+
+    /// Whether a dead instance under the task may still be replaced: it left a
+    /// record and no recovery failed.
+    pub(crate) fn may_recover(&self) -> bool {
+        self.failed.get().is_none() && self.scope.recovery_record().is_some()
+    }
+
+    /// Why recovery failed, once it did.
+    pub(crate) fn failure(&self) -> Option<EngineError> {
+        self.failed.get().cloned()
+    }
+
+    /// The worker tears the instance down itself (the task did not end when
+    /// told): the task ends with it, as before 0.1.4.
+    pub(crate) fn rule_out(&self, reason: &str, plugin: &str) {
+        self.scope.forget_recovery_record();
+        let _ = self.failed.set(EngineError::PluginFailed {
+            plugin: plugin.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Takes the task over on a fresh instance: the handle of the recovered
+    /// sandbox, or the error the task fails with. `dead` is the sandbox's handle
+    /// in the instance that died.
+    pub(crate) async fn recover(&self, dead: &Handle) -> Result<Handle> {
+        if let Some(e) = self.failed.get() {
+            return Err(e.clone());
+        }
+        let death = dead.instance.failure().await;
+        let result = self.try_recover(dead, &death).await;
+        if let Err(e) = &result {
+            self.scope.forget_recovery_record();
+            let _ = self.failed.set(e.clone());
+        }
+        result
+    }
+
+    async fn try_recover(&self, dead: &Handle, death: &EngineError) -> Result<Handle> {
+        let (plugin, reason) = match death {
+            EngineError::PluginFailed { plugin, reason } => (plugin.clone(), reason.clone()),
+            other => return Err(other.clone()),
+        };
+        let Some(record) = self.scope.recovery_record() else {
+            return Err(death.clone());
+        };
+        let not_recovered = |why: String| EngineError::PluginFailed {
+            plugin: plugin.clone(),
+            reason: format!("{reason}; the task was not recovered: {why}"),
+        };
+        if self.scope.has_ended() || self.context.is_cancelled() {
+            return Err(not_recovered("the task had ended or was cancelled".into()));
+        }
+        let Some(engine) = self.engine.upgrade() else {
+            return Err(not_recovered("the engine was stopped".into()));
+        };
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        if attempt > MAX_PER_TASK {
+            return Err(not_recovered(format!(
+                "its engine instance already failed {MAX_PER_TASK} times under it, the most a task is recovered"
+            )));
+        }
+        if !engine.recoveries().take() {
+            return Err(not_recovered(format!(
+                "the engine's tasks were recovered {MAX_PER_MINUTE} times within the last minute, the most \
+                 allowed (a trap storm)"
+            )));
+        }
+        let (instance, generation) = engine
+            .instance()
+            .await
+            .map_err(|e| not_recovered(format!("no new instance: {e}")))?;
+        self.scope.adopt(generation);
+        tracing::warn!(engine = %plugin, attempt, "recovering a task after its instance failed: {reason}");
+        crate::contract::metrics::Metrics::global()
+            .task_recoveries
+            .get_or_create(&crate::contract::metrics::Metrics::engine(&plugin))
+            .inc();
+        self.context.log().log(&format!(
+            "The engine {plugin} failed ({}) and was restarted; the task goes on in the new instance \
+             (recovery {attempt} of at most {MAX_PER_TASK}). Shells and displays opened before are closed.",
+            crate::text::shown(&reason, 512)
+        ));
+        let (context, scope) = (self.context.clone(), self.scope.clone());
+        let task = self.context.usage().clone();
+        let res = flat(
+            instance
+                .call_for(Some(&task), "recover-sandbox", Deadline::Start, move |acc, ex| {
+                    async move {
+                        let Some(recovery) = &ex.recovery else {
+                            return Ok(Err(WitError::FeatureNotSupported));
+                        };
+                        let ctx = acc.with(|mut a| a.get().table.push(TaskHandle::new(context, scope)))?;
+                        recovery.call_recover_sandbox(acc, ctx, record.to_vec()).await
+                    }
+                    .boxed()
+                })
+                .await,
+        )
+        .map_err(|e| {
+            let why = match e.detail() {
+                Some(detail) if !matches!(e, EngineError::PluginFailed { .. }) => format!("{e}: {detail}"),
+                _ => format!("{e}"),
+            };
+            let failed = not_recovered(format!("recover-sandbox failed: {why}"));
+            self.context.log().log(&format!("Recovering the task failed: {why}"));
+            failed
+        })?;
+        Ok(Handle {
+            instance,
+            res,
+            slot: dead.slot.clone(),
+        })
+    }
+}
