@@ -134,3 +134,14 @@ impl ExitStatus {
         matches!(self, ExitStatus::Code(0))
     }
 }
+
+/// A process of `task` that outlived the instance that started it, again: in
+/// [`Engine::recover_sandbox`](crate::Engine::recover_sandbox), with a pid the
+/// task's recovery record kept (contract 0.1.4). Only processes of a task that
+/// had a record when its instance died are kept, each until adopted once.
+///
+/// # Errors
+/// `not-found` when no kept process of the task has `pid`.
+pub fn adopt(task: &TaskContext, pid: u32) -> Result<Process, CapError> {
+    raw::adopt(task, pid)
+}

@@ -10,3 +10,12 @@ pub use crate::wit::enginehost::engine::users::TaskUser;
 pub async fn create_user(task: &TaskContext, groups: &[String]) -> Result<TaskUser, CapError> {
     crate::wit::enginehost::engine::users::create_user(task, groups.to_vec()).await
 }
+
+/// The user [`create_user`] made for `task` with `uid`, again: in
+/// [`Engine::recover_sandbox`](crate::Engine::recover_sandbox) (contract 0.1.4).
+///
+/// # Errors
+/// `not-found` when the task has no such user.
+pub fn adopt_user(task: &TaskContext, uid: u32) -> Result<TaskUser, CapError> {
+    crate::wit::enginehost::engine::users::adopt_user(task, uid)
+}

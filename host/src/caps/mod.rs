@@ -62,7 +62,7 @@ pub struct CapsCtx {
     /// The worker the engine may ask to stop (`stop-now`).
     pub(crate) worker: Arc<WorkerControl>,
     /// Ends the instance's tasks when the Store is dropped (trap, dispose).
-    pub(crate) _guard: InstanceGuard,
+    pub(crate) guard: InstanceGuard,
 }
 
 impl CapsCtx {
@@ -70,7 +70,7 @@ impl CapsCtx {
     pub(crate) fn new(engine: Arc<EngineScope>, worker: Arc<WorkerControl>, generation: u64) -> Self {
         CapsCtx {
             net: Arc::new(NetCheck::new(engine.policy.clone())),
-            _guard: InstanceGuard::new(engine.clone(), generation),
+            guard: InstanceGuard::new(engine.clone(), generation),
             worker,
             engine,
         }

@@ -54,6 +54,16 @@ impl TaskUser {
 /// The home directory, relative to the sandbox.
 const HOME: &str = "home";
 
+/// `adopt-user`: the task's user with `uid` again, for a fresh instance that took
+/// the task over (only a user `create-user` made for this very task).
+pub(crate) fn adopt_user(scope: &Arc<TaskScope>, uid: u32) -> CapResult<TaskUser> {
+    scope.live()?;
+    let (user, groups) = scope
+        .user(uid)
+        .ok_or_else(|| super::CapError::NotFound(format!("the task has no user with uid {uid}")))?;
+    Ok(TaskUser { user, groups })
+}
+
 /// `create-user`: a new system user for the task, in `groups`, with its home in
 /// the sandbox (root only; `[plugins.NAME.users]`).
 pub(crate) async fn create_user(scope: &Arc<TaskScope>, groups: &[String]) -> CapResult<TaskUser> {
@@ -101,7 +111,7 @@ pub(crate) async fn create_user(scope: &Arc<TaskScope>, groups: &[String]) -> Ca
         std::os::unix::fs::chown(&home, Some(user.uid), Some(user.gid))?;
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
     })();
-    scope.add_user(user.clone())?;
+    scope.add_user(user.clone(), gids.clone())?;
     made.map_err(|e| os_error("creating the user's home", e))?;
     Ok(TaskUser { user, groups: gids })
 }

@@ -123,7 +123,12 @@ impl Instance {
         let engine = Metrics::engine(&name);
         tokio::spawn(async move {
             let stderr = store.data().stderr.clone();
-            let message = match run(store, exports, rx, killed).await {
+            let ended = run(&mut store, exports, rx, killed).await;
+            // Before the Store (and every process handle in it) goes: the tasks
+            // that can be taken over keep their processes.
+            store.data().caps.guard.instance_died();
+            drop(store);
+            let message = match ended {
                 Ok(()) => "the engine instance was shut down".to_string(),
                 Err(e) => {
                     metrics.instance_traps.get_or_create(&engine).inc();
@@ -323,7 +328,7 @@ impl Instance {
 /// when told to (`killed`), or when every sender is gone (after the jobs in flight
 /// finish).
 async fn run(
-    mut store: Store<HostState>,
+    store: &mut Store<HostState>,
     exports: EngineExports,
     mut rx: mpsc::UnboundedReceiver<Job>,
     mut killed: watch::Receiver<Option<String>>,

@@ -84,7 +84,15 @@ impl<T> wit::HostWithStore<T> for Caps {
     }
 }
 
-impl wit::Host for CapsCtxView<'_> {}
+impl wit::Host for CapsCtxView<'_> {
+    fn adopt(&mut self, r: Resource<TaskHandle>, pid: u32) -> wasmtime::Result<WitResult<Resource<Process>>> {
+        let task = self.table.get(&r)?.clone();
+        match caps::process::adopt(&task, pid) {
+            Ok(process) => Ok(Ok(self.table.push(process)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}
 
 impl<T> wit::HostProcessWithStore<T> for Caps {
     async fn take_stdout(acc: &Accessor<T, Self>, r: Resource<Process>) -> wasmtime::Result<Option<StreamReader<u8>>> {

@@ -20,7 +20,15 @@ impl<T> wit::HostWithStore<T> for Caps {
     }
 }
 
-impl wit::Host for CapsCtxView<'_> {}
+impl wit::Host for CapsCtxView<'_> {
+    fn adopt_user(&mut self, r: Resource<TaskHandle>, uid: u32) -> wasmtime::Result<WitResult<Resource<TaskUser>>> {
+        let task = self.table.get(&r)?.clone();
+        match caps::users::adopt_user(&task.scope, uid) {
+            Ok(user) => Ok(Ok(self.table.push(user)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}
 
 impl wit::HostTaskUser for CapsCtxView<'_> {
     fn name(&mut self, r: Resource<TaskUser>) -> wasmtime::Result<String> {

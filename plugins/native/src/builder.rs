@@ -135,9 +135,19 @@ impl NativeBuilder {
         if let Some(line) = commands.announcement(0) {
             self.context.log(&line);
         }
+        // Without caches the task can be taken over after a trap (contract 0.1.4).
+        let recording = volumes
+            .is_empty()
+            .then(|| sandbox::Recording::new(&commands, &env, user.as_ref()));
+        if let Some(recording) = &recording {
+            recording.record(&self.context, 0, None);
+        }
         let process = sandbox::spawn(&self.context, user.as_ref(), &env, first)
             .await
             .map_err(start_error)?;
+        if let Some(recording) = &recording {
+            recording.record(&self.context, 0, Some(process.pid()));
+        }
         Ok(NativeSandbox::start(
             self.context.clone(),
             user,
@@ -145,6 +155,7 @@ impl NativeBuilder {
             process,
             commands,
             volumes,
+            recording,
         ))
     }
 }

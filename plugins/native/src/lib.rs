@@ -173,6 +173,10 @@ impl Engine for NativeEngine {
         Ok(())
     }
 
+    async fn recover_sandbox(self: Rc<Self>, context: TaskContext, record: Vec<u8>) -> Result<NativeSandbox> {
+        NativeSandbox::recover(context, &record)
+    }
+
     async fn new_sandbox_builder(self: Rc<Self>, context: TaskContext, payload: Value) -> Result<NativeBuilder> {
         let payload: Payload = serde_json::from_value(payload).map_err(|e| malformed(format!("task.payload: {e}")))?;
         let url = payload.context.clone();

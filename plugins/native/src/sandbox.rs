@@ -1,12 +1,21 @@
 //! A running native task: its commands in turn, wait, kill, abort and shells.
+//!
+//! Recovery (contract 0.1.4): while its commands run, a task without caches
+//! keeps a [`Record`] (the running command's index and pid, the commands, the
+//! environment, the task user's uid). A fresh instance adopts the process and
+//! the user and goes on where the task was ([`NativeSandbox::recover`]). Around
+//! each spawn the record says a command is starting (no pid): a trap then is not
+//! recovered, so no command ever runs twice. Caches (lent volumes) die with the
+//! instance, so a task with caches keeps no record.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use enginehost_sdk::caps::CapError;
-use enginehost_sdk::caps::process::{Command, ExitStatus, Output, Process};
-use enginehost_sdk::caps::users::TaskUser;
-use enginehost_sdk::{Result, Sandbox, SandboxStatus, Shells, StreamReader, TaskContext, spawn_local};
+use enginehost_sdk::caps::process::{self, Command, ExitStatus, Output, Process};
+use enginehost_sdk::caps::users::{self, TaskUser};
+use enginehost_sdk::{Error, Result, Sandbox, SandboxStatus, Shells, StreamReader, TaskContext, spawn_local};
+use serde::{Deserialize, Serialize};
 
 use crate::result::NativeResult;
 use crate::shell::{self, NativeShell, ShellState};
@@ -17,9 +26,56 @@ use crate::{HOME, NativeEngine};
 const KILL_GRACE_MS: u32 = 5_000;
 
 /// The task's commands: run in turn, each after the one before succeeded.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Commands {
     list: Vec<Vec<String>>,
     announce: bool,
+}
+
+/// What a fresh instance needs to take a running task over.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Record {
+    commands: Commands,
+    /// The command running now.
+    index: usize,
+    /// Its pid; none while it is being started.
+    pid: Option<u32>,
+    env: Vec<(String, String)>,
+    /// The task user's uid, when tasks run as users of their own.
+    uid: Option<u32>,
+}
+
+/// Where a task's recovery record is kept: none for a task with caches.
+pub(crate) struct Recording {
+    commands: Commands,
+    env: Vec<(String, String)>,
+    uid: Option<u32>,
+}
+
+impl Recording {
+    pub(crate) fn new(commands: &Commands, env: &[(String, String)], user: Option<&TaskUser>) -> Recording {
+        Recording {
+            commands: commands.clone(),
+            env: env.to_vec(),
+            uid: user.map(TaskUser::uid),
+        }
+    }
+
+    /// Records command `index` as starting (`pid` none) or running. A record
+    /// that does not fit (a huge environment) leaves the task unrecoverable.
+    pub(crate) fn record(&self, context: &TaskContext, index: usize, pid: Option<u32>) {
+        let record = Record {
+            commands: self.commands.clone(),
+            index,
+            pid,
+            env: self.env.clone(),
+            uid: self.uid,
+        };
+        let bytes = serde_json::to_vec(&record).expect("a record serializes");
+        if context.set_recovery_record(&bytes).is_err() {
+            let _ = context.set_recovery_record(&[]);
+        }
+    }
 }
 
 impl Commands {
@@ -69,6 +125,8 @@ struct Task {
     shells: Rc<Shells<ShellState>>,
     /// Set when the commands have ended: no new shell starts.
     ending: std::cell::Cell<bool>,
+    /// The recovery record's keeper (none: the task is not recovered).
+    recording: Option<Recording>,
 }
 
 impl Task {
@@ -91,8 +149,7 @@ impl Task {
 
     /// Runs the current command to its end, then each next one while they
     /// succeed; whether all succeeded. What each left running is killed.
-    async fn run(&self, commands: Commands) -> bool {
-        let mut i = 0;
+    async fn run(&self, commands: Commands, mut i: usize) -> bool {
         loop {
             let process = self.current();
             let status = process.wait().await;
@@ -109,8 +166,14 @@ impl Task {
             if let Some(line) = commands.announcement(i) {
                 self.context.log(&line);
             }
+            if let Some(recording) = &self.recording {
+                recording.record(&self.context, i, None);
+            }
             match spawn(&self.context, self.user.as_ref(), &self.env, &commands.list[i]).await {
                 Ok(next) => {
+                    if let Some(recording) = &self.recording {
+                        recording.record(&self.context, i, Some(next.pid()));
+                    }
                     let next = Rc::new(next);
                     *self.process.borrow_mut() = next.clone();
                     // A kill or abort during the spawn reached the command before.
@@ -138,6 +201,52 @@ impl NativeSandbox {
         process: Process,
         commands: Commands,
         volumes: Vec<Attached>,
+        recording: Option<Recording>,
+    ) -> NativeSandbox {
+        Self::resume(context, user, env, process, commands, 0, volumes, recording)
+    }
+
+    /// Takes a running task over from its `record` (a fresh instance after a
+    /// trap): the task user and the running command's process are adopted.
+    pub(crate) fn recover(context: TaskContext, record: &[u8]) -> Result<NativeSandbox> {
+        let record: Record = serde_json::from_slice(record)
+            .map_err(|e| Error::NonFatalInternalError(format!("the native engine's recovery record: {e}")))?;
+        let Some(pid) = record.pid else {
+            return Err(Error::NonFatalInternalError(format!(
+                "the engine failed while command {} was being started; it is not run again",
+                record.index
+            )));
+        };
+        let user = record.uid.map(|uid| users::adopt_user(&context, uid)).transpose()?;
+        let process = process::adopt(&context, pid)?;
+        let recording = Recording {
+            commands: record.commands.clone(),
+            env: record.env.clone(),
+            uid: record.uid,
+        };
+        Ok(Self::resume(
+            Rc::new(context),
+            user,
+            record.env,
+            process,
+            record.commands,
+            record.index,
+            Vec::new(),
+            Some(recording),
+        ))
+    }
+
+    /// The sandbox of a task whose command `index` runs as `process`.
+    #[allow(clippy::too_many_arguments)]
+    fn resume(
+        context: Rc<TaskContext>,
+        user: Option<TaskUser>,
+        env: Vec<(String, String)>,
+        process: Process,
+        commands: Commands,
+        index: usize,
+        volumes: Vec<Attached>,
+        recording: Option<Recording>,
     ) -> NativeSandbox {
         let task = Rc::new(Task {
             context,
@@ -147,10 +256,13 @@ impl NativeSandbox {
             status: SandboxStatus::new(),
             shells: Rc::new(Shells::new()),
             ending: std::cell::Cell::new(false),
+            recording,
         });
         let waiting = task.clone();
         spawn_local(async move {
-            let success = waiting.run(commands).await;
+            let success = waiting.run(commands, index).await;
+            // The commands are over: nothing is left to take over.
+            let _ = waiting.context.set_recovery_record(&[]);
             waiting.ending.set(true);
             waiting.shells.idle().await;
             // Every process of the task has ended: its caches go back.

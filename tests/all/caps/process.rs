@@ -296,3 +296,28 @@ async fn resize_without_a_pty_is_invalid_and_signals_reach_the_process() {
     assert!(line(&log, "error: resize").contains("no pty"), "{log}");
     assert_eq!(line(&log, "ok exit"), format!("ok exit p signal {}", libc::SIGTERM));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_process_kept_past_its_instance_can_be_adopted() {
+    let engine = with_grants(&CAPS, WORKER_SH).await;
+    let (_, log) = steps(
+        &engine,
+        json!([
+            {"op": "spawn", "argv": ["/bin/sh", "-c", "sleep 5"]},
+            // Alive, but not kept past an instance's death: not adoptable.
+            {"op": "adopt", "of": "p"},
+            // A process the task never started (init) never is.
+            {"op": "adopt", "pid": 1},
+            {"op": "adopt-user", "uid": 0},
+            {"op": "kill-tree", "grace": 0}
+        ]),
+    )
+    .await;
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("error: adopt")).collect();
+    assert_eq!(refused.len(), 3, "{log}");
+    assert!(
+        refused[0].contains("outlived its instance") && refused[1].contains("no process of the task with pid 1 "),
+        "{log}"
+    );
+    assert!(refused[2].contains("the task has no user with uid 0"), "{log}");
+}

@@ -154,3 +154,100 @@ async fn a_tty_shell_sees_its_size_change() {
     let _ = ByteStream::from_bytes(Vec::new());
     sandbox.abort().await.unwrap();
 }
+
+/// The host's log line when a fresh instance takes a task over.
+const RESTARTED: &str = "and was restarted; the task goes on in the new instance";
+
+/// The words after `prefix` on the log's line that starts with it.
+fn after<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
+    log.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{log}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_command_survives_a_trap_as_the_same_process_and_user() {
+    if !is_root() {
+        eprintln!("skipped: createUser needs root");
+        return;
+    }
+    let engine = engine_from("native", WITH_USERS).await;
+    let mark = marker(60);
+    let first = format!("setsid sleep {mark} & echo \"start $$ $(id -un)\"; sleep 3; echo \"end $$ $(id -un)\"");
+    let payload =
+        json!({"commands": [["sh", "-c", first], ["sh", "-c", "echo \"next $(id -un)\"; echo made > made.txt"]]});
+    let ctx = context();
+    let sandbox = started_in(&engine, ctx.clone(), payload).await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(engine.inject_trap("an injected trap").await);
+    assert_eq!(waiting.await.unwrap(), Ok(true), "the task ends with its real result");
+
+    let result = sandbox.wait_for_result().await.unwrap();
+    let made = result.extract_file("made.txt").await.unwrap().read_to_end().await;
+    assert_eq!(made, b"made\n", "the command after the trap ran in the same home");
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    assert_eq!(log.matches(RESTARTED).count(), 1, "{log}");
+    let (start, end, next) = (after(&log, "start "), after(&log, "end "), after(&log, "next "));
+    assert_eq!(
+        start, end,
+        "the same process (pid, user) before and after the trap:\n{log}"
+    );
+    assert!(start[1].starts_with("eh-"), "{log}");
+    assert_eq!(
+        next,
+        vec![start[1]],
+        "the next command runs as the same task user:\n{log}"
+    );
+    let restarted = log.find(RESTARTED).unwrap();
+    assert!(
+        log.find("\nstart ").unwrap() < restarted && restarted < log.find("\nend ").unwrap(),
+        "the process printed on both sides of the restart:\n{log}"
+    );
+
+    drop((result, sandbox));
+    drained().await;
+    assert!(
+        pgrep(&mark).is_empty(),
+        "a daemon outlived its task: {:?}",
+        pgrep(&mark)
+    );
+    assert!(!passwd_has(start[1]), "the user outlived its task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_traps_fails_the_task_cleanly_and_leaves_nothing_behind() {
+    if !is_root() {
+        eprintln!("skipped: createUser needs root");
+        return;
+    }
+    let engine = engine_from("native", WITH_USERS).await;
+    let mark = marker(61);
+    let command = format!("setsid sleep {mark} & echo \"user $(id -un)\"; sleep 20");
+    let ctx = context();
+    let sandbox = started_in(&engine, ctx.clone(), json!({"command": ["sh", "-c", command]})).await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        assert!(engine.inject_trap("a trap storm").await);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected plugin-failed")
+    };
+    assert!(reason.contains("the task was not recovered"), "{reason}");
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    let user = after(&log, "user ")[0].to_string();
+    drop(sandbox);
+    drained().await;
+    assert!(
+        pgrep(&mark).is_empty(),
+        "a process outlived its task: {:?}",
+        pgrep(&mark)
+    );
+    assert!(!passwd_has(&user), "the user outlived its task");
+}

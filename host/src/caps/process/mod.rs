@@ -21,6 +21,17 @@ mod start;
 pub use start::Process;
 pub(crate) use start::spawn;
 
+/// `adopt`: a process of the task that outlived the instance that started it
+/// (kept because the task has a recovery record), for a fresh instance.
+pub(crate) fn adopt(task: &super::TaskHandle, pid: u32) -> super::CapResult<Process> {
+    let kept = task.scope.adopt_process(pid)?;
+    let entry = kept
+        .into_any()
+        .downcast::<ProcEntry>()
+        .map_err(|_| super::invalid("the kept process is not a process of this capability"))?;
+    Ok(Process(entry))
+}
+
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -90,6 +101,12 @@ pub(crate) struct ProcEntry {
 impl super::scope::TaskProcess for ProcEntry {
     fn kill_now(&self) {
         ProcEntry::kill_now(self);
+    }
+    fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+    fn into_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 

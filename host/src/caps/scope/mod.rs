@@ -128,6 +128,23 @@ impl EngineScope {
         task
     }
 
+    /// Keeps the processes of every task of instance `generation` that has a
+    /// recovery record (called when the instance died, before its Store and the
+    /// process handles in it go): a fresh instance may adopt them.
+    pub(crate) fn detain_generation(&self, generation: u64) {
+        let tasks: Vec<Arc<TaskScope>> = self
+            .tasks
+            .lock()
+            .expect("task registry")
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|t| t.generation.load(Ordering::SeqCst) == generation && t.recovery_record().is_some())
+            .collect();
+        for task in tasks {
+            task.detain_processes();
+        }
+    }
+
     /// Closes every live task of instance `generation` (it trapped or was dropped).
     fn close_generation(&self, generation: u64) {
         let tasks: Vec<Arc<TaskScope>> = self
@@ -165,6 +182,10 @@ impl Drop for EngineScope {
 pub(crate) trait TaskProcess: Send + Sync {
     /// Kills the process and everything it started, now (synchronous, cheap).
     fn kill_now(&self);
+    /// Its pid.
+    fn pid(&self) -> u32;
+    /// Itself, for `process::adopt` to find its type again.
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
 /// The open unix socket connections of one engine (`unix_socket` takes a slot
@@ -181,6 +202,12 @@ pub(crate) struct InstanceGuard {
 impl InstanceGuard {
     pub(crate) fn new(engine: Arc<EngineScope>, generation: u64) -> Self {
         InstanceGuard { engine, generation }
+    }
+
+    /// The instance died: keep the processes of its tasks that have a recovery
+    /// record, before the Store (and the process handles in it) goes.
+    pub(crate) fn instance_died(&self) {
+        self.engine.detain_generation(self.generation);
     }
 }
 
@@ -199,7 +226,11 @@ struct TaskState {
     /// The task's network namespace, made at the first process that needs one.
     netns: Option<OwnedFd>,
     users: Vec<SystemUser>,
+    /// Each user's supplementary groups, by uid (for `users::adopt_user`).
+    user_groups: Vec<(u32, Vec<u32>)>,
     processes: Vec<Weak<dyn TaskProcess>>,
+    /// Processes kept past their instance's death, until adopted or the end.
+    detained: Vec<Arc<dyn TaskProcess>>,
     spawned: u32,
     endpoints: u32,
     host_tasks: Vec<AbortHandle>,
@@ -402,7 +433,7 @@ impl TaskScope {
 
     /// Takes ownership of a created user (removed when the task ends). When the task
     /// ended meanwhile, the user is removed at once and this fails.
-    pub(crate) fn add_user(&self, user: SystemUser) -> CapResult<()> {
+    pub(crate) fn add_user(&self, user: SystemUser, groups: Vec<u32>) -> CapResult<()> {
         let mut state = self.lock();
         if self.has_ended() {
             drop(state);
@@ -412,8 +443,47 @@ impl TaskScope {
             });
             return Err(CapError::TaskEnded);
         }
+        state.user_groups.push((user.uid, groups));
         state.users.push(user);
         Ok(())
+    }
+
+    /// The task's user with `uid` and its supplementary groups, if it has one.
+    pub(crate) fn user(&self, uid: u32) -> Option<(SystemUser, Vec<u32>)> {
+        let state = self.lock();
+        let user = state.users.iter().find(|u| u.uid == uid)?.clone();
+        let groups = state
+            .user_groups
+            .iter()
+            .find(|(u, _)| *u == uid)
+            .map(|(_, g)| g.clone())
+            .unwrap_or_default();
+        Some((user, groups))
+    }
+
+    /// Keeps every live process of the task past its instance (see
+    /// [`EngineScope::detain_generation`]).
+    fn detain_processes(&self) {
+        let mut state = self.lock();
+        let live: Vec<Arc<dyn TaskProcess>> = state.processes.iter().filter_map(Weak::upgrade).collect();
+        for process in live {
+            if !state.detained.iter().any(|d| Arc::ptr_eq(d, &process)) {
+                state.detained.push(process);
+            }
+        }
+    }
+
+    /// Takes the kept process with `pid` (a fresh instance adopts it).
+    pub(crate) fn adopt_process(&self, pid: u32) -> CapResult<Arc<dyn TaskProcess>> {
+        self.live()?;
+        let mut state = self.lock();
+        let at = state.detained.iter().position(|p| p.pid() == pid).ok_or_else(|| {
+            CapError::NotFound(format!(
+                "no process of the task with pid {pid} outlived its instance (only processes of a task with a \
+                 recovery record are kept, until adopted once)"
+            ))
+        })?;
+        Ok(state.detained.swap_remove(at))
     }
 
     /// The task's users (for `run-as`).
@@ -518,6 +588,7 @@ impl TaskScope {
         for p in state.processes.drain(..).filter_map(|p| p.upgrade()) {
             p.kill_now();
         }
+        let detained = std::mem::take(&mut state.detained);
         for task in state.host_tasks.drain(..) {
             task.abort();
         }
@@ -530,6 +601,7 @@ impl TaskScope {
             sandbox: state.sandbox.take().map(|s| s.path.clone()),
         };
         drop(state);
+        drop(detained); // killed above; dropping removes their cgroups
         if cleanup != Cleanup::default() {
             self.engine.host.janitor.submit(cleanup);
         }
