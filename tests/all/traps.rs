@@ -232,3 +232,36 @@ async fn a_recovery_record_over_64_kib_is_refused() {
         "{detail}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_wait_during_a_recovery_that_never_ends_do_not_hang() {
+    let engine = start(&TRAP).await;
+    let sandbox = started(&engine, json!({"mode": "recoverable", "argument": "hang"})).await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::task::yield_now().await;
+    let trapping = started(&engine, json!({"mode": "trap"})).await;
+    assert!(trapping.wait_for_result().await.is_err());
+    // The recovery is in flight (recover-sandbox never returns): the worker's
+    // kill (maxRunTime) ends the task instead of waiting for it.
+    let guard = std::time::Duration::from_secs(60);
+    let killed = loop {
+        let k = tokio::time::timeout(guard, sandbox.kill()).await.expect("kill returns");
+        if matches!(&k, Err(EngineError::PluginFailed { reason, .. }) if reason.contains("killed while")) {
+            break k;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let EngineError::PluginFailed { reason, .. } = killed.unwrap_err() else {
+        unreachable!()
+    };
+    assert_eq!(reason, "the task was killed while its engine was being restarted");
+    let waited = tokio::time::timeout(guard, waiting)
+        .await
+        .expect("the wait ends")
+        .unwrap();
+    assert!(matches!(waited, Err(EngineError::PluginFailed { reason: r, .. }) if r == reason));
+    // The engine's other tasks go on (the hanging recover-sandbox is bounded by
+    // limits.start-timeout like any start).
+    let (result, _) = run_payload(&engine, json!({"mode": "ok"}), &[]).await;
+    assert!(result.unwrap().success());
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use tokio::sync::OnceCell;
 use wasmtime::component::Resource;
 
@@ -89,9 +90,12 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
             })
             .await?;
         self.started.store(true, std::sync::atomic::Ordering::SeqCst);
+        // From here until its result a trap leaves the task to a fresh instance
+        // (when the engine left a record).
+        self.recovery.scope.set_recoverable();
         Ok(Arc::new(WasmSandbox {
-            handle: Mutex::new(Arc::new(self.handle.sibling(sandbox))),
-            recovering: tokio::sync::Mutex::new(()),
+            handle: Arc::new(Mutex::new(Arc::new(self.handle.sibling(sandbox)))),
+            recovering: Mutex::new(None),
             recovery: self.recovery.clone(),
             result: OnceCell::new(),
         }))
@@ -111,11 +115,14 @@ impl contract::SandboxBuilder for WasmSandboxBuilder {
     }
 }
 
+/// A recovery in flight: a task of its own, so it goes on whoever waits for it.
+type RecoveryJob = Shared<BoxFuture<'static, Result<Arc<Handle>>>>;
+
 struct WasmSandbox {
     /// The sandbox in the instance that serves the task now.
-    handle: Mutex<Arc<Handle>>,
-    /// Held while a fresh instance takes the task over (one at a time).
-    recovering: tokio::sync::Mutex<()>,
+    handle: Arc<Mutex<Arc<Handle>>>,
+    /// The recovery from the death of the instance of the handle it names.
+    recovering: Mutex<Option<(Arc<Handle>, RecoveryJob)>>,
     recovery: Arc<Recovery>,
     result: OnceCell<Result<Arc<dyn contract::ResultSet>>>,
 }
@@ -125,9 +132,10 @@ impl WasmSandbox {
         self.handle.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The sandbox's handle in a live instance: after a trap, the task taken over
-    /// by a fresh instance when it can be (else the dead handle, whose calls fail
-    /// with the death message, or the reason recovery failed).
+    /// The sandbox's handle in a live instance, for `wait-for-result`: after a
+    /// trap, the task taken over by a fresh instance when it can be (else the
+    /// dead handle, whose calls fail with the death message, or the reason
+    /// recovery failed). Ends at once when recovery is ruled out meanwhile.
     async fn live(&self) -> Result<Arc<Handle>> {
         let current = self.current();
         if current.instance.is_alive() {
@@ -139,14 +147,59 @@ impl WasmSandbox {
         if !self.recovery.may_recover() {
             return Ok(current);
         }
-        let _one = self.recovering.lock().await;
+        let job = {
+            let mut slot = self.recovering.lock().unwrap_or_else(|p| p.into_inner());
+            match &*slot {
+                Some((dead, job)) if Arc::ptr_eq(dead, &current) => job.clone(),
+                _ => {
+                    let (recovery, handle, dead) = (self.recovery.clone(), self.handle.clone(), current.clone());
+                    let task = tokio::spawn(async move {
+                        let fresh = Arc::new(recovery.recover(&dead).await?);
+                        *handle.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                        Ok(fresh)
+                    });
+                    let plugin = current.instance.plugin().to_string();
+                    let job = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(EngineError::PluginFailed {
+                                plugin,
+                                reason: format!("recovering the task failed: {e}"),
+                            })
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some((current, job.clone()));
+                    job
+                }
+            }
+        };
+        tokio::select! {
+            fresh = job => fresh,
+            ruled = self.recovery.ruled_out() => Err(ruled),
+        }
+    }
+
+    /// The handle for a call other than `wait-for-result`: never waits for a
+    /// recovery. `ending` (abort, kill) on a dead instance rules recovery out:
+    /// the task is being ended anyway.
+    fn now(&self, ending: Option<&str>) -> Result<Arc<Handle>> {
         let current = self.current();
         if current.instance.is_alive() {
             return Ok(current);
         }
-        let fresh = Arc::new(self.recovery.recover(&current).await?);
-        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
-        Ok(fresh)
+        if let Some(why) = ending
+            && self.recovery.may_recover()
+        {
+            self.recovery.rule_out(
+                &format!("the task was {why} while its engine was being restarted"),
+                current.instance.plugin(),
+            );
+        }
+        match self.recovery.failure() {
+            Some(failed) => Err(failed),
+            None => Ok(current),
+        }
     }
 }
 
@@ -169,11 +222,16 @@ impl contract::Sandbox for WasmSandbox {
                         })
                         .await;
                     match called {
-                        // The instance died under the wait: a fresh one may take over.
-                        Err(EngineError::PluginFailed { .. })
-                            if !handle.instance.is_alive() && self.recovery.may_recover() =>
-                        {
-                            continue;
+                        // The instance died under the wait: a fresh one may take over
+                        // (or recovery was ruled out, which is then the reason).
+                        Err(EngineError::PluginFailed { .. }) if !handle.instance.is_alive() => {
+                            if let Some(failed) = self.recovery.failure() {
+                                break Err(failed);
+                            }
+                            if self.recovery.may_recover() {
+                                continue;
+                            }
+                            break Err(handle.instance.failure().await);
                         }
                         called => break called.map(|(rs, success)| (handle.sibling(rs), success)),
                     }
@@ -190,7 +248,7 @@ impl contract::Sandbox for WasmSandbox {
     async fn new_shell(&self, command: &[String], tty: bool) -> Result<Box<dyn contract::Shell>> {
         let command = command.to_vec();
         let (stdin_sink, stdin) = byte_pipe();
-        let handle = self.live().await?;
+        let handle = self.now(None)?;
         let (shell, stdout, stderr) = handle
             .call("new-shell", Deadline::Quick, move |acc, ex, res| {
                 async move {
@@ -216,8 +274,7 @@ impl contract::Sandbox for WasmSandbox {
 
     async fn list_displays(&self) -> Result<Vec<contract::Display>> {
         let displays = self
-            .live()
-            .await?
+            .now(None)?
             .call("list-displays", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()
             })
@@ -229,8 +286,7 @@ impl contract::Sandbox for WasmSandbox {
         let name = name.to_string();
         let (input, client) = byte_pipe();
         let output = self
-            .live()
-            .await?
+            .now(None)?
             .call("open-display", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let client = host_stream(acc, client)?;
@@ -243,8 +299,7 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        self.live()
-            .await?
+        self.now(Some("aborted"))?
             .call("abort", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_abort(acc, res).await }.boxed()
             })
@@ -252,8 +307,7 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn kill(&self) -> Result<()> {
-        self.live()
-            .await?
+        self.now(Some("killed"))?
             .call("kill", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_kill(acc, res).await }.boxed()
             })

@@ -60,6 +60,8 @@ pub(crate) struct Recovery {
     attempts: AtomicU32,
     /// Set once recovery failed or was ruled out: every later call fails with it.
     failed: OnceLock<EngineError>,
+    /// Set when recovery was ruled out (a wait on a recovery in flight ends).
+    ruled: tokio::sync::watch::Sender<bool>,
 }
 
 impl Recovery {
@@ -70,13 +72,14 @@ impl Recovery {
             scope,
             attempts: AtomicU32::new(0),
             failed: OnceLock::new(),
+            ruled: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// Whether a dead instance under the task may still be replaced: it left a
     /// record and no recovery failed.
     pub(crate) fn may_recover(&self) -> bool {
-        self.failed.get().is_none() && self.scope.recovery_record().is_some()
+        self.failed.get().is_none() && self.scope.holds_recovery()
     }
 
     /// Why recovery failed, once it did.
@@ -92,6 +95,14 @@ impl Recovery {
             plugin: plugin.to_string(),
             reason: reason.to_string(),
         });
+        self.ruled.send_replace(true);
+    }
+
+    /// Resolves, with the reason, once recovery was ruled out.
+    pub(crate) async fn ruled_out(&self) -> EngineError {
+        let mut ruled = self.ruled.subscribe();
+        let _ = ruled.wait_for(|r| *r).await;
+        self.failure().unwrap_or(EngineError::SandboxTerminated)
     }
 
     /// Takes the task over on a fresh instance: the handle of the recovered
@@ -106,6 +117,11 @@ impl Recovery {
         if let Err(e) = &result {
             self.scope.forget_recovery_record();
             let _ = self.failed.set(e.clone());
+        }
+        // Ruled out meanwhile (the worker terminated or aborted the task): the
+        // recovered sandbox is dropped.
+        if let Some(e) = self.failed.get() {
+            return Err(e.clone());
         }
         result
     }
@@ -157,7 +173,7 @@ impl Recovery {
         ));
         let (context, scope) = (self.context.clone(), self.scope.clone());
         let task = self.context.usage().clone();
-        let res = flat(
+        let recovered = flat(
             instance
                 .call_for(Some(&task), "recover-sandbox", Deadline::Start, move |acc, ex| {
                     async move {
@@ -170,8 +186,11 @@ impl Recovery {
                     .boxed()
                 })
                 .await,
-        )
-        .map_err(|e| {
+        );
+        // What the new instance did not take back (the old one's shells, what the
+        // record did not name) goes now.
+        self.scope.release_detained();
+        let res = recovered.map_err(|e| {
             let why = match e.detail() {
                 Some(detail) if !matches!(e, EngineError::PluginFailed { .. }) => format!("{e}: {detail}"),
                 _ => format!("{e}"),

@@ -193,6 +193,8 @@ impl MockTask {
         if !self.status.resolve(resolution) {
             return false;
         }
+        // Resolved (also by kill or abort): nothing is left to take over.
+        let _ = self.context.set_recovery_record(&[]);
         for shell in self.shells.live() {
             shell.finish(Err(Error::ShellAborted));
             self.shells.remove(&shell);

@@ -171,7 +171,9 @@ impl Task {
             }
             match spawn(&self.context, self.user.as_ref(), &self.env, &commands.list[i]).await {
                 Ok(next) => {
-                    if let Some(recording) = &self.recording {
+                    if let Some(recording) = &self.recording
+                        && self.may_go_on()
+                    {
                         recording.record(&self.context, i, Some(next.pid()));
                     }
                     let next = Rc::new(next);
@@ -300,6 +302,8 @@ impl Sandbox<NativeEngine> for NativeSandbox {
 
     async fn abort(&self) -> Result<()> {
         self.0.status.abort()?;
+        // Being ended: a fresh instance must not take it over and go on.
+        let _ = self.0.context.set_recovery_record(&[]);
         self.0.abort_shells().await;
         let _ = self.0.current().kill_tree(0).await;
         Ok(())
@@ -309,6 +313,8 @@ impl Sandbox<NativeEngine> for NativeSandbox {
         if let Some(ended) = self.0.status.kill() {
             return ended;
         }
+        // Being ended: a fresh instance must not take it over and go on.
+        let _ = self.0.context.set_recovery_record(&[]);
         self.0.abort_shells().await;
         self.0.current().kill_tree(KILL_GRACE_MS).await?;
         Ok(())

@@ -175,14 +175,37 @@ async fn a_running_command_survives_a_trap_as_the_same_process_and_user() {
     }
     let engine = engine_from("native", WITH_USERS).await;
     let mark = marker(60);
-    let first = format!("setsid sleep {mark} & echo \"start $$ $(id -un)\"; sleep 3; echo \"end $$ $(id -un)\"");
+    let shell_mark = marker(62);
+    let first = format!("setsid sleep {mark} & echo \"start $$ $(id -un)\"; sleep 6; echo \"end $$ $(id -un)\"");
     let payload =
         json!({"commands": [["sh", "-c", first], ["sh", "-c", "echo \"next $(id -un)\"; echo made > made.txt"]]});
     let ctx = context();
     let sandbox = started_in(&engine, ctx.clone(), payload).await;
     let waiting = spawn_wait(&sandbox);
+    // A shell of the old instance: nobody adopts it, so it ends at the recovery.
+    let shell = sandbox
+        .new_shell(&["sh".into(), "-c".into(), format!("sleep {shell_mark}")], false)
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert!(!pgrep(&shell_mark).is_empty(), "the shell runs");
     assert!(engine.inject_trap("an injected trap").await);
+    let guard = std::time::Instant::now();
+    while !pgrep(&shell_mark).is_empty() {
+        assert!(
+            guard.elapsed().as_secs() < 60,
+            "the old instance's shell outlived the recovery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the shell went at the recovery, before the task's end"
+    );
+    assert!(
+        shell.wait().await.is_err(),
+        "the old instance's shell ends with an error"
+    );
     assert_eq!(waiting.await.unwrap(), Ok(true), "the task ends with its real result");
 
     let result = sandbox.wait_for_result().await.unwrap();
@@ -208,7 +231,7 @@ async fn a_running_command_survives_a_trap_as_the_same_process_and_user() {
         "the process printed on both sides of the restart:\n{log}"
     );
 
-    drop((result, sandbox));
+    drop((result, sandbox, shell));
     drained().await;
     assert!(
         pgrep(&mark).is_empty(),

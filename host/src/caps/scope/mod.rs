@@ -119,6 +119,7 @@ impl EngineScope {
             engine: self.clone(),
             generation: AtomicU64::new(generation),
             record: Mutex::default(),
+            recoverable: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             state: Mutex::default(),
         });
@@ -132,31 +133,28 @@ impl EngineScope {
     /// recovery record (called when the instance died, before its Store and the
     /// process handles in it go): a fresh instance may adopt them.
     pub(crate) fn detain_generation(&self, generation: u64) {
-        let tasks: Vec<Arc<TaskScope>> = self
-            .tasks
-            .lock()
-            .expect("task registry")
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|t| t.generation.load(Ordering::SeqCst) == generation && t.recovery_record().is_some())
-            .collect();
-        for task in tasks {
-            task.detain_processes();
+        for task in self.tasks_of(generation) {
+            if task.holds_recovery() {
+                task.detain_processes();
+            }
         }
     }
 
-    /// Closes every live task of instance `generation` (it trapped or was dropped).
-    fn close_generation(&self, generation: u64) {
-        let tasks: Vec<Arc<TaskScope>> = self
-            .tasks
+    /// The live tasks of instance `generation`.
+    fn tasks_of(&self, generation: u64) -> Vec<Arc<TaskScope>> {
+        self.tasks
             .lock()
             .expect("task registry")
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|t| t.generation.load(Ordering::SeqCst) == generation)
-            .collect();
-        for task in tasks {
-            if task.recovery_record().is_some() {
+            .collect()
+    }
+
+    /// Closes every live task of instance `generation` (it trapped or was dropped).
+    fn close_generation(&self, generation: u64) {
+        for task in self.tasks_of(generation) {
+            if task.holds_recovery() {
                 tracing::info!(engine = %self.name, task = %task.key, "the task has a recovery record: it stays for the next instance");
                 continue;
             }
@@ -245,6 +243,9 @@ pub(crate) struct TaskScope {
     generation: AtomicU64,
     /// The engine's recovery record (contract 0.1.4), when it left one.
     record: Mutex<Option<Arc<[u8]>>>,
+    /// Whether the task is in the window where it can be taken over: its
+    /// sandbox started and its result has not arrived (set by the runtime).
+    recoverable: AtomicBool,
     ended: AtomicBool,
     state: Mutex<TaskState>,
 }
@@ -265,6 +266,9 @@ impl TaskScope {
     /// Sets the task's recovery record (at most [`MAX_RECOVERY_RECORD`] bytes; an
     /// empty one clears it).
     pub(crate) fn set_recovery_record(&self, record: Vec<u8>) -> Result<(), String> {
+        if self.has_ended() {
+            return Err("the task has ended; nothing is left to take over".into());
+        }
         if record.len() > MAX_RECOVERY_RECORD {
             return Err(format!(
                 "a recovery record of {} bytes is refused: at most {MAX_RECOVERY_RECORD} bytes; record ids \
@@ -281,10 +285,31 @@ impl TaskScope {
         self.record.lock().expect("record lock").clone()
     }
 
-    /// Forgets the recovery record: the task ends with its instance, as before
-    /// contract 0.1.4 (the worker itself tears a stuck instance down).
+    /// Forgets the recovery record and closes the recovery window: the task
+    /// ends with its instance, as before contract 0.1.4.
     pub(crate) fn forget_recovery_record(&self) {
+        self.recoverable.store(false, Ordering::SeqCst);
         *self.record.lock().expect("record lock") = None;
+    }
+
+    /// Opens the recovery window (the task's sandbox started).
+    pub(crate) fn set_recoverable(&self) {
+        self.recoverable.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a trap now would leave the task for a fresh instance: it is in
+    /// the recovery window and its engine left a record.
+    pub(crate) fn holds_recovery(&self) -> bool {
+        self.recoverable.load(Ordering::SeqCst) && self.recovery_record().is_some()
+    }
+
+    /// Kills the kept processes nobody adopted (after a recovery, whatever its
+    /// outcome: the old instance's shells, and anything the record did not name).
+    pub(crate) fn release_detained(&self) {
+        let detained = std::mem::take(&mut self.lock().detained);
+        for process in &detained {
+            process.kill_now();
+        }
     }
 
     /// Moves the task to instance `generation` (it took the task over): when that
