@@ -206,6 +206,22 @@ async fn a_running_command_survives_a_trap_as_the_same_process_and_user() {
         shell.wait().await.is_err(),
         "the old instance's shell ends with an error"
     );
+    // A shell opened after the recovery runs in the new instance (until the
+    // recovery is done, calls other than the wait fail with the death message).
+    let fresh = loop {
+        match sandbox
+            .new_shell(&["sh".into(), "-c".into(), "echo \"fresh $(id -un)\"".into()], false)
+            .await
+        {
+            Ok(shell) => break shell,
+            Err(EngineError::PluginFailed { .. }) if guard.elapsed().as_secs() < 60 => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("a shell after the recovery: {e}"),
+        }
+    };
+    let out = fresh.stdout().unwrap().read_to_end().await;
+    assert!(fresh.wait().await.unwrap(), "the new shell succeeds");
     assert_eq!(waiting.await.unwrap(), Ok(true), "the task ends with its real result");
 
     let result = sandbox.wait_for_result().await.unwrap();
@@ -225,13 +241,18 @@ async fn a_running_command_survives_a_trap_as_the_same_process_and_user() {
         vec![start[1]],
         "the next command runs as the same task user:\n{log}"
     );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        format!("fresh {}\n", start[1]),
+        "a new shell runs as the task user"
+    );
     let restarted = log.find(RESTARTED).unwrap();
     assert!(
         log.find("\nstart ").unwrap() < restarted && restarted < log.find("\nend ").unwrap(),
         "the process printed on both sides of the restart:\n{log}"
     );
 
-    drop((result, sandbox, shell));
+    drop((result, sandbox, shell, fresh));
     drained().await;
     assert!(
         pgrep(&mark).is_empty(),
