@@ -10,6 +10,10 @@
 //! Bounded: [`MAX_PER_TASK`] recoveries per task, [`MAX_PER_MINUTE`] per engine;
 //! `recover-sandbox` runs within `limits.start-timeout`. Any failure fails the
 //! task as a trap did before 0.1.4, naming the trap and why recovery failed.
+//! A task with a record that may not go on (a bound, a cancel, a rule-out, a
+//! second death during `recover-sandbox`) is still handed to a fresh instance
+//! once, whose sandbox is aborted at once ([`Recovery::clean_up`]): what the
+//! task runs outside the host's reach (a container in dockerd) is removed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,8 +21,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use wasmtime::component::ResourceAny;
 
-use super::actor::Deadline;
+use super::actor::{Deadline, Instance};
 use super::adapter::WasmEngine;
 use super::handle::{Handle, flat};
 use crate::caps::{TaskHandle, TaskScope};
@@ -112,50 +117,62 @@ impl Recovery {
         if let Some(e) = self.failed.get() {
             return Err(e.clone());
         }
+        // Read now: a rule-out while the instance is being replaced forgets it,
+        // and the engine still needs it to remove what the task left running.
+        let record = self.scope.recovery_record();
         let death = dead.instance.failure().await;
-        let result = self.try_recover(dead, &death).await;
+        let result = self.try_recover(dead, &death, record).await;
         if let Err(e) = &result {
             self.scope.forget_recovery_record();
             let _ = self.failed.set(e.clone());
         }
         // Ruled out meanwhile (the worker terminated or aborted the task): the
-        // recovered sandbox is dropped.
+        // recovered sandbox is aborted (what it runs outside the host goes too).
         if let Some(e) = self.failed.get() {
+            if let Ok(handle) = result {
+                abort(&handle).await;
+            }
             return Err(e.clone());
         }
         result
     }
 
-    async fn try_recover(&self, dead: &Handle, death: &EngineError) -> Result<Handle> {
+    async fn try_recover(&self, dead: &Handle, death: &EngineError, record: Option<Arc<[u8]>>) -> Result<Handle> {
         let (plugin, reason) = match death {
             EngineError::PluginFailed { plugin, reason } => (plugin.clone(), reason.clone()),
             other => return Err(other.clone()),
         };
-        let Some(record) = self.scope.recovery_record() else {
+        let Some(record) = record else {
             return Err(death.clone());
         };
         let not_recovered = |why: String| EngineError::PluginFailed {
             plugin: plugin.clone(),
             reason: format!("{reason}; the task was not recovered: {why}"),
         };
-        if self.scope.has_ended() || self.context.is_cancelled() {
-            return Err(not_recovered("the task had ended or was cancelled".into()));
-        }
         let Some(engine) = self.engine.upgrade() else {
             return Err(not_recovered("the engine was stopped".into()));
         };
-        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
-        if attempt > MAX_PER_TASK {
-            return Err(not_recovered(format!(
+        let refused = if let Some(ruled) = self.failed.get() {
+            Some(Err(ruled.clone()))
+        } else if self.scope.has_ended() || self.context.is_cancelled() {
+            Some(Err(not_recovered("the task had ended or was cancelled".into())))
+        } else if self.attempts.fetch_add(1, Ordering::SeqCst) >= MAX_PER_TASK {
+            Some(Err(not_recovered(format!(
                 "its engine instance already failed {MAX_PER_TASK} times under it, the most a task is recovered"
-            )));
-        }
-        if !engine.recoveries().take() {
-            return Err(not_recovered(format!(
+            ))))
+        } else if !engine.recoveries().take() {
+            Some(Err(not_recovered(format!(
                 "the engine's tasks were recovered {MAX_PER_MINUTE} times within the last minute, the most \
                  allowed (a trap storm)"
-            )));
+            ))))
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            self.clean_up(dead, &engine, record, &plugin).await;
+            return refused;
         }
+        let attempt = self.attempts.load(Ordering::SeqCst);
         let (instance, generation) = engine
             .instance()
             .await
@@ -171,25 +188,14 @@ impl Recovery {
              (recovery {attempt} of at most {MAX_PER_TASK}). Shells and displays opened before are closed.",
             crate::text::shown(&reason, 512)
         ));
-        let (context, scope) = (self.context.clone(), self.scope.clone());
-        let task = self.context.usage().clone();
-        let recovered = flat(
-            instance
-                .call_for(Some(&task), "recover-sandbox", Deadline::Start, move |acc, ex| {
-                    async move {
-                        let Some(recovery) = &ex.recovery else {
-                            return Ok(Err(WitError::FeatureNotSupported));
-                        };
-                        let ctx = acc.with(|mut a| a.get().table.push(TaskHandle::new(context, scope)))?;
-                        recovery.call_recover_sandbox(acc, ctx, record.to_vec()).await
-                    }
-                    .boxed()
-                })
-                .await,
-        );
+        let recovered = self.recover_sandbox(&instance, record.clone()).await;
         // What the new instance did not take back (the old one's shells, what the
         // record did not name) goes now.
         self.scope.release_detained();
+        if recovered.is_err() && !instance.is_alive() {
+            // That instance died too, in the middle: one more, only to clean up.
+            self.clean_up(dead, &engine, record, &plugin).await;
+        }
         let res = recovered.map_err(|e| {
             let why = match e.detail() {
                 Some(detail) if !matches!(e, EngineError::PluginFailed { .. }) => format!("{e}: {detail}"),
@@ -205,4 +211,60 @@ impl Recovery {
             slot: dead.slot.clone(),
         })
     }
+
+    /// `recovery.recover-sandbox` on `instance` with the task's context and
+    /// `record`, within `limits.start-timeout`.
+    async fn recover_sandbox(&self, instance: &Arc<Instance>, record: Arc<[u8]>) -> Result<ResourceAny> {
+        let (context, scope) = (self.context.clone(), self.scope.clone());
+        let task = self.context.usage().clone();
+        flat(
+            instance
+                .call_for(Some(&task), "recover-sandbox", Deadline::Start, move |acc, ex| {
+                    async move {
+                        let Some(recovery) = &ex.recovery else {
+                            return Ok(Err(WitError::FeatureNotSupported));
+                        };
+                        let ctx = acc.with(|mut a| a.get().table.push(TaskHandle::new(context, scope)))?;
+                        recovery.call_recover_sandbox(acc, ctx, record.to_vec()).await
+                    }
+                    .boxed()
+                })
+                .await,
+        )
+    }
+
+    /// A task that may not go on but left a record: the engine gets the record
+    /// once more (a fresh instance's `recover-sandbox`), and the sandbox it
+    /// returns is aborted at once, so that what the task runs outside the host's
+    /// reach (a container in dockerd, a VM) is removed like any aborted task's.
+    /// Best effort: an engine that cannot is left as before 0.1.4.
+    async fn clean_up(&self, dead: &Handle, engine: &WasmEngine, record: Arc<[u8]>, plugin: &str) {
+        let Ok((instance, generation)) = engine.instance().await else {
+            return;
+        };
+        self.scope.adopt(generation);
+        let recovered = self.recover_sandbox(&instance, record).await;
+        self.scope.release_detained();
+        match recovered {
+            Ok(res) => {
+                tracing::info!(engine = %plugin, "removing what a task that was not recovered left running");
+                abort(&Handle {
+                    instance,
+                    res,
+                    slot: dead.slot.clone(),
+                })
+                .await;
+            }
+            Err(e) => tracing::info!(engine = %plugin, "a task that was not recovered could not be cleaned up: {e}"),
+        }
+    }
+}
+
+/// Aborts a recovered sandbox that may not go on (best effort).
+async fn abort(handle: &Handle) {
+    let _ = handle
+        .call("abort", Deadline::Quick, |acc, ex, res| {
+            async move { ex.sandbox().call_abort(acc, res).await }.boxed()
+        })
+        .await;
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::api::{ApiError, ContainerSpec, Docker, escape, escape_path};
 use crate::bytes::{Reader, Source};
 use crate::made::Made;
-use crate::sandbox::DockerSandbox;
+use crate::sandbox::{DockerSandbox, Output};
 use crate::shell::Container;
 use crate::volume::{self, DockerVolume, Mount};
 use crate::{DockerEngine, Payload, new_name};
@@ -250,7 +250,16 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
             id,
             env: self.env_list(),
         };
-        Ok(DockerSandbox::start(self.context.clone(), container, made, attached))
+        // Proxies (their endpoint) and caches (lent volumes) die with the
+        // instance: such a task is not taken over after a trap.
+        let recorded = made.endpoint.borrow().is_none() && self.mounts.borrow().is_empty();
+        Ok(DockerSandbox::start(
+            self.context.clone(),
+            container,
+            made,
+            Output::attached(attached),
+            recorded,
+        ))
     }
 
     async fn discard(&self) -> Result<()> {

@@ -99,6 +99,8 @@ pub async fn copy(reader: &mut Reader, mut sink: impl AsyncFnMut(Vec<u8>)) -> Re
 pub struct LogLines {
     out: StreamWriter<u8>,
     line: Vec<u8>,
+    /// Bytes of the input handed to the log so far (a recovery record's offset).
+    delivered: u64,
 }
 
 impl LogLines {
@@ -109,7 +111,16 @@ impl LogLines {
         spawn_local(async move {
             context.write_log(rx).await;
         });
-        LogLines { out, line: Vec::new() }
+        LogLines {
+            out,
+            line: Vec::new(),
+            delivered: 0,
+        }
+    }
+
+    /// How many bytes pushed so far are in the log (not a partial last line).
+    pub fn delivered(&self) -> u64 {
+        self.delivered
     }
 
     /// Writes the whole lines in `bytes` (in one write), keeping a partial last one.
@@ -118,6 +129,7 @@ impl LogLines {
             Some(last) => {
                 let mut lines = std::mem::take(&mut self.line);
                 lines.extend_from_slice(&bytes[..=last]);
+                self.delivered += lines.len() as u64;
                 let _ = self.out.write_all(lines).await;
                 self.line.extend_from_slice(&bytes[last + 1..]);
             }
@@ -125,14 +137,16 @@ impl LogLines {
         }
         if self.line.len() >= CHUNK {
             let line = std::mem::take(&mut self.line);
+            self.delivered += line.len() as u64;
             let _ = self.out.write_all(line).await;
         }
     }
 
     /// Writes a partial last line, with a newline.
-    pub async fn finish(mut self) {
+    pub async fn finish(&mut self) {
         if !self.line.is_empty() {
             let mut line = std::mem::take(&mut self.line);
+            self.delivered += line.len() as u64;
             line.push(b'\n');
             let _ = self.out.write_all(line).await;
         }

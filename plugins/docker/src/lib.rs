@@ -298,6 +298,10 @@ impl Engine for DockerEngine {
         DockerVolume::create(&self).await
     }
 
+    async fn recover_sandbox(self: Rc<Self>, context: TaskContext, record: Vec<u8>) -> Result<DockerSandbox> {
+        DockerSandbox::recover(self, context, &record).await
+    }
+
     async fn dispose(&self) -> Result<()> {
         if let Some(spare) = self.networks.close().await {
             cleanup::remove(&self.docker, &cleanup::Job::Network(spare)).await;

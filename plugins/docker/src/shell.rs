@@ -48,31 +48,37 @@ impl ShellState {
 
     /// Kills the shell's processes (best effort) and ends its streams.
     async fn kill(&self) {
-        let script = format!(
-            "for p in /proc/[0-9]*; do grep -qa '{MARKER}={}' $p/environ 2>/dev/null && kill -9 ${{p#/proc/}}; done; true",
-            self.marker
-        );
-        let docker = &self.task.engine.docker;
-        let body = json!({"Cmd": ["sh", "-c", script], "AttachStdout": false, "AttachStderr": false});
-        if let Ok(created) = docker
-            .json("POST", &format!("/containers/{}/exec", self.task.id), Some(body))
-            .await
-            && let Some(id) = created["Id"].as_str()
-        {
-            let start = json!({"Detach": true, "Tty": false});
-            let _ = docker
-                .call("POST", &format!("/exec/{}/start", escape(id)), Some(start))
-                .await;
-            for _ in 0..50 {
-                match docker.json("GET", &format!("/exec/{}/json", escape(id)), None).await {
-                    Ok(v) if v["Running"].as_bool() == Some(true) => {
-                        enginehost_sdk::sleep(std::time::Duration::from_millis(20)).await
-                    }
-                    _ => break,
+        kill_marked(&self.task, &self.marker).await;
+        self.end();
+    }
+}
+
+/// Kills (best effort) the processes in `task`'s container whose marker starts
+/// with `marker`: one shell's, or (`new_name`'s prefix) every shell's, as a
+/// recovery does with the shells of the instance that died.
+pub(crate) async fn kill_marked(task: &Container, marker: &str) {
+    let script = format!(
+        "for p in /proc/[0-9]*; do grep -qa '{MARKER}={marker}' $p/environ 2>/dev/null && kill -9 ${{p#/proc/}}; done; true"
+    );
+    let docker = &task.engine.docker;
+    let body = json!({"Cmd": ["sh", "-c", script], "AttachStdout": false, "AttachStderr": false});
+    if let Ok(created) = docker
+        .json("POST", &format!("/containers/{}/exec", task.id), Some(body))
+        .await
+        && let Some(id) = created["Id"].as_str()
+    {
+        let start = json!({"Detach": true, "Tty": false});
+        let _ = docker
+            .call("POST", &format!("/exec/{}/start", escape(id)), Some(start))
+            .await;
+        for _ in 0..50 {
+            match docker.json("GET", &format!("/exec/{}/json", escape(id)), None).await {
+                Ok(v) if v["Running"].as_bool() == Some(true) => {
+                    enginehost_sdk::sleep(std::time::Duration::from_millis(20)).await
                 }
+                _ => break,
             }
         }
-        self.end();
     }
 }
 

@@ -127,8 +127,8 @@ async fn the_docker_cases_pass_and_leave_nothing_behind() {
         .map(|r| r.to_string())
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    // Every case type but Display, and Recover (the docker engine does not
-    // record its containers for recovery yet).
+    // Every case type but Display (Recover too: a trap 1.5 s into a task, and
+    // a storm, whose container the clean-up removes).
     let skipped: Vec<&str> = report
         .results
         .iter()
@@ -136,7 +136,7 @@ async fn the_docker_cases_pass_and_leave_nothing_behind() {
         .map(|r| r.case)
         .collect();
     assert!(
-        skipped.iter().all(|c| *c == "Display" || *c == "Recover"),
+        skipped.iter().all(|c| *c == "Display"),
         "{skipped:?}"
     );
     engine.dispose().await.unwrap();
@@ -383,4 +383,144 @@ async fn the_example_task_runs_with_the_example_config() {
     );
     let artifact = std::fs::read_to_string(dir.path().join("artifacts/docker/status.txt")).unwrap();
     assert_eq!(artifact, "done\n");
+}
+
+/// The line the host writes into the task log when a fresh instance takes over.
+const RESTARTED: &str = "and was restarted; the task goes on in the new instance";
+
+/// The processes running in container `id` (dockerd's `top`), as command lines.
+fn top(id: &str) -> Vec<String> {
+    let (_, body) = docker("GET", &format!("/containers/{id}/top")).unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    v["Processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_array()?.last()?.as_str().map(String::from))
+        .collect()
+}
+
+/// Contract 0.1.4: a running container is taken over by a fresh instance after
+/// a trap: the same container goes on, every line it wrote (stdout and stderr,
+/// and a partial line across the trap) is in the log exactly once, the old
+/// instance's shell is killed, the artifact and the result are right, and
+/// nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_container_survives_a_trap_with_its_whole_output_once() {
+    if !dockerd() {
+        return;
+    }
+    let label = unique();
+    let engine = engine("", &label).await;
+    let script = "i=0; while [ $i -lt 80 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); sleep 0.1; done; \
+                  printf 'tail-'; sleep 1; echo end; echo kept > /kept.txt";
+    let ctx = context();
+    let sandbox = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"image": IMAGE, "command": ["sh", "-c", script]}),
+    )
+    .await;
+    let waiting = spawn_wait(&sandbox);
+    let containers = || -> Vec<String> {
+        leftovers(&label)
+            .into_iter()
+            .filter_map(|o| o.strip_prefix("container ").map(String::from))
+            .collect()
+    };
+    let before = containers();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let shell = sandbox
+        .new_shell(&["sh".into(), "-c".into(), "sleep 3131".into()], false)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        top(&before[0]).iter().any(|p| p.contains("sleep 3131")),
+        "the shell runs"
+    );
+    assert!(engine.inject_trap("an injected trap").await);
+    let guard = std::time::Instant::now();
+    while top(&before[0]).iter().any(|p| p.contains("sleep 3131")) {
+        assert!(
+            guard.elapsed().as_secs() < 60,
+            "the old instance's shell outlived the recovery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "the shell went at the recovery, before the task's end"
+    );
+    assert!(
+        shell.wait().await.is_err(),
+        "the old instance's shell ends with an error"
+    );
+    assert_eq!(waiting.await.unwrap(), Ok(true), "the task ends with its real result");
+    assert_eq!(containers(), before, "the same container before and after the trap");
+
+    let result = sandbox.wait_for_result().await.unwrap();
+    let kept = result.extract_file("/kept.txt").await.unwrap().read_to_end().await;
+    assert_eq!(kept, b"kept\n");
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    assert_eq!(log.matches(RESTARTED).count(), 1, "{log}");
+    for i in 0..80 {
+        for stream in ["out", "err"] {
+            let line = format!("{stream} {i}");
+            assert_eq!(
+                log.lines().filter(|l| *l == line).count(),
+                1,
+                "{line:?} must be in the log exactly once:\n{log}"
+            );
+        }
+    }
+    assert_eq!(log.lines().filter(|l| *l == "tail-end").count(), 1, "{log}");
+    let restarted = log.find(RESTARTED).unwrap();
+    assert!(
+        log.find("out 0\n").unwrap() < restarted && restarted < log.find("out 79\n").unwrap(),
+        "the container wrote on both sides of the restart:\n{log}"
+    );
+    result.dispose().await.unwrap();
+    drop((result, sandbox, shell));
+    engine.dispose().await.unwrap();
+    drop(engine);
+    assert_eq!(leftovers(&label), Vec::<String>::new());
+}
+
+/// A storm of traps ends the task cleanly, and its container and network are
+/// removed all the same (the host hands the record to a fresh instance once
+/// more, which aborts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_traps_fails_the_task_and_removes_its_container() {
+    if !dockerd() {
+        return;
+    }
+    let label = unique();
+    let engine = engine("", &label).await;
+    let ctx = context();
+    let sandbox = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"image": IMAGE, "command": ["sleep", "60"]}),
+    )
+    .await;
+    let waiting = spawn_wait(&sandbox);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        assert!(engine.inject_trap("a trap storm").await);
+        // Each recovery has found the container before the next trap.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected plugin-failed")
+    };
+    assert!(reason.contains("the task was not recovered"), "{reason}");
+    drop(sandbox);
+    assert_eq!(
+        leftovers(&label),
+        Vec::<String>::new(),
+        "the task's container and network are removed"
+    );
+    engine.dispose().await.unwrap();
 }
