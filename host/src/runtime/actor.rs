@@ -28,7 +28,7 @@ use crate::caps::CapsCtx;
 use crate::contract::metrics::Metrics;
 use crate::contract::{EngineError, TaskUsage};
 use crate::policy::ResolvedLimits;
-use crate::wit::bindings::{EngineExports, EnginePlugin};
+use crate::wit::bindings::EngineExports;
 use anyhow::Context as _;
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -90,17 +90,14 @@ impl Instance {
         // A pending sandbox holds about 10 handles (its resources, the waiting
         // subtasks): limits.handles bounds floods, limits.live-tasks the tasks.
         super::limits::install(&mut store, &limits, plugin.epochs);
-        let instantiated = tokio::time::timeout(
-            limits.init_timeout,
-            plugin.pre.instance_pre().instantiate_async(&mut store),
-        );
+        let instantiated = tokio::time::timeout(limits.init_timeout, plugin.pre.instantiate_async(&mut store));
         let instance = instantiated.await.map_err(|_| {
             anyhow::anyhow!(
                 "instantiating took longer than {:?} (limits.init-timeout)",
                 limits.init_timeout
             )
         })??;
-        let bindings = EnginePlugin::new(&mut store, &instance)?;
+        let bindings = plugin.indices.load(&mut store, &instance)?;
         let recovery = match &plugin.recovery {
             Some(indices) => Some(
                 indices

@@ -52,7 +52,9 @@ pub struct LoadedPlugin {
     pub(crate) sha256: Arc<str>,
     /// What the plugin asks for (its `capabilities.toml`).
     pub(crate) requested: Arc<Capabilities>,
-    pub(crate) pre: bindings::EnginePluginPre<HostState>,
+    pub(crate) pre: wasmtime::component::InstancePre<HostState>,
+    /// Where its `engine` exports are (looked up once, loaded per instance).
+    pub(crate) indices: bindings::EnginePluginIndices,
     /// Where its optional `recovery` export is (contract 0.1.4), if it has one.
     pub(crate) recovery: Option<bindings::RecoveryIndices>,
     /// Whether the engine it was compiled for interrupts guests (the CPU slice).
@@ -237,11 +239,12 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("linking the component")?;
-        let pre = bindings::EnginePluginPre::new(pre)
+        let indices = bindings::EnginePluginIndices::new(&pre)
             .map_err(anyhow::Error::from)
             .context("checking the component's exports")?;
-        let recovery = bindings::RecoveryIndices::new(pre.instance_pre()).ok();
+        let recovery = bindings::RecoveryIndices::new(&pre).ok();
         Ok(LoadedPlugin {
+            indices,
             recovery,
             name: name.into(),
             version: version.into(),

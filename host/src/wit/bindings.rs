@@ -43,9 +43,9 @@ mod recoverable {
     });
 }
 
+pub(crate) use generated::EnginePluginIndices;
 pub(crate) use generated::enginehost::engine::{caps, endpoint, files, host, process, types, unix_sockets, users};
 pub(crate) use generated::exports::enginehost::engine::engine::Guest as EngineGuest;
-pub(crate) use generated::{EnginePlugin, EnginePluginPre};
 pub(crate) use recoverable::exports::enginehost::engine::recovery::{
     Guest as RecoveryGuest, GuestIndices as RecoveryIndices,
 };

@@ -35,20 +35,20 @@ pub(crate) struct Commands {
 /// What a fresh instance needs to take a running task over.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Record {
-    commands: Commands,
+    #[serde(flatten)]
+    recording: Recording,
     /// The command running now.
     index: usize,
     /// Its pid; none while it is being started.
     pid: Option<u32>,
-    env: Vec<(String, String)>,
-    /// The task user's uid, when tasks run as users of their own.
-    uid: Option<u32>,
 }
 
-/// Where a task's recovery record is kept: none for a task with caches.
+/// What every record of a task holds (a task with caches keeps none).
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Recording {
     commands: Commands,
     env: Vec<(String, String)>,
+    /// The task user's uid, when tasks run as users of their own.
     uid: Option<u32>,
 }
 
@@ -65,11 +65,9 @@ impl Recording {
     /// that does not fit (a huge environment) leaves the task unrecoverable.
     pub(crate) fn record(&self, context: &TaskContext, index: usize, pid: Option<u32>) {
         let record = Record {
-            commands: self.commands.clone(),
+            recording: self.clone(),
             index,
             pid,
-            env: self.env.clone(),
-            uid: self.uid,
         };
         let bytes = serde_json::to_vec(&record).expect("a record serializes");
         if context.set_recovery_record(&bytes).is_err() {
@@ -219,19 +217,15 @@ impl NativeSandbox {
                 record.index
             )));
         };
-        let user = record.uid.map(|uid| users::adopt_user(&context, uid)).transpose()?;
+        let recording = record.recording;
+        let user = recording.uid.map(|uid| users::adopt_user(&context, uid)).transpose()?;
         let process = process::adopt(&context, pid)?;
-        let recording = Recording {
-            commands: record.commands.clone(),
-            env: record.env.clone(),
-            uid: record.uid,
-        };
         Ok(Self::resume(
             Rc::new(context),
             user,
-            record.env,
+            recording.env.clone(),
             process,
-            record.commands,
+            recording.commands.clone(),
             record.index,
             Vec::new(),
             Some(recording),

@@ -135,10 +135,7 @@ async fn the_docker_cases_pass_and_leave_nothing_behind() {
         .filter(|r| matches!(r.verdict, Verdict::Skip(_)))
         .map(|r| r.case)
         .collect();
-    assert!(
-        skipped.iter().all(|c| *c == "Display"),
-        "{skipped:?}"
-    );
+    assert!(skipped.iter().all(|c| *c == "Display"), "{skipped:?}");
     engine.dispose().await.unwrap();
     drop(engine);
     assert_eq!(leftovers(&label), Vec::<String>::new());
