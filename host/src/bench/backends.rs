@@ -7,7 +7,9 @@
 //! - `docker`: `true` in a container on the docker engine against
 //!   `docker run --rm IMAGE true` on the same dockerd (only with a socket:
 //!   `--docker-socket` or `ENGINEHOST_DOCKER_SOCKET`; the image must be there, e.g.
-//!   `.ci/docker-test-image.sh`'s `enginehost/busybox:test`).
+//!   `.ci/docker-test-image.sh`'s `enginehost/busybox:test`); and a task
+//!   printing many lines with its recovery record (rewritten after each log
+//!   write) against one without (a task with a cache keeps none).
 //!
 //! Ratios are the median of per-round ratios; times are the best round.
 
@@ -20,7 +22,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{Figure, Options, Target, median, start_builtin};
-use crate::contract::{Engine, TaskLog};
+use crate::contract::{Engine, TaskContext, TaskInfo, TaskLog, Volume};
 use crate::policy::HostSettings;
 use crate::runtime::Runtime;
 use crate::worker::{Outcome, TaskFile, TaskLimits, run_task};
@@ -188,6 +190,19 @@ pub(super) async fn docker(options: &Options) -> anyhow::Result<Vec<Figure>> {
         bare.push(b);
         ours.push(o);
     }
+    // The recovery record after each log write (contract 0.1.4) against the
+    // same output without one (a task with a cache keeps none).
+    let lines = if options.quick { 500_000 } else { 2_000_000 };
+    let output = json!({"image": image, "command": ["seq", "1", lines.to_string()]});
+    let cache = engine.new_volume(json!({})).await?;
+    let mut record_ratios = Vec::new();
+    for _ in 0..rounds.min(5) {
+        let recorded = output_task(&engine, &output, None).await?;
+        let unrecorded = output_task(&engine, &output, Some(&cache)).await?;
+        record_ratios.push(ms(recorded) / ms(unrecorded));
+    }
+    cache.dispose().await?;
+    drop(cache);
     engine.dispose().await?;
     drop(engine);
     runtime.shutdown().await;
@@ -201,5 +216,36 @@ pub(super) async fn docker(options: &Options) -> anyhow::Result<Vec<Figure>> {
             "task / docker run, median of rounds",
         )
         .target(Target::AtMost(1.3)),
+        Figure::new(
+            "docker.output_record_ratio",
+            median(record_ratios),
+            "a task printing `seq` lines, with its recovery record kept after each log write / without one, median",
+        )
+        .target(Target::AtMost(1.1)),
     ])
+}
+
+/// One docker task through the contract, with `cache` mounted (then it keeps
+/// no recovery record) or not: the time to its result.
+async fn output_task(
+    engine: &Arc<dyn Engine>,
+    payload: &Value,
+    cache: Option<&Arc<dyn Volume>>,
+) -> anyhow::Result<Duration> {
+    let info = TaskInfo {
+        task_id: "bench".into(),
+        ..Default::default()
+    };
+    let context = TaskContext::new(info, TaskLog::temporary()?);
+    let t = Instant::now();
+    let builder = engine.new_sandbox_builder(context.clone(), payload.clone()).await?;
+    if let Some(cache) = cache {
+        builder.attach_volume("/cache/", cache.as_ref(), false).await?;
+    }
+    let sandbox = builder.start().await?;
+    let result = sandbox.wait_for_result().await?;
+    let took = t.elapsed();
+    ensure!(result.success(), "the benchmark's docker output task failed");
+    result.dispose().await?;
+    Ok(took)
 }
