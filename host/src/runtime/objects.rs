@@ -152,10 +152,24 @@ impl WasmSandbox {
             match &*slot {
                 Some((dead, job)) if Arc::ptr_eq(dead, &current) => job.clone(),
                 _ => {
+                    // Ruled out (by `now`, under this lock) since the check above.
+                    if let Some(failed) = self.recovery.failure() {
+                        return Err(failed);
+                    }
                     let (recovery, handle, dead) = (self.recovery.clone(), self.handle.clone(), current.clone());
+                    // Read now: a rule-out forgets it, and the engine then still
+                    // needs it to remove what the task runs.
+                    let record = self.recovery.scope.recovery_record();
                     let task = tokio::spawn(async move {
-                        let fresh = Arc::new(recovery.recover(&dead).await?);
-                        *handle.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                        let fresh = Arc::new(recovery.recover(&dead, record).await?);
+                        let mut current = handle.lock().unwrap_or_else(|p| p.into_inner());
+                        // Ruled out (under this lock, in `now`) while it was recovered.
+                        if let Some(failed) = recovery.failure() {
+                            drop(current);
+                            super::recovery::abort(&fresh).await;
+                            return Err(failed);
+                        }
+                        *current = fresh.clone();
                         Ok(fresh)
                     });
                     let plugin = current.instance.plugin().to_string();
@@ -180,21 +194,46 @@ impl WasmSandbox {
         }
     }
 
+    /// The outcome of a kill or abort on `handle`: when its instance died under
+    /// the call, the task is not taken over either (it was being ended).
+    fn ended(&self, handle: &Handle, called: Result<()>, why: &str) -> Result<()> {
+        match called {
+            Err(e @ EngineError::PluginFailed { .. }) if !handle.instance.is_alive() => match self.now(Some(why)) {
+                Err(ruled) => Err(ruled),
+                Ok(_) => Err(e),
+            },
+            called => called,
+        }
+    }
+
     /// The handle for a call other than `wait-for-result`: never waits for a
     /// recovery. `ending` (abort, kill) on a dead instance rules recovery out:
     /// the task is being ended anyway.
     fn now(&self, ending: Option<&str>) -> Result<Arc<Handle>> {
-        let current = self.current();
+        // Held while ruling out, so that a recovery storing its sandbox either
+        // comes first (the call goes there) or sees the rule-out (and aborts).
+        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
+        let current = handle.clone();
         if current.instance.is_alive() {
             return Ok(current);
         }
         if let Some(why) = ending
             && self.recovery.may_recover()
         {
+            let slot = self.recovering.lock().unwrap_or_else(|p| p.into_inner());
+            let started = matches!(&*slot, Some((dead, _)) if Arc::ptr_eq(dead, &current));
+            let record = self.recovery.scope.recovery_record();
             self.recovery.rule_out(
                 &format!("the task was {why} while its engine was being restarted"),
                 current.instance.plugin(),
             );
+            // No recovery started yet (nobody waited since the trap): the engine
+            // still gets the record once, to remove what the task runs outside
+            // the host (a recovery in flight does that itself).
+            if !started && let Some(record) = record {
+                let (recovery, dead) = (self.recovery.clone(), current.clone());
+                tokio::spawn(async move { recovery.abandon(&dead, record).await });
+            }
         }
         match self.recovery.failure() {
             Some(failed) => Err(failed),
@@ -299,19 +338,23 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        self.now(Some("aborted"))?
+        let handle = self.now(Some("aborted"))?;
+        let called = handle
             .call("abort", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_abort(acc, res).await }.boxed()
             })
-            .await
+            .await;
+        self.ended(&handle, called, "aborted")
     }
 
     async fn kill(&self) -> Result<()> {
-        self.now(Some("killed"))?
+        let handle = self.now(Some("killed"))?;
+        let called = handle
             .call("kill", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_kill(acc, res).await }.boxed()
             })
-            .await
+            .await;
+        self.ended(&handle, called, "killed")
     }
 
     async fn terminate(&self, reason: &str) {

@@ -113,13 +113,8 @@ impl Recovery {
     /// Takes the task over on a fresh instance: the handle of the recovered
     /// sandbox, or the error the task fails with. `dead` is the sandbox's handle
     /// in the instance that died.
-    pub(crate) async fn recover(&self, dead: &Handle) -> Result<Handle> {
-        if let Some(e) = self.failed.get() {
-            return Err(e.clone());
-        }
-        // Read now: a rule-out while the instance is being replaced forgets it,
-        // and the engine still needs it to remove what the task left running.
-        let record = self.scope.recovery_record();
+    /// `record` is the task's, read when the recovery started.
+    pub(crate) async fn recover(&self, dead: &Handle, record: Option<Arc<[u8]>>) -> Result<Handle> {
         let death = dead.instance.failure().await;
         let result = self.try_recover(dead, &death, record).await;
         if let Err(e) = &result {
@@ -233,12 +228,31 @@ impl Recovery {
         )
     }
 
+    /// The task was ended (kill, abort) while its instance was dead and before
+    /// any recovery started: the record goes to a fresh instance all the same,
+    /// only to be cleaned up.
+    pub(crate) async fn abandon(&self, dead: &Handle, record: Arc<[u8]>) {
+        let Some(engine) = self.engine.upgrade() else {
+            return;
+        };
+        let plugin = dead.instance.plugin().to_string();
+        self.clean_up(dead, &engine, record, &plugin).await;
+    }
+
     /// A task that may not go on but left a record: the engine gets the record
     /// once more (a fresh instance's `recover-sandbox`), and the sandbox it
     /// returns is aborted at once, so that what the task runs outside the host's
     /// reach (a container in dockerd, a VM) is removed like any aborted task's.
     /// Best effort: an engine that cannot is left as before 0.1.4.
+    ///
+    /// At most once per task, and counted in the engine's per-minute bound: a
+    /// record that kills every instance it is given cannot take more with it.
     async fn clean_up(&self, dead: &Handle, engine: &WasmEngine, record: Arc<[u8]>, plugin: &str) {
+        let task = self.context.info().task_id.clone();
+        if !engine.recoveries().take() {
+            tracing::warn!(engine = %plugin, task = %task, "a task that was not recovered is not cleaned up either (a trap storm): what its engine runs outside the host may be left");
+            return;
+        }
         let Ok((instance, generation)) = engine.instance().await else {
             return;
         };
@@ -247,7 +261,7 @@ impl Recovery {
         self.scope.release_detained();
         match recovered {
             Ok(res) => {
-                tracing::info!(engine = %plugin, "removing what a task that was not recovered left running");
+                tracing::info!(engine = %plugin, task = %task, "removing what a task that was not recovered left running");
                 abort(&Handle {
                     instance,
                     res,
@@ -255,13 +269,16 @@ impl Recovery {
                 })
                 .await;
             }
-            Err(e) => tracing::info!(engine = %plugin, "a task that was not recovered could not be cleaned up: {e}"),
+            Err(e) => tracing::warn!(
+                engine = %plugin, task = %task,
+                "a task that was not recovered could not be cleaned up (what its engine runs outside the host may be left): {e}"
+            ),
         }
     }
 }
 
 /// Aborts a recovered sandbox that may not go on (best effort).
-async fn abort(handle: &Handle) {
+pub(crate) async fn abort(handle: &Handle) {
     let _ = handle
         .call("abort", Deadline::Quick, |acc, ex, res| {
             async move { ex.sandbox().call_abort(acc, res).await }.boxed()

@@ -206,6 +206,11 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
     }
 
     async fn set_environment_variable(&self, name: String, value: String) -> Result<()> {
+        if name == crate::shell::MARKER {
+            return Err(malformed(format!(
+                "task.env: {name} is the docker engine's own (it marks the processes of shells); use another name"
+            )));
+        }
         self.env.set(name, value)
     }
 
@@ -251,14 +256,15 @@ impl SandboxBuilder<DockerEngine> for DockerBuilder {
             env: self.env_list(),
         };
         // Proxies (their endpoint) and caches (lent volumes) die with the
-        // instance: such a task is not taken over after a trap.
-        let recorded = made.endpoint.borrow().is_none() && self.mounts.borrow().is_empty();
+        // instance: such a task is not taken over after a trap (its record only
+        // lets a fresh instance remove its container).
+        let resume = made.endpoint.borrow().is_none() && self.mounts.borrow().is_empty();
         Ok(DockerSandbox::start(
             self.context.clone(),
             container,
             made,
             Output::attached(attached),
-            recorded,
+            resume,
         ))
     }
 

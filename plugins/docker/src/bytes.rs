@@ -38,6 +38,8 @@ pub type Reader = BufReader<Source>;
 pub enum Channel {
     Stdout,
     Stderr,
+    /// dockerd's own error while reading a container's logs (type 3).
+    System,
 }
 
 /// Reads a `multiplexed-stream` to its end, handing the payload to `sink`: each
@@ -58,10 +60,10 @@ pub async fn demux(reader: &mut Reader, mut sink: impl AsyncFnMut(Channel, Vec<u
                 if header.len() < 8 {
                     break;
                 }
-                let next = if header[0] == 2 {
-                    Channel::Stderr
-                } else {
-                    Channel::Stdout
+                let next = match header[0] {
+                    2 => Channel::Stderr,
+                    3 => Channel::System,
+                    _ => Channel::Stdout,
                 };
                 left = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
                 header.clear();
@@ -84,6 +86,59 @@ pub async fn demux(reader: &mut Reader, mut sink: impl AsyncFnMut(Channel, Vec<u
         return Err("the stream ended in the middle of a frame".into());
     }
     Ok(())
+}
+
+/// A line the engine writes into the task log itself.
+pub async fn note(context: &TaskContext, line: &str) {
+    enginehost_sdk::write_log_bytes(context, format!("[docker] {line}\n").into_bytes()).await;
+}
+
+/// Whether docker's `logs` endpoint will give back exactly the bytes the
+/// attach stream gave, so that a recovery can skip what the task log has by
+/// counting bytes. The json-file driver stores each message as a JSON string:
+/// invalid UTF-8 comes back as U+FFFD (three bytes), and a line longer than
+/// its 16 KiB buffer is split into messages, which can cut a character in two.
+/// So: valid UTF-8 throughout, and no non-ASCII byte in a line that long.
+#[derive(Default)]
+pub struct Faithful {
+    /// An incomplete character at the end of the last chunk.
+    pending: Vec<u8>,
+    /// Bytes since the last newline, and whether one was not ASCII.
+    line: usize,
+    non_ascii: bool,
+    broken: bool,
+}
+
+/// docker's copier buffer (lines longer than this are split), with a margin.
+const SPLIT_LINE: usize = 8 * 1024;
+
+impl Faithful {
+    /// Takes the next bytes of one stream; false once the stream is not
+    /// faithful (for good).
+    pub fn check(&mut self, bytes: &[u8]) -> bool {
+        if self.broken {
+            return false;
+        }
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(bytes);
+        match std::str::from_utf8(&data) {
+            Ok(_) => {}
+            Err(e) if e.error_len().is_none() => self.pending = data[e.valid_up_to()..].to_vec(),
+            Err(_) => self.broken = true,
+        }
+        for &b in bytes {
+            if b == b'\n' {
+                (self.line, self.non_ascii) = (0, false);
+            } else {
+                self.line += 1;
+                self.non_ascii |= !b.is_ascii();
+                if self.non_ascii && self.line > SPLIT_LINE {
+                    self.broken = true;
+                }
+            }
+        }
+        !self.broken
+    }
 }
 
 /// Raw bytes (a tty's output) to `sink` until the end.

@@ -1,16 +1,17 @@
 //! A running docker task: wait, kill, abort and shells.
 //!
 //! Recovery (contract 0.1.4): the container lives on in dockerd when the
-//! engine's instance dies, so the task keeps a [`Record`] of its container and of
-//! how many bytes of its stdout and stderr are in the task log already (updated
-//! after each write, with no await in between, so a trap between the two cannot
-//! happen). A fresh instance ([`DockerSandbox::recover`]) finds the container,
-//! kills the dead instance's shells in it, and goes on with the container's
-//! output from `logs?follow`, skipping what the log has: nothing is lost or
-//! written twice. Tasks with proxies or caches keep no record (their endpoint
-//! and lent volumes die with the instance); kill and abort clear it.
+//! engine's instance dies, so the task keeps a [`Record`]: its container, and
+//! how many bytes of its stdout and stderr are in the task log (rewritten right
+//! after each log write). A fresh instance ([`DockerSandbox::recover`]) finds
+//! the container, kills the dead instance's shells in it, and goes on with the
+//! container's output from `logs?follow`, skipping what the log has. A task
+//! that cannot be taken over (proxies or caches, whose endpoint and lent
+//! volumes die with the instance; killed; output that docker's log would not
+//! give back byte for byte, [`Faithful`]) keeps a record all the same, marked
+//! not to be resumed: a fresh instance then only removes its container.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use enginehost_sdk::{Error, Result, Sandbox, SandboxStatus, Shells, Signal, StreamReader, TaskContext, spawn_local};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DockerEngine;
 use crate::api::escape;
-use crate::bytes::{Channel, LogLines, Reader, Source, demux};
+use crate::bytes::{Channel, Faithful, LogLines, Reader, Source, demux};
 use crate::made::Made;
 use crate::result::DockerResult;
 use crate::shell::{self, Container, DockerShell, ShellState};
@@ -26,11 +27,16 @@ use enginehost_sdk::http::Upgraded;
 
 /// What a fresh instance needs to take the task over: its container, and the
 /// bytes of its stdout and stderr that are in the task log already.
-#[derive(Serialize, Deserialize, Default, Clone)]
+#[derive(Serialize, Deserialize, Clone)]
 struct Record {
     container: String,
     out: u64,
     err: u64,
+    /// The engine instance that wrote it (its idle networks go at a recovery).
+    #[serde(default)]
+    instance: String,
+    /// False: the task is not taken over; a recovery only removes it.
+    resume: bool,
 }
 
 /// A running task: its container (shared with its shells), what was made for
@@ -41,8 +47,8 @@ struct Task {
     made: Rc<Made>,
     status: SandboxStatus,
     shells: Rc<Shells<ShellState>>,
-    /// Whether the task keeps a recovery record (cleared by kill and abort).
-    recorded: Cell<bool>,
+    /// Its recovery record as last written (none after abort).
+    record: RefCell<Option<Record>>,
 }
 
 impl Task {
@@ -54,23 +60,42 @@ impl Task {
         shells
     }
 
-    /// Writes the record (when the task keeps one); one that does not fit
-    /// leaves the task unrecoverable.
-    fn record(&self, record: &Record) {
-        if !self.recorded.get() {
-            return;
-        }
-        let bytes = serde_json::to_vec(record).unwrap_or_default();
-        if self.context.set_recovery_record(&bytes).is_err() {
-            self.forget();
+    /// Whether the task may still be taken over after a trap.
+    fn resumes(&self) -> bool {
+        self.record.borrow().as_ref().is_some_and(|r| r.resume)
+    }
+
+    /// Writes the record with the log's counts, when the task may be resumed.
+    fn record_counts(&self, out: u64, err: u64) {
+        let mut record = self.record.borrow_mut();
+        if let Some(r) = record.as_mut().filter(|r| r.resume) {
+            (r.out, r.err) = (out, err);
+            save(&self.context, r);
         }
     }
 
-    /// The task is not to be taken over any more.
+    /// The task is not to be taken over any more, only removed.
+    fn stop_resuming(&self) {
+        let mut record = self.record.borrow_mut();
+        if let Some(r) = record.as_mut().filter(|r| r.resume) {
+            r.resume = false;
+            save(&self.context, r);
+        }
+    }
+
+    /// Nothing is left to take over or remove (abort removed it).
     fn forget(&self) {
-        if self.recorded.replace(false) {
+        if self.record.borrow_mut().take().is_some() {
             let _ = self.context.set_recovery_record(&[]);
         }
+    }
+}
+
+/// Writes `record`; one that does not fit (it always does) is dropped.
+fn save(context: &TaskContext, record: &Record) {
+    let bytes = serde_json::to_vec(record).unwrap_or_default();
+    if context.set_recovery_record(&bytes).is_err() {
+        let _ = context.set_recovery_record(&[]);
     }
 }
 
@@ -103,29 +128,31 @@ pub struct DockerSandbox {
 impl DockerSandbox {
     /// The sandbox of a started container: its output goes to the task log live;
     /// it resolves when the container exited, its output was copied and every
-    /// shell ended. `recorded`: the task keeps a recovery record.
+    /// shell ended. `resume`: the task may be taken over after a trap.
     pub(crate) fn start(
         context: Rc<TaskContext>,
         container: Container,
         made: Rc<Made>,
         output: Output,
-        recorded: bool,
+        resume: bool,
     ) -> DockerSandbox {
+        let Output { mut reader, keep, skip } = output;
+        let record = Record {
+            container: container.id.clone(),
+            out: skip.0,
+            err: skip.1,
+            instance: container.engine.instance.clone(),
+            resume,
+        };
+        save(&context, &record);
         let task = Rc::new(Task {
             context,
             container: Rc::new(container),
             made,
             status: SandboxStatus::new(),
             shells: Rc::new(Shells::new()),
-            recorded: Cell::new(recorded),
+            record: RefCell::new(Some(record)),
         });
-        let Output { mut reader, keep, skip } = output;
-        let mut record = Record {
-            container: task.container.id.clone(),
-            out: skip.0,
-            err: skip.1,
-        };
-        task.record(&record);
         // The output, live, until the container's streams close.
         let logged = Signal::new();
         let (mut log, done) = (LogLines::new(&task.context), logged.clone());
@@ -134,27 +161,48 @@ impl DockerSandbox {
         spawn_local(async move {
             let _keep_open = keep;
             let (mut skip_out, mut skip_err) = skip;
+            let (mut faithful_out, mut faithful_err) = (Faithful::default(), Faithful::default());
             let _ = demux(&mut reader, async |channel, bytes| {
-                let (lines, left) = match channel {
-                    Channel::Stdout => (&mut log, &mut skip_out),
-                    Channel::Stderr => (&mut err_log, &mut skip_err),
+                let (lines, left, faithful) = match channel {
+                    Channel::Stdout => (&mut log, &mut skip_out, &mut faithful_out),
+                    Channel::Stderr => (&mut err_log, &mut skip_err, &mut faithful_err),
+                    Channel::System => {
+                        // dockerd could not read the logs: say so, and take it
+                        // as the end of the output.
+                        let why = String::from_utf8_lossy(&bytes).trim().to_string();
+                        crate::bytes::note(&logging.context, &format!("dockerd: {why}")).await;
+                        logging.stop_resuming();
+                        return;
+                    }
                 };
                 let skipped = (*left).min(bytes.len() as u64);
                 *left -= skipped;
-                if skipped as usize == bytes.len() {
+                let bytes = &bytes[skipped as usize..];
+                if bytes.is_empty() {
                     return;
                 }
-                lines.push(&bytes[skipped as usize..]).await;
-                record.out = skip.0 + log.delivered();
-                record.err = skip.1 + err_log.delivered();
-                logging.record(&record);
+                if logging.resumes() && !faithful.check(bytes) {
+                    logging.stop_resuming();
+                }
+                lines.push(bytes).await;
+                // No await between the write and the record.
+                logging.record_counts(skip.0 + log.delivered(), skip.1 + err_log.delivered());
             })
             .await;
             log.finish().await;
             err_log.finish().await;
-            record.out = skip.0 + log.delivered();
-            record.err = skip.1 + err_log.delivered();
-            logging.record(&record);
+            logging.record_counts(skip.0 + log.delivered(), skip.1 + err_log.delivered());
+            if skip_out > 0 || skip_err > 0 {
+                crate::bytes::note(
+                    &logging.context,
+                    &format!(
+                        "The container's output after the engine's restart was {skip_out} bytes (stdout) and \
+                         {skip_err} bytes (stderr) shorter than the log already had: docker's log of it was cut \
+                         (rotated or dropped); what it wrote meanwhile may be missing"
+                    ),
+                )
+                .await;
+            }
             done.set(());
         });
         let waiting = task.clone();
@@ -232,12 +280,51 @@ impl DockerSandbox {
             id: record.container.clone(),
             env,
         };
-        shell::kill_marked(&container, "enginehost-").await;
-        if let Some(dead) = inspected["Config"]["Labels"]["enginehost.instance"].as_str()
-            && dead != engine.instance
-        {
-            spawn_local(remove_idle_networks(engine.clone(), dead.to_string()));
+        // What the instances that died under the task left (the one that made
+        // the container, the one that wrote the record), once this task's
+        // container is removed or taken over.
+        let mut dead: Vec<String> = [
+            inspected["Config"]["Labels"]["enginehost.instance"]
+                .as_str()
+                .unwrap_or_default(),
+            &record.instance,
+        ]
+        .into_iter()
+        .filter(|d| !d.is_empty() && *d != engine.instance)
+        .map(String::from)
+        .collect();
+        dead.dedup();
+        let sweep = || {
+            for instance in &dead {
+                spawn_local(sweep_dead_instance(engine.clone(), instance.clone()));
+            }
+        };
+        let removed = async |why: String| {
+            made.remove(false).await;
+            sweep();
+            Error::NonFatalInternalError(format!("{why}; its container {} was removed", record.container))
+        };
+        if !record.resume {
+            return Err(removed(
+                "the task is not taken over (it has proxies or caches, was killed, or wrote output that docker's log \
+                 does not give back byte for byte)"
+                    .into(),
+            )
+            .await);
         }
+        // The log must give back every byte the task wrote, from the start.
+        let log = &inspected["HostConfig"]["LogConfig"];
+        let (driver, options) = (log["Type"].as_str().unwrap_or("?"), &log["Config"]);
+        if driver != "json-file" || !options["max-size"].is_null() || options["mode"].as_str() == Some("non-blocking") {
+            return Err(removed(format!(
+                "the task is not taken over: its output after the restart would come from dockerd's log, which must \
+                 be the json-file driver without max-size and in blocking mode; this container logs with {driver} \
+                 {options}"
+            ))
+            .await);
+        }
+        shell::kill_marked(&container, "enginehost-").await;
+        sweep();
         let logs = docker
             .call(
                 "GET",
@@ -245,12 +332,12 @@ impl DockerSandbox {
                 None,
             )
             .await
-            .map_err(|e| {
-                Error::NonFatalInternalError(format!(
-                    "reading the output of container {} from dockerd (its log driver must keep logs, e.g. \
-                     json-file or local): {e}",
+            .map_err(|e| match e.status() {
+                Some(_) => Error::NonFatalInternalError(format!(
+                    "dockerd refused the output of container {}: {e}",
                     record.container
-                ))
+                )),
+                None => engine.unavailable(e),
             })?;
         let output = Output {
             reader: Reader::new(Source::Body(logs.into_body())),
@@ -261,24 +348,26 @@ impl DockerSandbox {
     }
 }
 
-/// Removes the networks that the dead instance `dead` made and nothing runs in
-/// any more (its spare): dockerd refuses to remove one that a running container
-/// is in ("has active endpoints"), so the tasks still to be taken over keep theirs.
-async fn remove_idle_networks(engine: Rc<DockerEngine>, dead: String) {
+/// Removes what the dead instance `dead` made and nothing uses any more: its
+/// spare network, and volumes (every handle to them died with it). dockerd
+/// refuses to remove a network a running container is in, or a volume a
+/// container has mounted, so the tasks still to be taken over keep theirs (and
+/// each one's recovery sweeps again).
+async fn sweep_dead_instance(engine: Rc<DockerEngine>, dead: String) {
     let filter = escape(&serde_json::json!({"label": [format!("enginehost.instance={dead}")]}).to_string());
-    let Ok(found) = engine
-        .docker
-        .json("GET", &format!("/networks?filters={filter}"), None)
-        .await
-    else {
-        return;
-    };
-    for network in found.as_array().into_iter().flatten() {
-        if let Some(id) = network["Id"].as_str() {
-            let _ = engine
-                .docker
-                .call("DELETE", &format!("/networks/{}", escape(id)), None)
-                .await;
+    let docker = &engine.docker;
+    if let Ok(found) = docker.json("GET", &format!("/networks?filters={filter}"), None).await {
+        for network in found.as_array().into_iter().flatten() {
+            if let Some(id) = network["Id"].as_str() {
+                crate::cleanup::remove(docker, &crate::cleanup::Job::Network(id.into())).await;
+            }
+        }
+    }
+    if let Ok(found) = docker.json("GET", &format!("/volumes?filters={filter}"), None).await {
+        for volume in found["Volumes"].as_array().into_iter().flatten() {
+            if let Some(name) = volume["Name"].as_str() {
+                crate::cleanup::remove(docker, &crate::cleanup::Job::Volume(name.into())).await;
+            }
         }
     }
 }
@@ -316,7 +405,7 @@ impl Sandbox<DockerEngine> for DockerSandbox {
         if let Some(ended) = self.task.status.kill() {
             return ended;
         }
-        self.task.forget();
+        self.task.stop_resuming();
         self.task.mark_shells_aborted();
         let container = &self.task.container;
         let target = format!("/containers/{}/stop?t={}", container.id, container.engine.kill_grace);

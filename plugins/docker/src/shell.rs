@@ -19,7 +19,7 @@ use crate::bytes::{Channel, Reader, Source, copy, demux};
 use crate::{DockerEngine, new_name};
 
 /// The environment variable marking a shell's processes.
-const MARKER: &str = "ENGINEHOST_SHELL";
+pub(crate) const MARKER: &str = "ENGINEHOST_SHELL";
 
 /// A task's container, as its shells see it.
 pub(crate) struct Container {
@@ -57,8 +57,11 @@ impl ShellState {
 /// with `marker`: one shell's, or (`new_name`'s prefix) every shell's, as a
 /// recovery does with the shells of the instance that died.
 pub(crate) async fn kill_marked(task: &Container, marker: &str) {
+    // The variable's whole entry, at its start (the task cannot set it:
+    // `MARKER` is refused as a task variable).
     let script = format!(
-        "for p in /proc/[0-9]*; do grep -qa '{MARKER}={marker}' $p/environ 2>/dev/null && kill -9 ${{p#/proc/}}; done; true"
+        "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -q '^{MARKER}={marker}' && \
+         kill -9 ${{p#/proc/}}; done; true"
     );
     let docker = &task.engine.docker;
     let body = json!({"Cmd": ["sh", "-c", script], "AttachStdout": false, "AttachStderr": false});
@@ -170,7 +173,7 @@ pub(crate) async fn start(
                 let _ = demux(&mut reader, async |channel, bytes| {
                     let _ = match channel {
                         Channel::Stdout => out_tx.write_all(bytes).await,
-                        Channel::Stderr => err_tx.write_all(bytes).await,
+                        Channel::Stderr | Channel::System => err_tx.write_all(bytes).await,
                     };
                 })
                 .await;

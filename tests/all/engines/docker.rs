@@ -521,3 +521,112 @@ async fn a_storm_of_traps_fails_the_task_and_removes_its_container() {
     );
     engine.dispose().await.unwrap();
 }
+
+/// A task killed after a trap, before anything waited for it (so before any
+/// recovery started), is not taken over, and its container and network are
+/// removed all the same: the host hands the record to a fresh instance only to
+/// abort it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_killed_while_its_engine_is_dead_leaves_no_container() {
+    if !dockerd() {
+        return;
+    }
+    let label = unique();
+    let engine = engine("", &label).await;
+    let sandbox = started_in(&engine, context(), json!({"image": IMAGE, "command": ["sleep", "60"]})).await;
+    assert_eq!(
+        leftovers(&label).iter().filter(|o| o.starts_with("container ")).count(),
+        1
+    );
+    assert!(engine.inject_trap("an injected trap").await);
+    let EngineError::PluginFailed { reason, .. } = sandbox.kill().await.unwrap_err() else {
+        panic!("expected plugin-failed")
+    };
+    assert!(
+        reason.contains("killed while its engine was being restarted"),
+        "{reason}"
+    );
+    let EngineError::PluginFailed { reason, .. } = sandbox.wait_for_result().await.map(|_| ()).unwrap_err() else {
+        panic!("expected plugin-failed")
+    };
+    assert!(
+        reason.contains("killed while its engine was being restarted"),
+        "{reason}"
+    );
+    let guard = std::time::Instant::now();
+    while !leftovers(&label).is_empty() {
+        assert!(guard.elapsed().as_secs() < 60, "left behind: {:?}", leftovers(&label));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(sandbox);
+    engine.dispose().await.unwrap();
+}
+
+/// Tasks the docker engine does not take over after a trap (one with a cache,
+/// whose lent volume dies with the instance; one whose output docker's log
+/// would not give back byte for byte) fail saying so, and their containers
+/// are removed by the fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_that_are_not_taken_over_fail_and_their_containers_go() {
+    if !dockerd() {
+        return;
+    }
+    let label = unique();
+    let engine = engine("", &label).await;
+    let cache = engine.new_volume(json!({})).await.unwrap();
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"image": IMAGE, "command": ["sleep", "60"]}))
+        .await
+        .unwrap();
+    builder.attach_volume("/cache/", cache.as_ref(), false).await.unwrap();
+    let cached = builder.start().await.unwrap();
+    let binary = started_in(
+        &engine,
+        context(),
+        json!({"image": IMAGE, "command": ["sh", "-c", "printf 'bytes \\377\\376\\n'; sleep 60"]}),
+    )
+    .await;
+    let waits = [spawn_wait(&cached), spawn_wait(&binary)];
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(engine.inject_trap("an injected trap").await);
+    for wait in waits {
+        let EngineError::PluginFailed { reason, .. } = wait.await.unwrap().unwrap_err() else {
+            panic!("expected plugin-failed")
+        };
+        assert!(reason.contains("the task is not taken over"), "{reason}");
+        assert!(reason.contains("was removed"), "{reason}");
+    }
+    drop((cached, binary));
+    // The cache's volume went with them: its handle died with the instance.
+    let guard = std::time::Instant::now();
+    while !leftovers(&label).is_empty() {
+        assert!(guard.elapsed().as_secs() < 60, "left behind: {:?}", leftovers(&label));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(cache.dispose().await.is_err(), "the lent volume died with its instance");
+    drop(cache);
+    engine.dispose().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_marker_is_not_a_task_variable() {
+    if !dockerd() {
+        return;
+    }
+    let label = unique();
+    let engine = engine("", &label).await;
+    let builder = engine
+        .new_sandbox_builder(context(), json!({"image": IMAGE, "command": ["true"]}))
+        .await
+        .unwrap();
+    match builder
+        .set_environment_variable("ENGINEHOST_SHELL", "enginehost-1")
+        .await
+    {
+        Err(EngineError::MalformedPayload(m)) => {
+            assert!(m[0].contains("ENGINEHOST_SHELL is the docker engine's own"), "{m:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    builder.discard().await.unwrap();
+}
