@@ -129,3 +129,12 @@ pub fn spawn_wait(sandbox: &Arc<dyn Sandbox>) -> tokio::task::JoinHandle<Result<
     let sandbox = sandbox.clone();
     tokio::spawn(async move { sandbox.wait_for_result().await.map(|rs| rs.success()) })
 }
+
+/// Polls `done` every 50 ms until it holds; fails with `what()` after 60 s.
+pub async fn until(what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
+    let guard = std::time::Instant::now();
+    while !done() {
+        assert!(guard.elapsed().as_secs() < 60, "{}", what());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

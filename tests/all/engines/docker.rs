@@ -437,14 +437,11 @@ async fn a_running_container_survives_a_trap_with_its_whole_output_once() {
         "the shell runs"
     );
     assert!(engine.inject_trap("an injected trap").await);
-    let guard = std::time::Instant::now();
-    while top(&before[0]).iter().any(|p| p.contains("sleep 3131")) {
-        assert!(
-            guard.elapsed().as_secs() < 60,
-            "the old instance's shell outlived the recovery"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until(
+        || "the old instance's shell outlived the recovery".into(),
+        || !top(&before[0]).iter().any(|p| p.contains("sleep 3131")),
+    )
+    .await;
     assert!(
         !waiting.is_finished(),
         "the shell went at the recovery, before the task's end"
@@ -553,11 +550,11 @@ async fn a_task_killed_while_its_engine_is_dead_leaves_no_container() {
         reason.contains("killed while its engine was being restarted"),
         "{reason}"
     );
-    let guard = std::time::Instant::now();
-    while !leftovers(&label).is_empty() {
-        assert!(guard.elapsed().as_secs() < 60, "left behind: {:?}", leftovers(&label));
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    until(
+        || format!("left behind: {:?}", leftovers(&label)),
+        || leftovers(&label).is_empty(),
+    )
+    .await;
     drop(sandbox);
     engine.dispose().await.unwrap();
 }
@@ -598,11 +595,11 @@ async fn tasks_that_are_not_taken_over_fail_and_their_containers_go() {
     }
     drop((cached, binary));
     // The cache's volume went with them: its handle died with the instance.
-    let guard = std::time::Instant::now();
-    while !leftovers(&label).is_empty() {
-        assert!(guard.elapsed().as_secs() < 60, "left behind: {:?}", leftovers(&label));
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    until(
+        || format!("left behind: {:?}", leftovers(&label)),
+        || leftovers(&label).is_empty(),
+    )
+    .await;
     assert!(cache.dispose().await.is_err(), "the lent volume died with its instance");
     drop(cache);
     engine.dispose().await.unwrap();

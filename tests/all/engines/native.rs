@@ -191,13 +191,11 @@ async fn a_running_command_survives_a_trap_as_the_same_process_and_user() {
     assert!(!pgrep(&shell_mark).is_empty(), "the shell runs");
     assert!(engine.inject_trap("an injected trap").await);
     let guard = std::time::Instant::now();
-    while !pgrep(&shell_mark).is_empty() {
-        assert!(
-            guard.elapsed().as_secs() < 60,
-            "the old instance's shell outlived the recovery"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    until(
+        || "the old instance's shell outlived the recovery".into(),
+        || pgrep(&shell_mark).is_empty(),
+    )
+    .await;
     assert!(
         !waiting.is_finished(),
         "the shell went at the recovery, before the task's end"
