@@ -194,15 +194,37 @@ impl WasmSandbox {
         }
     }
 
+    /// Rules recovery out (the caller holds the `handle` lock, `current` is
+    /// its handle). When no recovery started yet, the engine still gets the
+    /// record once, to remove what the task runs outside the host (a recovery
+    /// in flight does that itself).
+    fn rule_out(&self, current: &Arc<Handle>, reason: &str) {
+        let slot = self.recovering.lock().unwrap_or_else(|p| p.into_inner());
+        let started = matches!(&*slot, Some((dead, _)) if Arc::ptr_eq(dead, current));
+        let record = self.recovery.scope.recovery_record();
+        self.recovery.rule_out(reason, current.instance.plugin());
+        if !started && let Some(record) = record {
+            let (recovery, dead) = (self.recovery.clone(), current.clone());
+            tokio::spawn(async move { recovery.abandon(&dead, record).await });
+        }
+    }
+
     /// The outcome of a kill or abort on `handle`: when its instance died under
-    /// the call, the task is not taken over either (it was being ended).
-    fn ended(&self, handle: &Handle, called: Result<()>, why: &str) -> Result<()> {
+    /// the call, the task is not taken over either (it was being ended), unless
+    /// a recovery completed meanwhile: then the call goes again, to it (`Err`).
+    fn ended(
+        &self,
+        handle: &Arc<Handle>,
+        called: Result<()>,
+        why: &str,
+    ) -> std::result::Result<Result<()>, Arc<Handle>> {
         match called {
             Err(e @ EngineError::PluginFailed { .. }) if !handle.instance.is_alive() => match self.now(Some(why)) {
-                Err(ruled) => Err(ruled),
-                Ok(_) => Err(e),
+                Err(ruled) => Ok(Err(ruled)),
+                Ok(fresh) if !Arc::ptr_eq(&fresh, handle) && fresh.instance.is_alive() => Err(fresh),
+                Ok(_) => Ok(Err(e)),
             },
-            called => called,
+            called => Ok(called),
         }
     }
 
@@ -220,20 +242,10 @@ impl WasmSandbox {
         if let Some(why) = ending
             && self.recovery.may_recover()
         {
-            let slot = self.recovering.lock().unwrap_or_else(|p| p.into_inner());
-            let started = matches!(&*slot, Some((dead, _)) if Arc::ptr_eq(dead, &current));
-            let record = self.recovery.scope.recovery_record();
-            self.recovery.rule_out(
+            self.rule_out(
+                &current,
                 &format!("the task was {why} while its engine was being restarted"),
-                current.instance.plugin(),
             );
-            // No recovery started yet (nobody waited since the trap): the engine
-            // still gets the record once, to remove what the task runs outside
-            // the host (a recovery in flight does that itself).
-            if !started && let Some(record) = record {
-                let (recovery, dead) = (self.recovery.clone(), current.clone());
-                tokio::spawn(async move { recovery.abandon(&dead, record).await });
-            }
         }
         match self.recovery.failure() {
             Some(failed) => Err(failed),
@@ -275,8 +287,11 @@ impl contract::Sandbox for WasmSandbox {
                         called => break called.map(|(rs, success)| (handle.sibling(rs), success)),
                     }
                 };
-                // The work is over: nothing is left to take over.
-                self.recovery.scope.forget_recovery_record();
+                // The work is over: nothing is left to take over (after a
+                // rule-out, the clean-up forgets the record once it is done).
+                if self.recovery.failure().is_none() {
+                    self.recovery.scope.forget_recovery_record();
+                }
                 let (handle, success) = result?;
                 Ok(Arc::new(WasmResultSet { handle, success }) as Arc<dyn contract::ResultSet>)
             })
@@ -338,28 +353,44 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        let handle = self.now(Some("aborted"))?;
-        let called = handle
-            .call("abort", Deadline::Quick, |acc, ex, res| {
-                async move { ex.sandbox().call_abort(acc, res).await }.boxed()
-            })
-            .await;
-        self.ended(&handle, called, "aborted")
+        let mut handle = self.now(Some("aborted"))?;
+        loop {
+            let called = handle
+                .call("abort", Deadline::Quick, |acc, ex, res| {
+                    async move { ex.sandbox().call_abort(acc, res).await }.boxed()
+                })
+                .await;
+            match self.ended(&handle, called, "aborted") {
+                Ok(result) => return result,
+                Err(fresh) => handle = fresh,
+            }
+        }
     }
 
     async fn kill(&self) -> Result<()> {
-        let handle = self.now(Some("killed"))?;
-        let called = handle
-            .call("kill", Deadline::Quick, |acc, ex, res| {
-                async move { ex.sandbox().call_kill(acc, res).await }.boxed()
-            })
-            .await;
-        self.ended(&handle, called, "killed")
+        let mut handle = self.now(Some("killed"))?;
+        loop {
+            let called = handle
+                .call("kill", Deadline::Quick, |acc, ex, res| {
+                    async move { ex.sandbox().call_kill(acc, res).await }.boxed()
+                })
+                .await;
+            match self.ended(&handle, called, "killed") {
+                Ok(result) => return result,
+                Err(fresh) => handle = fresh,
+            }
+        }
     }
 
     async fn terminate(&self, reason: &str) {
-        let current = self.current();
-        self.recovery.rule_out(reason, current.instance.plugin());
+        // Under the handle lock, as in `now`: a recovery storing its sandbox
+        // either comes first (that instance is the one killed) or aborts it.
+        let current = {
+            let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
+            let current = handle.clone();
+            self.rule_out(&current, reason);
+            current
+        };
         current.instance.kill(reason.to_string());
     }
 }

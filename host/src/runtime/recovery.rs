@@ -92,10 +92,11 @@ impl Recovery {
         self.failed.get().cloned()
     }
 
-    /// The worker tears the instance down itself (the task did not end when
-    /// told): the task ends with it, as before 0.1.4.
+    /// The task is ended (kill or abort on a dead instance, terminate): it is
+    /// not taken over. Its record stays, and with it its scope, until the
+    /// clean-up that follows (the recovery in flight, or `abandon`) is done:
+    /// the engine then still sees the task it removes.
     pub(crate) fn rule_out(&self, reason: &str, plugin: &str) {
-        self.scope.forget_recovery_record();
         let _ = self.failed.set(EngineError::PluginFailed {
             plugin: plugin.to_string(),
             reason: reason.to_string(),
@@ -228,15 +229,17 @@ impl Recovery {
         )
     }
 
-    /// The task was ended (kill, abort) while its instance was dead and before
-    /// any recovery started: the record goes to a fresh instance all the same,
-    /// only to be cleaned up.
+    /// The task was ended (kill or abort while its instance was dead, before
+    /// any recovery started; terminate): the record goes to a fresh instance
+    /// all the same, only to be cleaned up.
     pub(crate) async fn abandon(&self, dead: &Handle, record: Arc<[u8]>) {
-        let Some(engine) = self.engine.upgrade() else {
-            return;
-        };
-        let plugin = dead.instance.plugin().to_string();
-        self.clean_up(dead, &engine, record, &plugin).await;
+        if let Some(engine) = self.engine.upgrade() {
+            // Terminate kills a live instance: the clean-up goes to the next one.
+            dead.instance.failure().await;
+            let plugin = dead.instance.plugin().to_string();
+            self.clean_up(dead, &engine, record, &plugin).await;
+        }
+        self.scope.forget_recovery_record();
     }
 
     /// A task that may not go on but left a record: the engine gets the record

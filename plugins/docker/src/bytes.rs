@@ -139,6 +139,11 @@ impl Faithful {
         }
         !self.broken
     }
+
+    /// At the stream's end: faithful, with no character cut off.
+    pub fn complete(&self) -> bool {
+        !self.broken && self.pending.is_empty()
+    }
 }
 
 /// Raw bytes (a tty's output) to `sink` until the end.

@@ -191,6 +191,10 @@ impl DockerSandbox {
             .await;
             log.finish().await;
             err_log.finish().await;
+            // A character cut off at the end would come back as U+FFFD.
+            if !(faithful_out.complete() && faithful_err.complete()) {
+                logging.stop_resuming();
+            }
             logging.record_counts(skip.0 + log.delivered(), skip.1 + err_log.delivered());
             if skip_out > 0 || skip_err > 0 {
                 crate::bytes::note(
@@ -393,11 +397,14 @@ impl Sandbox<DockerEngine> for DockerSandbox {
 
     async fn abort(&self) -> Result<()> {
         self.task.status.abort()?;
-        self.task.forget();
+        // Marked first, forgotten once removed: a trap in between leaves a
+        // record with which a fresh instance removes the container.
+        self.task.stop_resuming();
         for shell in self.task.mark_shells_aborted() {
             shell.end();
         }
         self.task.made.remove(false).await;
+        self.task.forget();
         Ok(())
     }
 

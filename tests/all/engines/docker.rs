@@ -627,3 +627,29 @@ async fn the_shell_marker_is_not_a_task_variable() {
     }
     builder.discard().await.unwrap();
 }
+
+/// A task the worker tears down (`terminate`: kill and abort were ignored) is
+/// not taken over, and its container goes with it: a fresh instance gets the
+/// record only to remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_task_leaves_no_container() {
+    if !dockerd() {
+        return;
+    }
+    let label = unique();
+    let engine = engine("", &label).await;
+    let sandbox = started_in(&engine, context(), json!({"image": IMAGE, "command": ["sleep", "60"]})).await;
+    let waiting = spawn_wait(&sandbox);
+    sandbox.terminate("the worker gave up on the task").await;
+    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected plugin-failed")
+    };
+    assert!(reason.contains("the worker gave up on the task"), "{reason}");
+    drop(sandbox);
+    until(
+        || format!("left behind: {:?}", leftovers(&label)),
+        || leftovers(&label).is_empty(),
+    )
+    .await;
+    engine.dispose().await.unwrap();
+}
