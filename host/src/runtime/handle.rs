@@ -73,7 +73,7 @@ impl Drop for Handle {
 }
 
 /// A call's result before flattening: the instance's error outside, the engine's inside.
-type Called<R> = wasmtime::Result<std::result::Result<R, WitError>>;
+pub(crate) type Called<R> = wasmtime::Result<std::result::Result<R, WitError>>;
 
 impl Handle {
     /// Calls into the guest (the call `what`, within `deadline`) with this handle's

@@ -10,14 +10,15 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::OnceCell;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceAny};
 
-use super::actor::Deadline;
-use super::handle::{Handle, stream_result};
+use super::actor::{Acc, Deadline};
+use super::handle::{Called, Handle, stream_result};
 use super::recovery::Recovery;
 use crate::contract::{
     self, ByteSink, ByteStream, DisplayConnection, EngineError, FileHandler, ProxyHandler, Result, byte_pipe,
 };
+use crate::wit::bindings::EngineExports;
 use crate::wit::host::{FileHandlerRes, ProxyHandlerRes};
 use crate::wit::streams::{guest_stream, host_stream};
 
@@ -228,6 +229,24 @@ impl WasmSandbox {
         }
     }
 
+    /// Kill or abort (`what`, which leaves the task `why`): on the live
+    /// sandbox, again on a recovered one if the instance died under the call.
+    async fn end(
+        &self,
+        what: &'static str,
+        why: &'static str,
+        call: for<'a> fn(&'a Acc, &'a EngineExports, ResourceAny) -> BoxFuture<'a, Called<()>>,
+    ) -> Result<()> {
+        let mut handle = self.now(Some(why))?;
+        loop {
+            let called = handle.call(what, Deadline::Quick, call).await;
+            match self.ended(&handle, called, why) {
+                Ok(result) => return result,
+                Err(fresh) => handle = fresh,
+            }
+        }
+    }
+
     /// The handle for a call other than `wait-for-result`: never waits for a
     /// recovery. `ending` (abort, kill) on a dead instance rules recovery out:
     /// the task is being ended anyway.
@@ -353,33 +372,17 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        let mut handle = self.now(Some("aborted"))?;
-        loop {
-            let called = handle
-                .call("abort", Deadline::Quick, |acc, ex, res| {
-                    async move { ex.sandbox().call_abort(acc, res).await }.boxed()
-                })
-                .await;
-            match self.ended(&handle, called, "aborted") {
-                Ok(result) => return result,
-                Err(fresh) => handle = fresh,
-            }
-        }
+        self.end("abort", "aborted", |acc, ex, res| {
+            async move { ex.sandbox().call_abort(acc, res).await }.boxed()
+        })
+        .await
     }
 
     async fn kill(&self) -> Result<()> {
-        let mut handle = self.now(Some("killed"))?;
-        loop {
-            let called = handle
-                .call("kill", Deadline::Quick, |acc, ex, res| {
-                    async move { ex.sandbox().call_kill(acc, res).await }.boxed()
-                })
-                .await;
-            match self.ended(&handle, called, "killed") {
-                Ok(result) => return result,
-                Err(fresh) => handle = fresh,
-            }
-        }
+        self.end("kill", "killed", |acc, ex, res| {
+            async move { ex.sandbox().call_kill(acc, res).await }.boxed()
+        })
+        .await
     }
 
     async fn terminate(&self, reason: &str) {
