@@ -138,3 +138,21 @@ pub async fn until(what: impl Fn() -> String, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A storm: `engine`'s instance is torn down 4 times, `pause` apart, while the
+/// task behind `waiting` runs; that task must fail saying it was not recovered.
+pub async fn trap_storm(
+    engine: &Arc<dyn Engine>,
+    waiting: tokio::task::JoinHandle<Result<bool, EngineError>>,
+    pause: std::time::Duration,
+) {
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        assert!(engine.inject_trap("a trap storm").await);
+        tokio::time::sleep(pause).await;
+    }
+    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
+        panic!("expected plugin-failed")
+    };
+    assert!(reason.contains("the task was not recovered"), "{reason}");
+}

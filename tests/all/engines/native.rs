@@ -271,16 +271,7 @@ async fn a_storm_of_traps_fails_the_task_cleanly_and_leaves_nothing_behind() {
     let command = format!("setsid sleep {mark} & echo \"user $(id -un)\"; sleep 20");
     let ctx = context();
     let sandbox = started_in(&engine, ctx.clone(), json!({"command": ["sh", "-c", command]})).await;
-    let waiting = spawn_wait(&sandbox);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for _ in 0..4 {
-        assert!(engine.inject_trap("a trap storm").await);
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    }
-    let EngineError::PluginFailed { reason, .. } = waiting.await.unwrap().unwrap_err() else {
-        panic!("expected plugin-failed")
-    };
-    assert!(reason.contains("the task was not recovered"), "{reason}");
+    trap_storm(&engine, spawn_wait(&sandbox), std::time::Duration::from_millis(300)).await;
     ctx.log().close();
     let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
     let user = after(&log, "user ")[0].to_string();
