@@ -28,6 +28,18 @@ pub async fn open(task: &TaskContext, address: Address) -> Result<Endpoint, CapE
     raw::open(task, address).await
 }
 
+/// An endpoint of `task` that outlived the instance that opened it, again: in
+/// [`Engine::recover_sandbox`](crate::Engine::recover_sandbox), with the address
+/// its `address()` gave (contract 0.1.4). Its listener, connections, routes,
+/// proxies and the requests not yet taken are all still there; requests the old
+/// instance held unanswered were answered 500.
+///
+/// # Errors
+/// `not-found` when no kept endpoint of the task has `address`.
+pub fn adopt(task: &TaskContext, address: &str) -> Result<Endpoint, CapError> {
+    raw::adopt(task, address)
+}
+
 /// A unix socket at `path` in the task's sandbox directory.
 pub fn sandbox_socket(path: &str) -> Address {
     Address::SandboxSocket(path.into())

@@ -30,7 +30,15 @@ impl<T> wit::HostWithStore<T> for Caps {
     }
 }
 
-impl wit::Host for CapsCtxView<'_> {}
+impl wit::Host for CapsCtxView<'_> {
+    fn adopt(&mut self, r: Resource<TaskHandle>, address: String) -> wasmtime::Result<WitResult<Resource<Endpoint>>> {
+        let task = self.table.get(&r)?.clone();
+        match caps::endpoint::adopt(&task, &address) {
+            Ok(endpoint) => Ok(Ok(self.table.push(endpoint)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}
 
 impl wit::HostEndpoint for CapsCtxView<'_> {
     fn address(&mut self, r: Resource<Endpoint>) -> wasmtime::Result<String> {

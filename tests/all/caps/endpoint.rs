@@ -272,6 +272,31 @@ async fn a_unix_socket_in_the_sandbox() {
     );
 }
 
+/// `adopt` (contract 0.1.4) finds only an endpoint kept past its instance's
+/// death: not a live one of the task, nor an address the task never opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_endpoint_kept_past_its_instance_can_be_adopted() {
+    let engine = with_grants(&CAPS, "[plugins.X.endpoint]\nlisten = [\"sandbox:meta.sock\"]\n").await;
+    let (sandbox, ctx) = start_steps(
+        &engine,
+        json!([{"op": "endpoint", "socket": "meta.sock"},
+               {"op": "adopt-endpoint", "address": "meta.sock"},
+               {"op": "adopt-endpoint", "address": "other.sock"},
+               {"op": "route", "path": "/x", "fixed": {"status": 200, "body": "{}"}}]),
+    )
+    .await;
+    let log = log_shows(&ctx, "ok route").await;
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("error: adopt-endpoint")).collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(
+        refused[0].contains("no endpoint of the task at 'meta.sock' outlived its instance"),
+        "{log}"
+    );
+    assert!(refused[1].contains("'other.sock'"), "{log}");
+    drop(sandbox);
+    drained().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listening_is_denied_without_the_grant() {
     let try_open = async |plugin: &enginehost::runtime::LoadedPlugin, config: &str, step: Value| {

@@ -44,15 +44,23 @@ use crate::policy::Peers;
 /// The most endpoints one task may open.
 const MAX_PER_TASK: u32 = 8;
 
-/// The host side of an `endpoint`.
+/// The host side of an `endpoint`: the engine's handle.
 pub struct Endpoint {
-    shared: Arc<Shared>,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
-    address: String,
+    core: Arc<Core>,
     scope: Arc<TaskScope>,
 }
 
-impl Drop for Endpoint {
+/// What the handle holds: the server ends when the last holder goes. That is
+/// the handle, unless the task's scope kept the endpoint past the instance that
+/// opened it (contract 0.1.4): then also the scope, until a fresh instance
+/// adopts it (`adopt`) or the task ends.
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
+    address: String,
+}
+
+impl Drop for Core {
     fn drop(&mut self) {
         self.shared.cancel.cancel();
     }
@@ -160,11 +168,27 @@ pub(crate) async fn open(task: &TaskHandle, address: Address) -> CapResult<Endpo
         .unwrap_or(server::DEFAULT_MAX_CONNECTIONS);
     let task = tokio::spawn(server::serve(listener, shared.clone(), max));
     scope.add_host_task(task.abort_handle());
-    Ok(Endpoint {
+    let core = Arc::new(Core {
         shared,
         queue: Arc::new(tokio::sync::Mutex::new(queue_rx)),
         address,
-        scope,
+    });
+    let weak: std::sync::Weak<dyn std::any::Any + Send + Sync> = Arc::downgrade(&core) as _;
+    scope.add_endpoint(&core.address, weak)?;
+    Ok(Endpoint { core, scope })
+}
+
+/// `adopt`: the endpoint at `address` (as `address()` gave it) that outlived
+/// the instance that opened it (kept because the task has a recovery record),
+/// for a fresh instance. Requests not yet taken are still queued for it.
+pub(crate) fn adopt(task: &TaskHandle, address: &str) -> CapResult<Endpoint> {
+    let kept = task.scope.adopt_endpoint(address)?;
+    let core = kept
+        .downcast::<Core>()
+        .map_err(|_| invalid("the kept endpoint is not an endpoint of this capability"))?;
+    Ok(Endpoint {
+        core,
+        scope: task.scope.clone(),
     })
 }
 
@@ -192,30 +216,34 @@ fn action(a: RouteAction) -> CapResult<Action> {
 impl Endpoint {
     /// Where it listens (the bound address for TCP, the sandbox path for a socket).
     pub(crate) fn address(&self) -> &str {
-        &self.address
+        &self.core.address
     }
 
     /// Adds a route: `method` (any when `None`) and `path` lead to `to`.
     pub(crate) fn add_route(&self, method: Option<&str>, path: &str, to: RouteAction) -> CapResult<()> {
         let to = action(to)?;
-        let mut routes = self.shared.routes.lock().expect("endpoint routes");
+        let mut routes = self.core.shared.routes.lock().expect("endpoint routes");
         routes.add_route(method, path, to).map_err(invalid)
     }
 
     /// Serves `/<name>/...` through one of the worker's proxy handlers.
     pub(crate) fn add_proxy(&self, name: &str, handler: Arc<dyn ProxyHandler>) -> CapResult<()> {
-        let mut routes = self.shared.routes.lock().expect("endpoint routes");
+        let mut routes = self.core.shared.routes.lock().expect("endpoint routes");
         routes.add_proxy(name, handler).map_err(invalid)
     }
 
     /// Stops listening and ends its connections.
     pub(crate) fn close(&self) {
-        self.shared.cancel.cancel();
+        self.core.shared.cancel.cancel();
     }
 
     /// The next request on an `engine` route; `None` once the endpoint closed.
     pub(crate) fn next_request(&self) -> impl Future<Output = Option<EndpointRequest>> + Send + use<> {
-        let (queue, cancel, scope) = (self.queue.clone(), self.shared.cancel.clone(), self.scope.clone());
+        let (queue, cancel, scope) = (
+            self.core.queue.clone(),
+            self.core.shared.cancel.clone(),
+            self.scope.clone(),
+        );
         async move {
             let next = tokio::select! {
                 _ = cancel.cancelled() => None,

@@ -229,6 +229,10 @@ struct TaskState {
     processes: Vec<Weak<dyn TaskProcess>>,
     /// Processes kept past their instance's death, until adopted or the end.
     detained: Vec<Arc<dyn TaskProcess>>,
+    /// The task's endpoints by address (`endpoint::Core`, held by the engine's
+    /// handle), and those kept past their instance's death.
+    endpoint_list: Vec<(String, Weak<dyn std::any::Any + Send + Sync>)>,
+    kept_endpoints: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)>,
     spawned: u32,
     endpoints: u32,
     host_tasks: Vec<AbortHandle>,
@@ -306,10 +310,17 @@ impl TaskScope {
     /// Kills the kept processes nobody adopted (after a recovery, whatever its
     /// outcome: the old instance's shells, and anything the record did not name).
     pub(crate) fn release_detained(&self) {
-        let detained = std::mem::take(&mut self.lock().detained);
+        let (detained, endpoints) = {
+            let mut state = self.lock();
+            (
+                std::mem::take(&mut state.detained),
+                std::mem::take(&mut state.kept_endpoints),
+            )
+        };
         for process in &detained {
             process.kill_now();
         }
+        drop(endpoints); // closed, unless adopted
     }
 
     /// Moves the task to instance `generation` (it took the task over): when that
@@ -496,6 +507,45 @@ impl TaskScope {
                 state.detained.push(process);
             }
         }
+        let endpoints: Vec<_> = state
+            .endpoint_list
+            .iter()
+            .filter_map(|(address, e)| Some((address.clone(), e.upgrade()?)))
+            .collect();
+        for (address, endpoint) in endpoints {
+            if !state.kept_endpoints.iter().any(|(_, k)| Arc::ptr_eq(k, &endpoint)) {
+                state.kept_endpoints.push((address, endpoint));
+            }
+        }
+    }
+
+    /// Registers an endpoint of the task at `address`, held weakly (the
+    /// engine's handle holds it): kept past its instance like the processes.
+    pub(crate) fn add_endpoint(&self, address: &str, endpoint: Weak<dyn std::any::Any + Send + Sync>) -> CapResult<()> {
+        let mut state = self.lock();
+        if self.has_ended() {
+            return Err(CapError::TaskEnded);
+        }
+        state.endpoint_list.retain(|(_, e)| e.strong_count() > 0);
+        state.endpoint_list.push((address.to_string(), endpoint));
+        Ok(())
+    }
+
+    /// Takes the kept endpoint at `address` (a fresh instance adopts it).
+    pub(crate) fn adopt_endpoint(&self, address: &str) -> CapResult<Arc<dyn std::any::Any + Send + Sync>> {
+        self.live()?;
+        let mut state = self.lock();
+        let at = state
+            .kept_endpoints
+            .iter()
+            .position(|(a, _)| a == address)
+            .ok_or_else(|| {
+                CapError::NotFound(format!(
+                    "no endpoint of the task at '{address}' outlived its instance (only endpoints of a task with a \
+                 recovery record are kept, until adopted once)"
+                ))
+            })?;
+        Ok(state.kept_endpoints.swap_remove(at).1)
     }
 
     /// Takes the kept process with `pid` (a fresh instance adopts it).
@@ -614,6 +664,7 @@ impl TaskScope {
             p.kill_now();
         }
         let detained = std::mem::take(&mut state.detained);
+        let kept_endpoints = std::mem::take(&mut state.kept_endpoints);
         for task in state.host_tasks.drain(..) {
             task.abort();
         }
@@ -627,6 +678,7 @@ impl TaskScope {
         };
         drop(state);
         drop(detained); // killed above; dropping removes their cgroups
+        drop(kept_endpoints); // their servers were aborted above
         if cleanup != Cleanup::default() {
             self.engine.host.janitor.submit(cleanup);
         }
