@@ -133,7 +133,8 @@ impl WasmSandbox {
         self.handle.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The sandbox's handle in a live instance, for `wait-for-result`: after a
+    /// The sandbox's handle in a live instance, for `wait-for-result`, new
+    /// shells and displays (which then work on the recovered sandbox): after a
     /// trap, the task taken over by a fresh instance when it can be (else the
     /// dead handle, whose calls fail with the death message, or the reason
     /// recovery failed). Ends at once when recovery is ruled out meanwhile.
@@ -158,8 +159,8 @@ impl WasmSandbox {
                         return Err(failed);
                     }
                     let (recovery, handle, dead) = (self.recovery.clone(), self.handle.clone(), current.clone());
-                    // Read now: a rule-out forgets it, and the engine then still
-                    // needs it to remove what the task runs.
+                    // Read when the job starts: the record the fresh instance
+                    // gets is the one the task had when its instance died.
                     let record = self.recovery.scope.recovery_record();
                     let task = tokio::spawn(async move {
                         let fresh = Arc::new(recovery.recover(&dead, record).await?);
@@ -220,7 +221,7 @@ impl WasmSandbox {
         why: &str,
     ) -> std::result::Result<Result<()>, Arc<Handle>> {
         match called {
-            Err(e @ EngineError::PluginFailed { .. }) if !handle.instance.is_alive() => match self.now(Some(why)) {
+            Err(e @ EngineError::PluginFailed { .. }) if !handle.instance.is_alive() => match self.now(why) {
                 Err(ruled) => Ok(Err(ruled)),
                 Ok(fresh) if !Arc::ptr_eq(&fresh, handle) && fresh.instance.is_alive() => Err(fresh),
                 Ok(_) => Ok(Err(e)),
@@ -237,7 +238,7 @@ impl WasmSandbox {
         why: &'static str,
         call: for<'a> fn(&'a Acc, &'a EngineExports, ResourceAny) -> BoxFuture<'a, Called<()>>,
     ) -> Result<()> {
-        let mut handle = self.now(Some(why))?;
+        let mut handle = self.now(why)?;
         loop {
             let called = handle.call(what, Deadline::Quick, call).await;
             match self.ended(&handle, called, why) {
@@ -247,10 +248,10 @@ impl WasmSandbox {
         }
     }
 
-    /// The handle for a call other than `wait-for-result`: never waits for a
-    /// recovery. `ending` (abort, kill) on a dead instance rules recovery out:
-    /// the task is being ended anyway.
-    fn now(&self, ending: Option<&str>) -> Result<Arc<Handle>> {
+    /// The handle for kill and abort (`ending` says which): never waits for a
+    /// recovery. On a dead instance it rules recovery out: the task is being
+    /// ended anyway. (Other calls wait for a recovery: `live`.)
+    fn now(&self, ending: &str) -> Result<Arc<Handle>> {
         // Held while ruling out, so that a recovery storing its sandbox either
         // comes first (the call goes there) or sees the rule-out (and aborts).
         let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,12 +259,10 @@ impl WasmSandbox {
         if current.instance.is_alive() {
             return Ok(current);
         }
-        if let Some(why) = ending
-            && self.recovery.may_recover()
-        {
+        if self.recovery.may_recover() {
             self.rule_out(
                 &current,
-                &format!("the task was {why} while its engine was being restarted"),
+                &format!("the task was {ending} while its engine was being restarted"),
             );
         }
         match self.recovery.failure() {
@@ -321,7 +320,7 @@ impl contract::Sandbox for WasmSandbox {
     async fn new_shell(&self, command: &[String], tty: bool) -> Result<Box<dyn contract::Shell>> {
         let command = command.to_vec();
         let (stdin_sink, stdin) = byte_pipe();
-        let handle = self.now(None)?;
+        let handle = self.live().await?;
         let (shell, stdout, stderr) = handle
             .call("new-shell", Deadline::Quick, move |acc, ex, res| {
                 async move {
@@ -347,7 +346,8 @@ impl contract::Sandbox for WasmSandbox {
 
     async fn list_displays(&self) -> Result<Vec<contract::Display>> {
         let displays = self
-            .now(None)?
+            .live()
+            .await?
             .call("list-displays", Deadline::Quick, |acc, ex, res| {
                 async move { ex.sandbox().call_list_displays(acc, res).await }.boxed()
             })
@@ -359,7 +359,8 @@ impl contract::Sandbox for WasmSandbox {
         let name = name.to_string();
         let (input, client) = byte_pipe();
         let output = self
-            .now(None)?
+            .live()
+            .await?
             .call("open-display", Deadline::Quick, move |acc, ex, res| {
                 async move {
                     let client = host_stream(acc, client)?;
