@@ -13,7 +13,10 @@ use enginehost_sdk::caps::endpoint::{self, Action, BodyEnd, Endpoint, Request};
 use enginehost_sdk::{Error, Signal, StreamResult, TaskContext, sleep, spawn_local};
 use futures::FutureExt;
 use futures::channel::oneshot;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::recovery::{Keeper, Record};
 
 /// How long a poll is held when there is nothing to do (the agent waits 90 s).
 const POLL_HOLD: Duration = Duration::from_secs(25);
@@ -21,7 +24,7 @@ const POLL_HOLD: Duration = Duration::from_secs(25);
 const MAX_JSON: usize = 1 << 20;
 
 /// How the agent reported the task's end.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub enum Reported {
     Exit(i64),
     Signal(i64),
@@ -42,6 +45,12 @@ pub struct Agent {
     wake: RefCell<Signal<()>>,
     waiting: RefCell<HashMap<String, oneshot::Sender<Request>>>,
     next_id: Cell<u64>,
+    /// Which instance of the task this is (see `recovery`): action ids are
+    /// `<epoch>.<n>`.
+    epoch: u32,
+    /// qemu's pid, once it runs: from then on each step is recorded.
+    pid: Cell<Option<u32>>,
+    pub keeper: Keeper,
 }
 
 /// Reads a small body (at most [`MAX_JSON`] bytes).
@@ -69,19 +78,70 @@ pub async fn empty(request: &Request, status: u16) {
 }
 
 impl Agent {
-    pub fn new(command: &[String], env: &[(String, String)]) -> Rc<Agent> {
+    pub fn new(context: Rc<TaskContext>, command: &[String], env: &[(String, String)]) -> Rc<Agent> {
         let env: serde_json::Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        Rc::new(Agent {
+        Rc::new(Self::with(
+            context,
+            json!({"command": command, "env": env}).to_string().into_bytes(),
+            0,
+        ))
+    }
+
+    fn with(context: Rc<TaskContext>, execute: Vec<u8>, epoch: u32) -> Agent {
+        Agent {
             booted: Signal::new(),
             reported: Signal::new(),
             log_end: Signal::new(),
             gone: Signal::new(),
-            execute: json!({"command": command, "env": env}).to_string().into_bytes(),
+            execute,
             actions: RefCell::default(),
             wake: RefCell::new(Signal::new()),
             waiting: RefCell::default(),
             next_id: Cell::new(1),
-        })
+            epoch,
+            pid: Cell::new(None),
+            keeper: Keeper::new(context),
+        }
+    }
+
+    /// The agent's side of a task taken over from `record`: where the protocol
+    /// was, and the next epoch (recorded at once).
+    pub fn restore(context: Rc<TaskContext>, record: &Record) -> Rc<Agent> {
+        let agent = Self::with(context, record.execute.clone().into_bytes(), record.epoch + 1);
+        if record.booted {
+            agent.booted.set(());
+        }
+        if let Some(complete) = record.log_complete {
+            agent.log_end.set(if complete {
+                BodyEnd::Complete
+            } else {
+                BodyEnd::Truncated
+            });
+        }
+        if let Some(reported) = record.reported {
+            agent.reported.set(reported);
+        }
+        agent.running(record.pid);
+        Rc::new(agent)
+    }
+
+    /// qemu runs as `pid`: the task can be taken over from now on.
+    pub fn running(&self, pid: u32) {
+        self.pid.set(Some(pid));
+        self.save();
+    }
+
+    /// Records where the protocol is (called right after each step).
+    fn save(&self) {
+        let Some(pid) = self.pid.get() else { return };
+        self.keeper.save(&Record {
+            pid,
+            epoch: self.epoch,
+            execute: String::from_utf8_lossy(&self.execute).into_owned(),
+            booted: self.booted.is_set(),
+            log_complete: self.log_end.get().map(|end| matches!(end, BodyEnd::Complete)),
+            reported: self.reported.get(),
+        });
     }
 
     /// The routes of the protocol on `ep`.
@@ -117,14 +177,18 @@ impl Agent {
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         match path {
             "/engine/v1/execute" => {
-                self.booted.set(());
+                if self.booted.set(()) {
+                    self.save();
+                }
                 let _ = request
                     .respond_bytes(200, &[("content-type", "application/json")], self.execute.clone())
                     .await;
             }
             "/engine/v1/log" => {
                 let end = request.body_end().await;
-                self.log_end.set(end);
+                if self.log_end.set(end) {
+                    self.save();
+                }
                 empty(&request, 200).await;
             }
             "/engine/v1/success" | "/engine/v1/failed" => {
@@ -134,7 +198,9 @@ impl Agent {
                     (None, Some(signal)) => Reported::Signal(signal),
                     _ => return empty(&request, 400).await,
                 };
-                self.reported.set(reported);
+                if self.reported.set(reported) {
+                    self.save();
+                }
                 empty(&request, 200).await;
             }
             "/engine/v1/poll" => self.poll(request).await,
@@ -196,7 +262,7 @@ impl Agent {
     pub async fn ask(&self, mut action: Value) -> Option<Request> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let id = id.to_string();
+        let id = format!("{}.{id}", self.epoch);
         action["id"] = json!(id);
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().insert(id.clone(), tx);

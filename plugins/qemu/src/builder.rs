@@ -9,10 +9,7 @@ use std::time::Duration;
 use enginehost_sdk::caps::endpoint::{self};
 use enginehost_sdk::caps::files;
 use enginehost_sdk::caps::process::{Command, ExitStatus, Output};
-use enginehost_sdk::{
-    EnvVars, Error, ProxyHandler, Result, SandboxBuilder, SandboxStatus, Shells, Signal, TaskContext, malformed,
-    spawn_local,
-};
+use enginehost_sdk::{EnvVars, Error, ProxyHandler, Result, SandboxBuilder, TaskContext, malformed, spawn_local};
 use futures::FutureExt;
 
 use crate::agent::Agent;
@@ -21,7 +18,7 @@ use crate::qmp::Qmp;
 use crate::{IMAGES, Payload, QemuEngine};
 
 use crate::sandbox::QemuSandbox;
-use crate::task::{ENV_RULE, Task, valid_env_name, valid_proxy_name};
+use crate::task::{ENV_RULE, META_SOCKET, Task, valid_env_name, valid_proxy_name};
 
 /// Collects the environment and proxies.
 pub struct QemuBuilder {
@@ -161,9 +158,9 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
         let mut env: BTreeMap<String, String> = self.payload.env.clone();
         env.extend(self.env.to_vec());
         let env: Vec<(String, String)> = env.into_iter().collect();
-        let agent = Agent::new(&self.payload.command, &env);
+        let agent = Agent::new(self.context.clone(), &self.payload.command, &env);
 
-        let ep = endpoint::open(&self.context, endpoint::sandbox_socket("meta.sock"))
+        let ep = endpoint::open(&self.context, endpoint::sandbox_socket(META_SOCKET))
             .await
             .map_err(|e| Error::NonFatalInternalError(format!("opening the task's endpoint: {}", e.message())))?;
         Agent::routes(&ep)?;
@@ -190,34 +187,8 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
                     e.message()
                 ))
             })?;
-        engine.running.set(engine.running.get() + 1);
-        let task = Rc::new(Task {
-            engine: engine.clone(),
-            context: self.context.clone(),
-            agent: agent.clone(),
-            qemu,
-            qmp: RefCell::new(None),
-            endpoint: ep.clone(),
-            status: SandboxStatus::new(),
-            stopped: Signal::new(),
-            displays_end: Signal::new(),
-            shells: Rc::new(Shells::new()),
-            artifacts: Cell::new(0),
-            _proxies: proxies,
-        });
-        // qemu's end: the VM is gone for the agent, shells and displays.
-        let watching = task.clone();
-        spawn_local(async move {
-            let _status: ExitStatus = watching.qemu.wait().await;
-            let engine = &watching.engine;
-            engine.running.set(engine.running.get().saturating_sub(1));
-            watching.stopped.set(());
-            watching.agent.gone.set(());
-            watching.displays_end.set(());
-            watching.shells.live().iter().for_each(|s| s.lost());
-            watching.endpoint.close();
-        });
-        spawn_local(agent.clone().serve(ep));
+        agent.running(qemu.pid());
+        let task = Task::launch(engine, self.context.clone(), agent, qemu, ep, proxies);
 
         let started = async {
             let mut qmp = Qmp::connect(&self.context, Duration::from_secs(10)).await?;
@@ -231,6 +202,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
         match qmp {
             Ok(qmp) => *task.qmp.borrow_mut() = Some(qmp),
             Err(why) => {
+                task.agent.keeper.stop();
                 task.status.resolve(Err(Error::SandboxAborted));
                 task.stop_vm().await;
                 let log = match files::sandbox_dir(&self.context).await {

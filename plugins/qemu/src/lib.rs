@@ -27,6 +27,7 @@ mod agent;
 mod builder;
 mod machine;
 mod qmp;
+mod recovery;
 mod result;
 mod sandbox;
 mod shell;
@@ -235,6 +236,10 @@ impl Engine for QemuEngine {
             }
         }
         Ok(QemuBuilder::new(self, context, payload))
+    }
+
+    async fn recover_sandbox(self: Rc<Self>, context: TaskContext, record: Vec<u8>) -> Result<QemuSandbox> {
+        recovery::recover(self, context, &record).await
     }
 }
 

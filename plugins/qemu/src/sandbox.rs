@@ -60,6 +60,7 @@ impl Sandbox<QemuEngine> for QemuSandbox {
 
     async fn abort(&self) -> Result<()> {
         self.0.status.abort()?;
+        self.0.agent.keeper.stop();
         for shell in self.0.shells.live() {
             let _ = shell.abort();
         }
@@ -72,6 +73,7 @@ impl Sandbox<QemuEngine> for QemuSandbox {
         if let Some(ended) = task.status.kill() {
             return ended;
         }
+        task.agent.keeper.stop();
         task.displays_end.set(());
         // Each shell is aborted on its own connection too: a shell the agent was
         // still starting when kill-process came would miss the group signal.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use enginehost_sdk::caps::endpoint::{BodyEnd, Endpoint};
 use enginehost_sdk::caps::files;
-use enginehost_sdk::caps::process::Process;
-use enginehost_sdk::{Error, ProxyHandler, SandboxStatus, Shells, Signal, TaskContext, sleep};
+use enginehost_sdk::caps::process::{ExitStatus, Process};
+use enginehost_sdk::{Error, ProxyHandler, SandboxStatus, Shells, Signal, TaskContext, sleep, spawn_local};
 use futures::FutureExt;
 
 use crate::QemuEngine;
@@ -29,6 +29,8 @@ pub(crate) const SCREEN: &str = "screen";
 pub(crate) const SCREEN_DESCRIPTION: &str = "Primary screen attached to the virtual machine";
 /// The largest artifact taken from the guest.
 pub(crate) const MAX_ARTIFACT: u64 = 8 << 30;
+/// The task's endpoint: the agent's meta-data service and the proxies.
+pub(crate) const META_SOCKET: &str = "meta.sock";
 /// The guest's home: relative artifact paths start there.
 pub(crate) const GUEST_HOME: &str = "/home/tc";
 
@@ -62,6 +64,48 @@ pub(crate) struct Task {
 }
 
 impl Task {
+    /// The task of the VM that runs as `qemu`, its agent served on `endpoint`
+    /// (started, or taken over): watches qemu's end and serves the agent. QMP
+    /// and the supervisor come next.
+    pub(crate) fn launch(
+        engine: &Rc<QemuEngine>,
+        context: Rc<TaskContext>,
+        agent: Rc<Agent>,
+        qemu: Process,
+        endpoint: Rc<Endpoint>,
+        proxies: Vec<(String, ProxyHandler)>,
+    ) -> Rc<Task> {
+        engine.running.set(engine.running.get() + 1);
+        let task = Rc::new(Task {
+            engine: engine.clone(),
+            context,
+            agent: agent.clone(),
+            qemu,
+            qmp: RefCell::new(None),
+            endpoint: endpoint.clone(),
+            status: SandboxStatus::new(),
+            stopped: Signal::new(),
+            displays_end: Signal::new(),
+            shells: Rc::new(Shells::new()),
+            artifacts: Cell::new(0),
+            _proxies: proxies,
+        });
+        // qemu's end: the VM is gone for the agent, shells and displays.
+        let watching = task.clone();
+        spawn_local(async move {
+            let _status: ExitStatus = watching.qemu.wait().await;
+            let engine = &watching.engine;
+            engine.running.set(engine.running.get().saturating_sub(1));
+            watching.stopped.set(());
+            watching.agent.gone.set(());
+            watching.displays_end.set(());
+            watching.shells.live().iter().for_each(|s| s.lost());
+            watching.endpoint.close();
+        });
+        spawn_local(agent.serve(endpoint));
+        task
+    }
+
     /// Quits qemu (QMP `quit`, then TERM/KILL to what is left of the task's
     /// processes: qemu and slirp's `socat` helpers) and waits for it.
     pub(crate) async fn stop_vm(&self) {
@@ -121,7 +165,10 @@ impl Task {
         }
         let ended = async {
             let reported = self.agent.reported.wait().await;
-            let log = self.agent.log_end.wait().await;
+            // The agent reports only after the host answered its log request,
+            // which the engine does once the log ended. A task taken over right
+            // after that answer may not know how it ended: whole, as a rule.
+            let log = self.agent.log_end.get().unwrap_or(BodyEnd::Complete);
             (reported, log)
         };
         futures::select! {

@@ -490,3 +490,149 @@ async fn a_tty_shell_in_the_vm_sees_its_size_change() {
     drop(engine);
     drained().await;
 }
+
+/// The line the host writes into the task log when a fresh instance takes over.
+const RESTARTED: &str = "and was restarted; the task goes on in the new instance";
+
+/// The pids of the qemu processes running in this test's sandboxes.
+fn qemu_pids() -> Vec<u32> {
+    let work = test_work_dir();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let in_work = std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&work));
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if in_work && String::from_utf8_lossy(&cmd).starts_with(QEMU) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn log_text(ctx: &enginehost::contract::TaskContext) -> String {
+    std::fs::read_to_string(ctx.log().path()).unwrap_or_default()
+}
+
+/// Contract 0.1.4: a running VM is taken over by a fresh instance after a trap.
+/// The same qemu process and the same guest boot go on (its boot id is printed
+/// before and after); every line the task printed is in the log exactly once,
+/// because the agent's log request never broke (the host kept the task's
+/// endpoint and its connections); a shell opened before the trap ends with an
+/// error and its process in the guest is gone, a new shell works; the result,
+/// the artifact, and nothing left afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_vm_survives_a_trap_with_its_whole_output_once() {
+    let Some((_vms, images)) = vms().await else { return };
+    let engine = engine_with(&cases_for(&images)).await;
+    let script = "echo \"boot $(cat /proc/sys/kernel/random/boot_id)\"; i=0; \
+                  while [ $i -lt 60 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.1; done; \
+                  printf 'tail-'; sleep 1; echo end; echo \"boot $(cat /proc/sys/kernel/random/boot_id)\"; \
+                  echo kept > /home/tc/kept.txt";
+    let ctx = context();
+    let sandbox = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"image": IMAGE, "command": ["sh", "-c", script]}),
+    )
+    .await;
+    let waiting = spawn_wait(&sandbox);
+    until(
+        || format!("the VM did not boot and print:\n{}", log_text(&ctx)),
+        || log_text(&ctx).contains("line 3\n"),
+    )
+    .await;
+    let before = qemu_pids();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let shell = sandbox
+        .new_shell(&["sh".into(), "-c".into(), "sleep 3131".into()], false)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(engine.inject_trap("an injected trap").await);
+    assert!(
+        shell.wait().await.is_err(),
+        "the old instance's shell ends with an error"
+    );
+    // A new shell (it waits for the recovery) works; the old one's process is
+    // gone from the guest.
+    let check = sandbox
+        .new_shell(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "sleep 1; ! ps | grep -v grep | grep -q 'sleep 3131'".into(),
+            ],
+            false,
+        )
+        .await
+        .expect("a new shell after the recovery");
+    assert_eq!(
+        check.wait().await,
+        Ok(true),
+        "the old instance's shell still runs in the guest"
+    );
+    assert_eq!(
+        waiting.await.unwrap(),
+        Ok(true),
+        "the task ends with its real result:\n{}",
+        log_text(&ctx)
+    );
+    assert_eq!(qemu_pids(), before, "the same qemu process before and after the trap");
+
+    let result = sandbox.wait_for_result().await.unwrap();
+    let kept = result.extract_file("kept.txt").await.unwrap().read_to_end().await;
+    assert_eq!(kept, b"kept\n");
+    ctx.log().close();
+    let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
+    assert_eq!(log.matches(RESTARTED).count(), 1, "{log}");
+    for i in 0..60 {
+        let line = format!("line {i}");
+        assert_eq!(
+            log.lines().filter(|l| *l == line).count(),
+            1,
+            "{line:?} must be in the log exactly once:\n{log}"
+        );
+    }
+    assert_eq!(log.lines().filter(|l| *l == "tail-end").count(), 1, "{log}");
+    let boots: Vec<&str> = log.lines().filter(|l| l.starts_with("boot ")).collect();
+    assert_eq!(boots.len(), 2, "{log}");
+    assert_eq!(boots[0], boots[1], "the same guest boot before and after the trap");
+    let restarted = log.find(RESTARTED).unwrap();
+    assert!(
+        log.find("line 0\n").unwrap() < restarted && restarted < log.find("line 59\n").unwrap(),
+        "the guest wrote on both sides of the restart:\n{log}"
+    );
+    result.dispose().await.unwrap();
+    drop((result, sandbox, shell, check));
+    drop(engine);
+    drained().await;
+    assert!(processes_in_work_dir().is_empty(), "{:#?}", processes_in_work_dir());
+    assert!(sandboxes_left().is_empty(), "{:#?}", sandboxes_left());
+}
+
+/// A storm of traps ends the task cleanly, and its VM, its socat helpers and
+/// its sandbox go all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_traps_fails_the_vm_task_and_leaves_nothing() {
+    let Some((_vms, images)) = vms().await else { return };
+    let engine = engine_with(&cases_for(&images)).await;
+    let ctx = context();
+    let sandbox = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"image": IMAGE, "command": ["sh", "-c", "echo up; sleep 120"]}),
+    )
+    .await;
+    until(
+        || format!("the VM did not boot:\n{}", log_text(&ctx)),
+        || log_text(&ctx).contains("up\n"),
+    )
+    .await;
+    trap_storm(&engine, spawn_wait(&sandbox), std::time::Duration::from_millis(1500)).await;
+    drop(sandbox);
+    drop(engine);
+    drained().await;
+    assert!(processes_in_work_dir().is_empty(), "{:#?}", processes_in_work_dir());
+}
