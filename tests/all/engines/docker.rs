@@ -60,7 +60,7 @@ pub(crate) fn dockerd() -> bool {
 }
 
 /// A label value no other test uses.
-fn unique() -> String {
+pub(super) fn unique() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
@@ -86,7 +86,7 @@ listen = ["172.16.0.0/12:80", "192.168.0.0/16:80", "10.0.0.0/8:80"]
 }
 
 /// Objects dockerd still has with the test's label.
-fn leftovers(label: &str) -> Vec<String> {
+pub(super) fn leftovers(label: &str) -> Vec<String> {
     let filter = format!("%7B%22label%22%3A%5B%22enginehost.test%3D{label}%22%5D%7D");
     let mut found = Vec::new();
     for (kind, target) in [
@@ -107,7 +107,7 @@ fn leftovers(label: &str) -> Vec<String> {
     found
 }
 
-async fn engine(extra: &str, label: &str) -> Arc<dyn Engine> {
+pub(super) async fn engine(extra: &str, label: &str) -> Arc<dyn Engine> {
     engine_from("docker", &config(extra, label)).await
 }
 

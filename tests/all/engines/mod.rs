@@ -3,6 +3,7 @@
 //! the seed's semantics and the decisions taken on its quirks (docs/engines/).
 
 pub(crate) mod docker;
+mod long_recovery;
 pub(crate) mod native;
 mod qemu;
 mod script;

@@ -20,7 +20,7 @@ use crate::caps::drained;
 use crate::common::*;
 
 const QEMU: &str = "/usr/bin/qemu-system-x86_64";
-const IMAGE: &str = "enginehost-test";
+pub(super) const IMAGE: &str = "enginehost-test";
 
 /// One VM at a time, and the image built once.
 static VMS: LazyLock<tokio::sync::Mutex<Option<Result<PathBuf, String>>>> =
@@ -70,7 +70,7 @@ fn build_image() -> Result<PathBuf, String> {
 }
 
 /// Holds the VM lock; the image directory, or `None` after a skip.
-async fn vms() -> Option<(
+pub(super) async fn vms() -> Option<(
     tokio::sync::MutexGuard<'static, Option<Result<PathBuf, String>>>,
     PathBuf,
 )> {
@@ -88,7 +88,7 @@ async fn vms() -> Option<(
 }
 
 /// The built-in cases, with the image directory at `images`.
-fn cases_for(images: &Path) -> Cases {
+pub(super) fn cases_for(images: &Path) -> Cases {
     let (_, _, text) = enginehost::plugin::BUILTIN
         .iter()
         .find(|(f, _, _)| *f == "qemu.wasm")
@@ -100,7 +100,7 @@ fn cases_for(images: &Path) -> Cases {
     serde_json::from_value(cases).unwrap()
 }
 
-async fn engine_with(cases: &Cases) -> Arc<dyn Engine> {
+pub(super) async fn engine_with(cases: &Cases) -> Arc<dyn Engine> {
     let plugin = RUNTIME.load("qemu", builtin_wasm("qemu")).unwrap();
     let grants: Capabilities = serde_json::from_value(cases.grants.clone().unwrap()).unwrap();
     RUNTIME
@@ -492,7 +492,7 @@ async fn a_tty_shell_in_the_vm_sees_its_size_change() {
 }
 
 /// The line the host writes into the task log when a fresh instance takes over.
-const RESTARTED: &str = "and was restarted; the task goes on in the new instance";
+pub(super) const RESTARTED: &str = "and was restarted; the task goes on in the new instance";
 
 /// The pids of the qemu processes running in this test's sandboxes.
 fn qemu_pids() -> Vec<u32> {
