@@ -373,10 +373,7 @@ impl contract::Sandbox for WasmSandbox {
     }
 
     async fn abort(&self) -> Result<()> {
-        self.end("abort", "aborted", |acc, ex, res| {
-            async move { ex.sandbox().call_abort(acc, res).await }.boxed()
-        })
-        .await
+        self.end("abort", "aborted", super::recovery::call_abort).await
     }
 
     async fn kill(&self) -> Result<()> {

@@ -282,9 +282,14 @@ impl Recovery {
 
 /// Aborts a recovered sandbox that may not go on (best effort).
 pub(crate) async fn abort(handle: &Handle) {
-    let _ = handle
-        .call("abort", Deadline::Quick, |acc, ex, res| {
-            async move { ex.sandbox().call_abort(acc, res).await }.boxed()
-        })
-        .await;
+    let _ = handle.call("abort", Deadline::Quick, call_abort).await;
+}
+
+/// The engine's `sandbox.abort` on `res` (here and for the worker's abort).
+pub(crate) fn call_abort<'a>(
+    acc: &'a super::actor::Acc,
+    ex: &'a crate::wit::bindings::EngineExports,
+    res: ResourceAny,
+) -> futures::future::BoxFuture<'a, super::handle::Called<()>> {
+    async move { ex.sandbox().call_abort(acc, res).await }.boxed()
 }
