@@ -280,9 +280,28 @@ impl Recovery {
     }
 }
 
-/// Aborts a recovered sandbox that may not go on (best effort).
+/// Ends a recovered sandbox that may not go on (best effort): aborts it; if its
+/// work had finished already (the engine answers sandbox-terminated: the record
+/// it recovered from said so), its result set is taken and disposed of instead,
+/// which stops what the result set kept (a VM kept for its artifacts).
 pub(crate) async fn abort(handle: &Handle) {
-    let _ = handle.call("abort", Deadline::Quick, call_abort).await;
+    let aborted = handle.call("abort", Deadline::Quick, call_abort).await;
+    if !matches!(aborted, Err(EngineError::SandboxTerminated)) {
+        return;
+    }
+    let result = handle
+        .call("wait-for-result", Deadline::Quick, |acc, ex, res| {
+            async move { ex.sandbox().call_wait_for_result(acc, res).await }.boxed()
+        })
+        .await;
+    if let Ok(result) = result {
+        let _ = handle
+            .sibling(result)
+            .call("dispose", Deadline::Quick, |acc, ex, res| {
+                async move { ex.result_set().call_dispose(acc, res).await }.boxed()
+            })
+            .await;
+    }
 }
 
 /// The engine's `sandbox.abort` on `res` (here and for the worker's abort).

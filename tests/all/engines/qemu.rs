@@ -636,3 +636,40 @@ async fn a_storm_of_traps_fails_the_vm_task_and_leaves_nothing() {
     drained().await;
     assert!(processes_in_work_dir().is_empty(), "{:#?}", processes_in_work_dir());
 }
+
+/// A task whose command ended (its agent reported) while nobody waited for the
+/// result, trapped and then aborted: the clean-up's fresh instance finds the
+/// work finished (its abort answers sandbox-terminated), so the host takes the
+/// result and disposes of it, which stops the VM at once, not only when the
+/// worker lets the task go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_vm_task_aborted_while_its_engine_is_dead_has_its_vm_stopped() {
+    let Some((_vms, images)) = vms().await else { return };
+    let engine = engine_with(&cases_for(&images)).await;
+    let ctx = context();
+    let sandbox = started_in(
+        &engine,
+        ctx.clone(),
+        json!({"image": IMAGE, "command": ["sh", "-c", "echo finished"]}),
+    )
+    .await;
+    until(
+        || format!("the VM did not boot:\n{}", log_text(&ctx)),
+        || log_text(&ctx).contains("finished\n"),
+    )
+    .await;
+    // The agent reports right after its log request was answered.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(qemu_pids().len(), 1, "the VM runs until its result is disposed of");
+    assert!(engine.inject_trap("an injected trap").await);
+    assert!(sandbox.abort().await.is_err(), "aborted while its engine was dead");
+    until(
+        || format!("the VM still runs: {:?}", qemu_pids()),
+        || qemu_pids().is_empty(),
+    )
+    .await;
+    drop(sandbox);
+    drop(engine);
+    drained().await;
+    assert!(processes_in_work_dir().is_empty(), "{:#?}", processes_in_work_dir());
+}
