@@ -22,6 +22,15 @@ use crate::recovery::{Keeper, Record};
 const POLL_HOLD: Duration = Duration::from_secs(25);
 /// The largest JSON body read from the agent.
 const MAX_JSON: usize = 1 << 20;
+/// How long a task taken over waits for the log's end after the result.
+const LOG_GRACE: Duration = Duration::from_secs(5);
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// How the agent reported the task's end.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -50,6 +59,10 @@ pub struct Agent {
     epoch: u32,
     /// qemu's pid, once it runs: from then on each step is recorded.
     pid: Cell<Option<u32>>,
+    /// When the boot must be over (Unix ms; kept across recoveries).
+    boot_by_ms: Cell<u64>,
+    /// Taken over from a record (see `log_ended`).
+    restored: bool,
     pub keeper: Keeper,
 }
 
@@ -84,10 +97,11 @@ impl Agent {
             context,
             json!({"command": command, "env": env}).to_string().into_bytes(),
             0,
+            false,
         ))
     }
 
-    fn with(context: Rc<TaskContext>, execute: Vec<u8>, epoch: u32) -> Agent {
+    fn with(context: Rc<TaskContext>, execute: Vec<u8>, epoch: u32, restored: bool) -> Agent {
         Agent {
             booted: Signal::new(),
             reported: Signal::new(),
@@ -100,6 +114,8 @@ impl Agent {
             next_id: Cell::new(1),
             epoch,
             pid: Cell::new(None),
+            boot_by_ms: Cell::new(0),
+            restored,
             keeper: Keeper::new(context),
         }
     }
@@ -107,7 +123,7 @@ impl Agent {
     /// The agent's side of a task taken over from `record`: where the protocol
     /// was, and the next epoch (recorded at once).
     pub fn restore(context: Rc<TaskContext>, record: &Record) -> Rc<Agent> {
-        let agent = Self::with(context, record.execute.clone().into_bytes(), record.epoch + 1);
+        let agent = Self::with(context, record.execute.clone().into_bytes(), record.epoch + 1, true);
         if record.booted {
             agent.booted.set(());
         }
@@ -121,14 +137,36 @@ impl Agent {
         if let Some(reported) = record.reported {
             agent.reported.set(reported);
         }
-        agent.running(record.pid);
+        agent.running(record.pid, record.boot_by_ms);
         Rc::new(agent)
     }
 
-    /// qemu runs as `pid`: the task can be taken over from now on.
-    pub fn running(&self, pid: u32) {
+    /// qemu runs as `pid` and must boot by `boot_by_ms`: the task can be taken
+    /// over from now on.
+    pub fn running(&self, pid: u32, boot_by_ms: u64) {
         self.pid.set(Some(pid));
+        self.boot_by_ms.set(boot_by_ms);
         self.save();
+    }
+
+    /// How long the boot may still take.
+    pub fn boot_left(&self) -> Duration {
+        Duration::from_millis(self.boot_by_ms.get().saturating_sub(unix_ms()))
+    }
+
+    /// How the log request ended, once it did. The agent reports the result
+    /// after its log request ended, but on another connection, so the log's
+    /// end may come just after the result. A task taken over in the moment the
+    /// old instance had the log request and had not recorded it would wait for
+    /// it forever: then, after a grace, the log counts as whole.
+    pub async fn log_ended(&self) -> BodyEnd {
+        if !self.restored {
+            return self.log_end.wait().await;
+        }
+        futures::select! {
+            end = self.log_end.wait().fuse() => end,
+            _ = sleep(LOG_GRACE).fuse() => BodyEnd::Complete,
+        }
     }
 
     /// Records where the protocol is (called right after each step).
@@ -136,6 +174,7 @@ impl Agent {
         let Some(pid) = self.pid.get() else { return };
         self.keeper.save(&Record {
             pid,
+            boot_by_ms: self.boot_by_ms.get(),
             epoch: self.epoch,
             execute: String::from_utf8_lossy(&self.execute).into_owned(),
             booted: self.booted.is_set(),

@@ -12,7 +12,7 @@ use enginehost_sdk::caps::process::{Command, ExitStatus, Output};
 use enginehost_sdk::{EnvVars, Error, ProxyHandler, Result, SandboxBuilder, TaskContext, malformed, spawn_local};
 use futures::FutureExt;
 
-use crate::agent::Agent;
+use crate::agent::{self, Agent};
 use crate::machine::Machine;
 use crate::qmp::Qmp;
 use crate::{IMAGES, Payload, QemuEngine};
@@ -187,7 +187,7 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
                     e.message()
                 ))
             })?;
-        agent.running(qemu.pid());
+        agent.running(qemu.pid(), agent::unix_ms() + u64::from(engine.boot_timeout) * 1000);
         let task = Task::launch(engine, self.context.clone(), agent, qemu, ep, proxies);
 
         let started = async {

@@ -34,6 +34,8 @@ use crate::task::{META_SOCKET, Task};
 pub(crate) struct Record {
     /// qemu's pid.
     pub(crate) pid: u32,
+    /// When the boot must be over (Unix ms): a recovery does not extend it.
+    pub(crate) boot_by_ms: u64,
     /// Which instance of the task this is (0 for the one that started it): the
     /// prefix of its action ids.
     pub(crate) epoch: u32,

@@ -142,12 +142,14 @@ impl Task {
 
     /// Watches the VM: the boot timeout, the result, a crash.
     pub(crate) async fn supervise(self: Rc<Self>) {
-        let boot = Duration::from_secs(u64::from(self.engine.boot_timeout));
-        let booted = futures::select! {
-            _ = self.agent.booted.wait().fuse() => true,
-            _ = sleep(boot).fuse() => false,
-            _ = self.stopped.wait().fuse() => false,
-        };
+        let boot = self.agent.boot_left();
+        // Taken over after the boot: nothing to time (and the deadline may be past).
+        let booted = self.agent.booted.is_set()
+            || futures::select! {
+                _ = self.agent.booted.wait().fuse() => true,
+                _ = sleep(boot).fuse() => false,
+                _ = self.stopped.wait().fuse() => false,
+            };
         if !booted && !self.status.is_resolved() {
             let tail = self.console_tail().await;
             let why = if self.stopped.is_set() {
@@ -165,10 +167,7 @@ impl Task {
         }
         let ended = async {
             let reported = self.agent.reported.wait().await;
-            // The agent reports only after the host answered its log request,
-            // which the engine does once the log ended. A task taken over right
-            // after that answer may not know how it ended: whole, as a rule.
-            let log = self.agent.log_end.get().unwrap_or(BodyEnd::Complete);
+            let log = self.agent.log_ended().await;
             (reported, log)
         };
         futures::select! {

@@ -8,7 +8,9 @@
 //!
 //! Bounds are in `server` (connections, head size and time, proxy bodies, the
 //! queue) and `routes` (routes, fixed bodies, answer headers); an endpoint lives
-//! until `close`, its handle's drop, or the end of its task, whichever is first.
+//! until `close`, its handle's drop, or the end of its task, whichever is first;
+//! an endpoint of a task with a recovery record outlives its handle's drop
+//! with a dead instance, until a fresh instance adopts it (`adopt`).
 //!
 //! - `routes`: what a request leads to (pure).
 //! - `server`: the listener, connections and request handling (hyper).

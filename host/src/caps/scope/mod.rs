@@ -501,6 +501,9 @@ impl TaskScope {
     /// [`EngineScope::detain_generation`]).
     fn detain_processes(&self) {
         let mut state = self.lock();
+        if self.has_ended() {
+            return; // closed: everything was killed or closed already
+        }
         let live: Vec<Arc<dyn TaskProcess>> = state.processes.iter().filter_map(Weak::upgrade).collect();
         for process in live {
             if !state.detained.iter().any(|d| Arc::ptr_eq(d, &process)) {
@@ -665,6 +668,7 @@ impl TaskScope {
         }
         let detained = std::mem::take(&mut state.detained);
         let kept_endpoints = std::mem::take(&mut state.kept_endpoints);
+        state.endpoint_list.clear();
         for task in state.host_tasks.drain(..) {
             task.abort();
         }
