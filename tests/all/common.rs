@@ -156,3 +156,15 @@ pub async fn trap_storm(
     };
     assert!(reason.contains("the task was not recovered"), "{reason}");
 }
+
+/// Each of `lines` is a line of `log` exactly once (nothing lost or repeated
+/// across an engine's recovery); `what` names the task in the message.
+pub fn each_line_once(what: &str, log: &str, lines: impl IntoIterator<Item = String>) {
+    for line in lines {
+        assert_eq!(
+            log.lines().filter(|l| *l == line).count(),
+            1,
+            "{what}: {line:?} must be in the log exactly once:\n{log}"
+        );
+    }
+}

@@ -4,17 +4,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
 
 use enginehost_sdk::caps::endpoint::{self};
 use enginehost_sdk::caps::files;
 use enginehost_sdk::caps::process::{Command, ExitStatus, Output};
-use enginehost_sdk::{EnvVars, Error, ProxyHandler, Result, SandboxBuilder, TaskContext, malformed, spawn_local};
-use futures::FutureExt;
+use enginehost_sdk::{EnvVars, Error, ProxyHandler, Result, SandboxBuilder, TaskContext, malformed};
 
 use crate::agent::{self, Agent};
 use crate::machine::Machine;
-use crate::qmp::Qmp;
 use crate::{IMAGES, Payload, QemuEngine};
 
 use crate::sandbox::QemuSandbox;
@@ -190,32 +187,16 @@ impl SandboxBuilder<QemuEngine> for QemuBuilder {
         agent.running(qemu.pid(), agent::unix_ms() + u64::from(engine.boot_timeout) * 1000);
         let task = Task::launch(engine, self.context.clone(), agent, qemu, ep, proxies);
 
-        let started = async {
-            let mut qmp = Qmp::connect(&self.context, Duration::from_secs(10)).await?;
-            qmp.execute("cont", None).await?;
-            Ok::<Qmp, String>(qmp)
-        };
-        let qmp = futures::select! {
-            q = started.fuse() => q,
-            _ = task.stopped.wait().fuse() => Err("qemu exited at once".into()),
-        };
-        match qmp {
-            Ok(qmp) => *task.qmp.borrow_mut() = Some(qmp),
-            Err(why) => {
-                task.agent.keeper.stop();
-                task.status.resolve(Err(Error::SandboxAborted));
-                task.stop_vm().await;
-                let log = match files::sandbox_dir(&self.context).await {
-                    Ok(dir) => std::fs::read_to_string(format!("{dir}/qemu.log")).unwrap_or_default(),
-                    Err(_) => String::new(),
-                };
-                let log: String = log.chars().take(2000).collect();
-                return Err(Error::NonFatalInternalError(format!(
-                    "starting the VM: {why}; qemu said: {log}"
-                )));
-            }
+        if let Err(why) = task.take_control().await {
+            let log = match files::sandbox_dir(&self.context).await {
+                Ok(dir) => std::fs::read_to_string(format!("{dir}/qemu.log")).unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let log: String = log.chars().take(2000).collect();
+            return Err(Error::NonFatalInternalError(format!(
+                "starting the VM: {why}; qemu said: {log}"
+            )));
         }
-        spawn_local(task.clone().supervise());
         Ok(QemuSandbox::new(task))
     }
 

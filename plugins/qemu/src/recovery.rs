@@ -16,16 +16,13 @@
 //! new one.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use enginehost_sdk::caps::{endpoint, process};
-use enginehost_sdk::{Error, Result, TaskContext, spawn_local};
-use futures::FutureExt;
+use enginehost_sdk::{Error, Result, TaskContext};
 use serde::{Deserialize, Serialize};
 
 use crate::QemuEngine;
 use crate::agent::{Agent, Reported};
-use crate::qmp::Qmp;
 use crate::sandbox::QemuSandbox;
 use crate::task::{META_SOCKET, Task};
 
@@ -95,30 +92,9 @@ pub(crate) async fn recover(engine: Rc<QemuEngine>, context: TaskContext, data: 
     let ep = endpoint::adopt(&context, META_SOCKET)
         .map_err(|e| Error::NonFatalInternalError(format!("taking the task's endpoint over: {}", e.message())))?;
     let agent = Agent::restore(context.clone(), &record);
-    let task = Task::launch(&engine, context.clone(), agent, qemu, Rc::new(ep), Vec::new());
-    let reconnected = async {
-        let mut qmp = Qmp::connect(&context, Duration::from_secs(10)).await?;
-        let status = qmp.execute("query-status", None).await?;
-        if status["status"] == "prelaunch" || status["status"] == "paused" {
-            qmp.execute("cont", None).await?;
-        }
-        Ok::<Qmp, String>(qmp)
-    };
-    let qmp = futures::select! {
-        q = reconnected.fuse() => q,
-        _ = task.stopped.wait().fuse() => Err("qemu exited".into()),
-    };
-    match qmp {
-        Ok(qmp) => *task.qmp.borrow_mut() = Some(qmp),
-        Err(why) => {
-            task.agent.keeper.stop();
-            task.status.resolve(Err(Error::SandboxAborted));
-            task.stop_vm().await;
-            return Err(Error::NonFatalInternalError(format!(
-                "taking the VM over: {why}; it was stopped"
-            )));
-        }
-    }
-    spawn_local(task.clone().supervise());
+    let task = Task::launch(&engine, context, agent, qemu, Rc::new(ep), Vec::new());
+    task.take_control()
+        .await
+        .map_err(|why| Error::NonFatalInternalError(format!("taking the VM over: {why}; it was stopped")))?;
     Ok(QemuSandbox::new(task))
 }

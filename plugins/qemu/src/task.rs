@@ -106,6 +106,38 @@ impl Task {
         task
     }
 
+    /// Connects QMP (qemu makes its socket just after it starts; a new client
+    /// once the old one's connection closed), resumes a VM that does not run
+    /// yet (started with `-S`, or taken over before the old instance resumed
+    /// it) and starts the supervisor. On failure the VM is stopped.
+    pub(crate) async fn take_control(self: &Rc<Self>) -> Result<(), String> {
+        let connected = async {
+            let mut qmp = Qmp::connect(&self.context, Duration::from_secs(10)).await?;
+            let status = qmp.execute("query-status", None).await?;
+            if status["status"] == "prelaunch" || status["status"] == "paused" {
+                qmp.execute("cont", None).await?;
+            }
+            Ok::<Qmp, String>(qmp)
+        };
+        let qmp = futures::select! {
+            q = connected.fuse() => q,
+            _ = self.stopped.wait().fuse() => Err("qemu exited".into()),
+        };
+        match qmp {
+            Ok(qmp) => {
+                *self.qmp.borrow_mut() = Some(qmp);
+                spawn_local(self.clone().supervise());
+                Ok(())
+            }
+            Err(why) => {
+                self.agent.keeper.stop();
+                self.status.resolve(Err(Error::SandboxAborted));
+                self.stop_vm().await;
+                Err(why)
+            }
+        }
+    }
+
     /// Quits qemu (QMP `quit`, then TERM/KILL to what is left of the task's
     /// processes: qemu and slirp's `socat` helpers) and waits for it.
     pub(crate) async fn stop_vm(&self) {

@@ -459,16 +459,11 @@ async fn a_running_container_survives_a_trap_with_its_whole_output_once() {
     ctx.log().close();
     let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
     assert_eq!(log.matches(RESTARTED).count(), 1, "{log}");
-    for i in 0..80 {
-        for stream in ["out", "err"] {
-            let line = format!("{stream} {i}");
-            assert_eq!(
-                log.lines().filter(|l| *l == line).count(),
-                1,
-                "{line:?} must be in the log exactly once:\n{log}"
-            );
-        }
-    }
+    each_line_once(
+        "docker",
+        &log,
+        (0..80).flat_map(|i| ["out", "err"].map(|stream| format!("{stream} {i}"))),
+    );
     assert_eq!(log.lines().filter(|l| *l == "tail-end").count(), 1, "{log}");
     let restarted = log.find(RESTARTED).unwrap();
     assert!(

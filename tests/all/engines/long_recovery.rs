@@ -39,14 +39,7 @@ async fn trapped_20_s_in(what: &str, engine: &Arc<dyn Engine>, payload: Value, a
     ctx.log().close();
     let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
     assert_eq!(log.matches(super::qemu::RESTARTED).count(), 1, "{what}:\n{log}");
-    for i in 0..60 {
-        let line = format!("tick {i}");
-        assert_eq!(
-            log.lines().filter(|l| *l == line).count(),
-            1,
-            "{what}: {line:?} must be in the log exactly once:\n{log}"
-        );
-    }
+    each_line_once(what, &log, (0..60).map(|i| format!("tick {i}")));
     let restarted = log.find(super::qemu::RESTARTED).unwrap();
     assert!(
         log.find("tick 10\n").unwrap() < restarted && restarted < log.find("tick 30\n").unwrap(),

@@ -515,6 +515,30 @@ fn log_text(ctx: &enginehost::contract::TaskContext) -> String {
     std::fs::read_to_string(ctx.log().path()).unwrap_or_default()
 }
 
+/// Starts `script` in a VM and waits until its log has `line`.
+async fn started_until(
+    engine: &Arc<dyn Engine>,
+    script: &str,
+    line: &str,
+) -> (
+    enginehost::contract::TaskContext,
+    Arc<dyn enginehost::contract::Sandbox>,
+) {
+    let ctx = context();
+    let sandbox = started_in(
+        engine,
+        ctx.clone(),
+        json!({"image": IMAGE, "command": ["sh", "-c", script]}),
+    )
+    .await;
+    until(
+        || format!("the VM did not boot and print {line:?}:\n{}", log_text(&ctx)),
+        || log_text(&ctx).contains(line),
+    )
+    .await;
+    (ctx, sandbox)
+}
+
 /// Contract 0.1.4: a running VM is taken over by a fresh instance after a trap.
 /// The same qemu process and the same guest boot go on (its boot id is printed
 /// before and after); every line the task printed is in the log exactly once,
@@ -530,19 +554,8 @@ async fn a_running_vm_survives_a_trap_with_its_whole_output_once() {
                   while [ $i -lt 60 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.1; done; \
                   printf 'tail-'; sleep 1; echo end; echo \"boot $(cat /proc/sys/kernel/random/boot_id)\"; \
                   echo kept > /home/tc/kept.txt";
-    let ctx = context();
-    let sandbox = started_in(
-        &engine,
-        ctx.clone(),
-        json!({"image": IMAGE, "command": ["sh", "-c", script]}),
-    )
-    .await;
+    let (ctx, sandbox) = started_until(&engine, script, "line 3\n").await;
     let waiting = spawn_wait(&sandbox);
-    until(
-        || format!("the VM did not boot and print:\n{}", log_text(&ctx)),
-        || log_text(&ctx).contains("line 3\n"),
-    )
-    .await;
     let before = qemu_pids();
     assert_eq!(before.len(), 1, "{before:?}");
     let shell = sandbox
@@ -587,14 +600,7 @@ async fn a_running_vm_survives_a_trap_with_its_whole_output_once() {
     ctx.log().close();
     let log = String::from_utf8(ctx.log().read_to_end().await.unwrap()).unwrap();
     assert_eq!(log.matches(RESTARTED).count(), 1, "{log}");
-    for i in 0..60 {
-        let line = format!("line {i}");
-        assert_eq!(
-            log.lines().filter(|l| *l == line).count(),
-            1,
-            "{line:?} must be in the log exactly once:\n{log}"
-        );
-    }
+    each_line_once("qemu", &log, (0..60).map(|i| format!("line {i}")));
     assert_eq!(log.lines().filter(|l| *l == "tail-end").count(), 1, "{log}");
     let boots: Vec<&str> = log.lines().filter(|l| l.starts_with("boot ")).collect();
     assert_eq!(boots.len(), 2, "{log}");
@@ -618,18 +624,7 @@ async fn a_running_vm_survives_a_trap_with_its_whole_output_once() {
 async fn a_storm_of_traps_fails_the_vm_task_and_leaves_nothing() {
     let Some((_vms, images)) = vms().await else { return };
     let engine = engine_with(&cases_for(&images)).await;
-    let ctx = context();
-    let sandbox = started_in(
-        &engine,
-        ctx.clone(),
-        json!({"image": IMAGE, "command": ["sh", "-c", "echo up; sleep 120"]}),
-    )
-    .await;
-    until(
-        || format!("the VM did not boot:\n{}", log_text(&ctx)),
-        || log_text(&ctx).contains("up\n"),
-    )
-    .await;
+    let (_ctx, sandbox) = started_until(&engine, "echo up; sleep 120", "up\n").await;
     trap_storm(&engine, spawn_wait(&sandbox), std::time::Duration::from_millis(1500)).await;
     drop(sandbox);
     drop(engine);
@@ -646,18 +641,7 @@ async fn a_storm_of_traps_fails_the_vm_task_and_leaves_nothing() {
 async fn a_finished_vm_task_aborted_while_its_engine_is_dead_has_its_vm_stopped() {
     let Some((_vms, images)) = vms().await else { return };
     let engine = engine_with(&cases_for(&images)).await;
-    let ctx = context();
-    let sandbox = started_in(
-        &engine,
-        ctx.clone(),
-        json!({"image": IMAGE, "command": ["sh", "-c", "echo finished"]}),
-    )
-    .await;
-    until(
-        || format!("the VM did not boot:\n{}", log_text(&ctx)),
-        || log_text(&ctx).contains("finished\n"),
-    )
-    .await;
+    let (_ctx, sandbox) = started_until(&engine, "echo finished", "finished\n").await;
     // The agent reports right after its log request was answered.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(qemu_pids().len(), 1, "the VM runs until its result is disposed of");
