@@ -49,20 +49,19 @@ pub struct Agent {
     pub log_end: Signal<BodyEnd>,
     /// The VM is gone: actions fail from now on.
     pub gone: Signal<()>,
-    execute: Vec<u8>,
+    /// The body of `execute` (JSON).
+    execute: String,
     actions: RefCell<VecDeque<Value>>,
     wake: RefCell<Signal<()>>,
     waiting: RefCell<HashMap<String, oneshot::Sender<Request>>>,
     next_id: Cell<u64>,
-    /// Which instance of the task this is (see `recovery`): action ids are
-    /// `<epoch>.<n>`.
+    /// Which instance of the task this is (see `recovery`; above 0 when taken
+    /// over from a record): action ids are `<epoch>.<n>`.
     epoch: u32,
     /// qemu's pid, once it runs: from then on each step is recorded.
     pid: Cell<Option<u32>>,
     /// When the boot must be over (Unix ms; kept across recoveries).
     boot_by_ms: Cell<u64>,
-    /// Taken over from a record (see `log_ended`).
-    restored: bool,
     pub keeper: Keeper,
 }
 
@@ -95,13 +94,12 @@ impl Agent {
         let env: serde_json::Map<String, Value> = env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         Rc::new(Self::with(
             context,
-            json!({"command": command, "env": env}).to_string().into_bytes(),
+            json!({"command": command, "env": env}).to_string(),
             0,
-            false,
         ))
     }
 
-    fn with(context: Rc<TaskContext>, execute: Vec<u8>, epoch: u32, restored: bool) -> Agent {
+    fn with(context: Rc<TaskContext>, execute: String, epoch: u32) -> Agent {
         Agent {
             booted: Signal::new(),
             reported: Signal::new(),
@@ -115,7 +113,6 @@ impl Agent {
             epoch,
             pid: Cell::new(None),
             boot_by_ms: Cell::new(0),
-            restored,
             keeper: Keeper::new(context),
         }
     }
@@ -123,7 +120,7 @@ impl Agent {
     /// The agent's side of a task taken over from `record`: where the protocol
     /// was, and the next epoch (recorded at once).
     pub fn restore(context: Rc<TaskContext>, record: &Record) -> Rc<Agent> {
-        let agent = Self::with(context, record.execute.clone().into_bytes(), record.epoch + 1, true);
+        let agent = Self::with(context, record.execute.clone(), record.epoch + 1);
         if record.booted {
             agent.booted.set(());
         }
@@ -160,7 +157,7 @@ impl Agent {
     /// old instance had the log request and had not recorded it would wait for
     /// it forever: then, after a grace, the log counts as whole.
     pub async fn log_ended(&self) -> BodyEnd {
-        if !self.restored {
+        if self.epoch == 0 {
             return self.log_end.wait().await;
         }
         futures::select! {
@@ -176,7 +173,7 @@ impl Agent {
             pid,
             boot_by_ms: self.boot_by_ms.get(),
             epoch: self.epoch,
-            execute: String::from_utf8_lossy(&self.execute).into_owned(),
+            execute: self.execute.clone(),
             booted: self.booted.is_set(),
             log_complete: self.log_end.get().map(|end| matches!(end, BodyEnd::Complete)),
             reported: self.reported.get(),
@@ -220,7 +217,11 @@ impl Agent {
                     self.save();
                 }
                 let _ = request
-                    .respond_bytes(200, &[("content-type", "application/json")], self.execute.clone())
+                    .respond_bytes(
+                        200,
+                        &[("content-type", "application/json")],
+                        self.execute.clone().into_bytes(),
+                    )
                     .await;
             }
             "/engine/v1/log" => {

@@ -497,8 +497,8 @@ impl TaskScope {
         Some((user, groups))
     }
 
-    /// Keeps every live process of the task past its instance (see
-    /// [`EngineScope::detain_generation`]).
+    /// Keeps every live process and endpoint of the task past its instance
+    /// (see [`EngineScope::detain_generation`]).
     fn detain_processes(&self) {
         let mut state = self.lock();
         if self.has_ended() {
